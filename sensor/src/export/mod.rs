@@ -1,0 +1,8 @@
+//! Output: the JSON records of RECORDS.md, JSON lines, the human table.
+
+pub mod json;
+pub mod records;
+pub mod table;
+pub mod timefmt;
+
+pub use records::{CertificateRecord, HandshakeRecord, RecordSink, Summary};

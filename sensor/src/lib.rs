@@ -1,0 +1,12 @@
+//! tls-sensor: TLS handshake and certificate visibility for Kubernetes.
+//!
+//! Stages, in the order data flows: [`capture`] → [`reassembly`] → [`tls`]
+//! → [`x509`] → [`export`], wired by [`pipeline`].
+
+pub mod analyze;
+pub mod capture;
+pub mod export;
+pub mod pipeline;
+pub mod reassembly;
+pub mod tls;
+pub mod x509;

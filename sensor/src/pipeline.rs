@@ -1,0 +1,218 @@
+//! Wires the stages for one source of segments: reassembly → TLS → x509 →
+//! a record sink. The same pipeline serves capture files and live capture.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::capture::Segment;
+use crate::capture::decode::{self, Skip};
+use crate::export::{HandshakeRecord, RecordSink, Summary};
+use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
+use crate::tls::{TlsSession, TlsStats};
+use crate::x509::{CertCache, CertInfo};
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub reassembly: ReassemblyConfig,
+    /// Largest handshake message followed (a Certificate message of a long chain).
+    pub max_handshake_message: usize,
+    /// Distinct certificates kept parsed.
+    pub cert_cache_entries: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            reassembly: ReassemblyConfig::default(),
+            max_handshake_message: 1 << 20,
+            cert_cache_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Conn {
+    tls: TlsSession,
+    reported: bool,
+}
+
+/// The TLS and certificate stages, as the reassembly table's consumer.
+struct Stages<K> {
+    sink: K,
+    certs: CertCache,
+    tls: TlsStats,
+    max_message: usize,
+    tls_connections: u64,
+    handshakes: u64,
+}
+
+impl<K: RecordSink> Stages<K> {
+    fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
+        if conn.reported {
+            return;
+        }
+        let Some(client) = conn.tls.client_side() else {
+            return;
+        };
+        conn.reported = true;
+        self.handshakes += 1;
+        let hs = &conn.tls.handshake;
+        let mut chain_fps = |ders: &[Vec<u8>], keep: &mut Vec<Arc<CertInfo>>| -> Vec<String> {
+            ders.iter()
+                .map(|der| {
+                    let (info, first) = self.certs.get(der);
+                    if first {
+                        self.sink.certificate(&info);
+                    }
+                    let fp = info.sha256.clone();
+                    keep.push(info);
+                    fp
+                })
+                .collect()
+        };
+        let mut server_certs = Vec::new();
+        let server_chain = chain_fps(&hs.server_chain, &mut server_certs);
+        let client_chain = chain_fps(&hs.client_chain, &mut Vec::new());
+        let record = HandshakeRecord::new(
+            hs,
+            meta.addr(client),
+            meta.addr(client.other()),
+            meta.first_seen_us,
+            server_chain,
+            client_chain,
+        );
+        self.sink.handshake(&record, &server_certs);
+    }
+}
+
+impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
+    fn on_data(&mut self, conn: &mut Conn, meta: &ConnMeta, side: Side, bytes: &[u8]) -> Control {
+        let was_tls = conn.tls.is_tls();
+        let control = conn
+            .tls
+            .on_data(side, bytes, self.max_message, &mut self.tls);
+        if !was_tls && conn.tls.is_tls() {
+            self.tls_connections += 1;
+        }
+        if control == Control::Done {
+            self.report(conn, meta);
+        }
+        control
+    }
+
+    fn on_gap(&mut self, conn: &mut Conn, meta: &ConnMeta, _side: Side) -> Control {
+        let control = conn.tls.on_gap();
+        if control == Control::Done {
+            self.report(conn, meta);
+        }
+        control
+    }
+
+    fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
+        self.report(&mut conn, &meta);
+    }
+}
+
+/// One pipeline instance; feed it frames or segments, then `finish`.
+pub struct Pipeline<K: RecordSink> {
+    table: ConnTable<Conn>,
+    stages: Stages<K>,
+    summary: Summary,
+    skips: BTreeMap<&'static str, u64>,
+}
+
+impl<K: RecordSink> Pipeline<K> {
+    pub fn new(cfg: PipelineConfig, sink: K) -> Self {
+        Self {
+            table: ConnTable::new(cfg.reassembly),
+            stages: Stages {
+                sink,
+                certs: CertCache::new(cfg.cert_cache_entries),
+                tls: TlsStats::default(),
+                max_message: cfg.max_handshake_message,
+                tls_connections: 0,
+                handshakes: 0,
+            },
+            summary: Summary {
+                kind: "summary",
+                ..Default::default()
+            },
+            skips: BTreeMap::new(),
+        }
+    }
+
+    /// One captured frame of a link type (pcap numbering).
+    pub fn frame(&mut self, linktype: i32, timestamp_us: i64, data: &[u8]) {
+        self.summary.frames += 1;
+        self.summary.bytes += data.len() as u64;
+        match decode::decode(linktype, data, timestamp_us) {
+            Ok(seg) => self.segment(&seg),
+            Err(skip) => self.skip(skip),
+        }
+    }
+
+    fn skip(&mut self, skip: Skip) {
+        // Non-IP and non-TCP frames are normal traffic, not errors.
+        if matches!(skip, Skip::NotIp | Skip::NotTcp) {
+            return;
+        }
+        *self.skips.entry(skip.name()).or_default() += 1;
+    }
+
+    pub fn segment(&mut self, seg: &Segment<'_>) {
+        self.table.ingest(seg, &mut self.stages);
+    }
+
+    pub fn note_file(&mut self) {
+        self.summary.files += 1;
+    }
+
+    pub fn count_error(&mut self, kind: &'static str) {
+        *self.skips.entry(kind).or_default() += 1;
+    }
+
+    pub fn sink(&mut self) -> &mut K {
+        &mut self.stages.sink
+    }
+
+    /// Reports every connection still open and the summary.
+    pub fn finish(mut self) -> (K, Summary) {
+        self.table.flush(&mut self.stages);
+        let r = &self.table.stats;
+        let s = &mut self.summary;
+        let st = &self.stages;
+        s.tcp_segments = r.segments;
+        s.connections = r.connections;
+        s.tls_connections = st.tls_connections;
+        s.handshakes = st.handshakes;
+        s.certificates = st.certs.stats.parsed;
+        let mut errors: BTreeMap<String, u64> = self
+            .skips
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let mut add = |k: &str, v: u64| {
+            if v > 0 {
+                *errors.entry(k.to_string()).or_default() += v;
+            }
+        };
+        add("reassembly_gap", r.gaps);
+        add("reassembly_out_of_window", r.out_of_window);
+        add("connection_table_full", r.table_full);
+        add("stream_budget_exhausted", r.stream_budget_exhausted);
+        add("tls_hello_unparsable", st.tls.hello_errors);
+        add(
+            "tls_certificate_message_unparsable",
+            st.tls.certificate_message_errors,
+        );
+        for (k, v) in &st.tls.record_errors {
+            add(k, *v);
+        }
+        add("x509_unparsable", st.certs.stats.parse_errors);
+        add("certificate_cache_full", st.certs.stats.not_cached);
+        s.errors = errors;
+        let summary = self.summary.clone();
+        self.stages.sink.finish(&summary);
+        (self.stages.sink, summary)
+    }
+}

@@ -1,0 +1,10 @@
+//! TCP reassembly of handshake bytes: a connection table keyed by the
+//! 4-tuple, and per direction a bounded in-order stream.
+
+mod stream;
+mod table;
+
+pub use stream::{Push, Stream};
+pub use table::{
+    ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, ReassemblyStats, Side,
+};

@@ -1,0 +1,313 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::stream::Stream;
+use crate::capture::Segment;
+
+/// Which end of a connection: `A` sent the first packet seen, `B` the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A = 0,
+    B = 1,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// What the consumer wants after seeing bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Not a protocol we follow: forget the bytes, keep only the key so that
+    /// later packets cost one lookup.
+    Ignore,
+    /// Everything wanted was seen; same as `Ignore` for the table.
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnMeta {
+    pub a: SocketAddr,
+    pub b: SocketAddr,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+}
+
+impl ConnMeta {
+    pub fn addr(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::A => self.a,
+            Side::B => self.b,
+        }
+    }
+}
+
+/// The consumer of reassembled bytes, usually the TLS stage.
+pub trait ConnHandler<S> {
+    fn on_data(&mut self, state: &mut S, meta: &ConnMeta, side: Side, bytes: &[u8]) -> Control;
+    /// Bytes of `side` are lost for good (gap, buffer bound).
+    fn on_gap(&mut self, state: &mut S, meta: &ConnMeta, side: Side) -> Control;
+    /// The connection left the table (closed, idle, evicted or end of input).
+    fn on_close(&mut self, state: S, meta: ConnMeta);
+}
+
+#[derive(Debug, Clone)]
+pub struct ReassemblyConfig {
+    /// Connections tracked at once; new ones beyond it are not followed.
+    pub max_connections: usize,
+    /// Out-of-order bytes held per direction.
+    pub max_pending_per_stream: usize,
+    /// Out-of-order bytes held across all connections.
+    pub max_pending_total: usize,
+    /// Bytes delivered per direction before giving up on a handshake.
+    pub max_stream_bytes: u64,
+    /// A connection with no packet for this long is closed.
+    pub idle_timeout_us: i64,
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1 << 20,
+            max_pending_per_stream: 1 << 20,
+            max_pending_total: 256 << 20,
+            max_stream_bytes: 4 << 20,
+            idle_timeout_us: 300_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReassemblyStats {
+    pub segments: u64,
+    pub connections: u64,
+    pub duplicate_bytes: u64,
+    pub gaps: u64,
+    pub out_of_window: u64,
+    pub table_full: u64,
+    pub stream_budget_exhausted: u64,
+    pub idle_closed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Following,
+    Finished,
+}
+
+struct Conn<S> {
+    meta: ConnMeta,
+    streams: [Stream; 2],
+    syn_seq: [Option<u32>; 2],
+    fin: [bool; 2],
+    state: State,
+    app: S,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key(SocketAddr, SocketAddr);
+
+impl Key {
+    fn of(src: SocketAddr, dst: SocketAddr) -> Self {
+        if src <= dst {
+            Key(src, dst)
+        } else {
+            Key(dst, src)
+        }
+    }
+}
+
+/// All connections being followed, each with its consumer state `S`.
+pub struct ConnTable<S> {
+    conns: HashMap<Key, Conn<S>>,
+    cfg: ReassemblyConfig,
+    pending_total: usize,
+    last_sweep_us: i64,
+    pub stats: ReassemblyStats,
+}
+
+impl<S: Default> ConnTable<S> {
+    pub fn new(cfg: ReassemblyConfig) -> Self {
+        Self {
+            conns: HashMap::new(),
+            cfg,
+            pending_total: 0,
+            last_sweep_us: i64::MIN,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_total
+    }
+
+    pub fn ingest<H: ConnHandler<S>>(&mut self, seg: &Segment<'_>, h: &mut H) {
+        self.stats.segments += 1;
+        self.maybe_sweep(seg.timestamp_us, h);
+        let key = Key::of(seg.flow.src, seg.flow.dst);
+        let fresh_syn = seg.flags.syn && !seg.flags.ack;
+        if fresh_syn {
+            // A new SYN on a known 4-tuple is a new connection (port reuse)
+            // unless it is a retransmission of the SYN we already have.
+            let reused = self.conns.get(&key).is_some_and(|c| {
+                let side = if c.meta.a == seg.flow.src {
+                    Side::A
+                } else {
+                    Side::B
+                };
+                c.syn_seq[side as usize].is_some_and(|s| s != seg.seq) || c.state == State::Finished
+            });
+            if reused {
+                self.close(key, h);
+            }
+        }
+        let conn = match self.conns.get_mut(&key) {
+            Some(c) => c,
+            None => {
+                if !seg.flags.syn && seg.payload.is_empty() {
+                    return;
+                }
+                if self.conns.len() >= self.cfg.max_connections {
+                    self.stats.table_full += 1;
+                    return;
+                }
+                self.stats.connections += 1;
+                self.conns.entry(key).or_insert_with(|| Conn {
+                    meta: ConnMeta {
+                        a: seg.flow.src,
+                        b: seg.flow.dst,
+                        first_seen_us: seg.timestamp_us,
+                        last_seen_us: seg.timestamp_us,
+                    },
+                    streams: [Stream::default(), Stream::default()],
+                    syn_seq: [None, None],
+                    fin: [false, false],
+                    state: State::Following,
+                    app: S::default(),
+                })
+            }
+        };
+        conn.meta.last_seen_us = conn.meta.last_seen_us.max(seg.timestamp_us);
+        let side = if conn.meta.a == seg.flow.src {
+            Side::A
+        } else {
+            Side::B
+        };
+        let i = side as usize;
+        if seg.flags.rst {
+            self.close(key, h);
+            return;
+        }
+        if seg.flags.fin {
+            conn.fin[i] = true;
+        }
+        if conn.state == State::Following {
+            let Conn {
+                meta,
+                streams,
+                app,
+                syn_seq,
+                ..
+            } = conn;
+            let stream = &mut streams[i];
+            let mut data_seq = seg.seq;
+            if seg.flags.syn {
+                syn_seq[i].get_or_insert(seg.seq);
+                stream.syn(seg.seq);
+                data_seq = seg.seq.wrapping_add(1);
+            }
+            let mut control = Control::Continue;
+            let budget = self.cfg.max_stream_bytes;
+            let before = stream.pending_bytes();
+            let room = self
+                .cfg
+                .max_pending_total
+                .saturating_sub(self.pending_total);
+            let r = stream.push(
+                data_seq,
+                seg.payload,
+                self.cfg.max_pending_per_stream,
+                room,
+                &mut |bytes| {
+                    control = h.on_data(app, meta, side, bytes);
+                    control == Control::Continue
+                },
+            );
+            self.pending_total =
+                (self.pending_total + stream.pending_bytes()).saturating_sub(before);
+            self.stats.duplicate_bytes += r.duplicate as u64;
+            self.stats.out_of_window += r.out_of_window as u64;
+            if r.gave_up {
+                self.stats.gaps += 1;
+                control = h.on_gap(app, meta, side);
+            } else if control == Control::Continue && stream.delivered() > budget {
+                self.stats.stream_budget_exhausted += 1;
+                control = h.on_gap(app, meta, side);
+            }
+            if control != Control::Continue {
+                conn.state = State::Finished;
+                for s in &mut conn.streams {
+                    self.pending_total -= s.clear().min(self.pending_total);
+                }
+            }
+        }
+        if conn.fin[0] && conn.fin[1] {
+            self.close(key, h);
+        }
+    }
+
+    fn close<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H) {
+        if let Some(mut c) = self.conns.remove(&key) {
+            for s in &mut c.streams {
+                self.pending_total -= s.clear().min(self.pending_total);
+            }
+            h.on_close(c.app, c.meta);
+        }
+    }
+
+    fn maybe_sweep<H: ConnHandler<S>>(&mut self, now_us: i64, h: &mut H) {
+        // Sweeping walks the whole table, so do it at most every tenth of the timeout.
+        if now_us.saturating_sub(self.last_sweep_us) < self.cfg.idle_timeout_us / 10 {
+            return;
+        }
+        self.last_sweep_us = now_us;
+        let deadline = now_us.saturating_sub(self.cfg.idle_timeout_us);
+        let idle: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.meta.last_seen_us < deadline)
+            .map(|(k, _)| *k)
+            .collect();
+        self.stats.idle_closed += idle.len() as u64;
+        for k in idle {
+            self.close(k, h);
+        }
+    }
+
+    /// Closes every connection, oldest first (end of input, shutdown).
+    pub fn flush<H: ConnHandler<S>>(&mut self, h: &mut H) {
+        let mut all: Vec<(i64, Key)> = self
+            .conns
+            .iter()
+            .map(|(k, c)| (c.meta.first_seen_us, *k))
+            .collect();
+        all.sort_by_key(|(t, _)| *t);
+        for (_, k) in all {
+            self.close(k, h);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! TLS: record and handshake-message reassembly, the handshake state
+//! machine, and the JA3/JA3S/JA4 fingerprints.
+
+pub mod fingerprint;
+pub mod hello;
+pub mod names;
+pub mod record;
+pub mod session;
+
+pub use session::{Handshake, TlsSession, TlsStats};
