@@ -1,2 +1,126 @@
-//! Types shared by the kernel programs and user space.
+//! Types shared by the kernel programs and user space: the flow map's key
+//! and value, the ring-buffer event header, counter indices, constants.
 #![no_std]
+
+/// Payload bytes per ring-buffer record. Records are variable-length: a
+/// small segment costs its own size, a large one is split into chunks.
+pub const MAX_CHUNK: usize = 4096;
+/// Chunks per packet: 140 KiB covers BIG TCP's 130 KiB GSO packets.
+pub const MAX_CHUNKS: usize = 35;
+/// Bytes shipped per direction of a flow unless user space closes it sooner.
+pub const DEFAULT_BUDGET: u32 = 64 * 1024;
+/// Ring buffer size (a power of two multiple of the page size).
+pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+/// Flows in the handshake phase tracked at once.
+pub const DEFAULT_FLOW_ENTRIES: u32 = 16384;
+
+pub const FAMILY_V4: u8 = 4;
+pub const FAMILY_V6: u8 = 6;
+
+pub const TCP_SYN: u8 = 1;
+pub const TCP_FIN: u8 = 2;
+pub const TCP_RST: u8 = 4;
+pub const TCP_ACK: u8 = 8;
+
+/// A connection, both directions: the endpoint with the lower (port, addr)
+/// is `lo`, so either direction's packet finds the same entry with one lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Addresses in network byte order as they sit in the packet; IPv4 uses word 0.
+    pub lo_addr: [u32; 4],
+    pub hi_addr: [u32; 4],
+    pub lo_port: u16,
+    pub hi_port: u16,
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Per-flow state. Index 0 is the direction sent by `lo`, 1 by `hi`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowState {
+    /// Payload bytes still to ship per direction.
+    pub budget: [u32; 2],
+    /// The last shipped segment per direction: the same segment seen again
+    /// (veth pair, loopback) is not shipped twice.
+    pub last_seq: [u32; 2],
+    pub last_len: [u32; 2],
+    pub opened_ns: u64,
+    pub last_ns: u64,
+}
+
+/// Header of every ring-buffer record; `len` payload bytes follow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// bpf_ktime_get_ns (monotonic clock).
+    pub ts_ns: u64,
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP sequence number of the first payload byte of this record.
+    pub seq: u32,
+    pub ifindex: u32,
+    /// Payload bytes following this header.
+    pub len: u16,
+    pub tcp_flags: u8,
+    pub family: u8,
+    /// 0 ingress, 1 egress.
+    pub direction: u8,
+    pub _pad: [u8; 7],
+}
+
+pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
+
+/// Per-CPU counter indices.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    Packets = 0,
+    FlowsOpened = 1,
+    BytesShipped = 2,
+    RingFull = 3,
+    MapFull = 4,
+    Truncated = 5,
+    Duplicates = 6,
+    Records = 7,
+}
+
+pub const COUNTERS: usize = 8;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTERS] = [
+        Counter::Packets,
+        Counter::FlowsOpened,
+        Counter::BytesShipped,
+        Counter::RingFull,
+        Counter::MapFull,
+        Counter::Truncated,
+        Counter::Duplicates,
+        Counter::Records,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Packets => "packets",
+            Counter::FlowsOpened => "flows_opened",
+            Counter::BytesShipped => "bytes_shipped",
+            Counter::RingFull => "ring_buffer_full",
+            Counter::MapFull => "flow_map_full",
+            Counter::Truncated => "truncated",
+            Counter::Duplicates => "duplicates",
+            Counter::Records => "records",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain-old-data, repr(C), no padding holes that matter for maps
+    // (explicit _pad fields).
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::EventHeader {}
+}

@@ -8,5 +8,6 @@ pub mod capture;
 pub mod export;
 pub mod pipeline;
 pub mod reassembly;
+pub mod run;
 pub mod tls;
 pub mod x509;

@@ -24,6 +24,42 @@ struct Cli {
 enum Command {
     /// Run the pipeline over capture files (pcap, pcapng); no privileges needed.
     Analyze(AnalyzeArgs),
+    /// Watch live traffic with the eBPF programs (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Interface to watch (repeatable); default: every interface but loopback, followed as they come and go.
+    #[arg(long = "interface", short = 'i')]
+    interfaces: Vec<String>,
+    /// Only interfaces matching this glob (repeatable).
+    #[arg(long)]
+    include: Vec<String>,
+    /// Never interfaces matching this glob (repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// JSON lines per RECORDS.md instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Seconds between self-statistics log lines.
+    #[arg(long, default_value_t = 30.0)]
+    stats_interval: f64,
+    /// Payload bytes shipped per direction of a handshake.
+    #[arg(long, default_value_t = sensor_common::DEFAULT_BUDGET)]
+    handshake_budget: u32,
+    /// Handshakes the kernel follows at once.
+    #[arg(long, default_value_t = sensor_common::DEFAULT_FLOW_ENTRIES)]
+    flow_entries: u32,
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    #[arg(long, default_value_t = sensor_common::DEFAULT_RING_BYTES)]
+    ring_bytes: u32,
+    /// Seconds a kernel flow may stay idle before it is dropped.
+    #[arg(long, default_value_t = 30.0)]
+    flow_idle: f64,
 }
 
 #[derive(Args)]
@@ -83,11 +119,61 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     })
 }
 
+fn seconds(key: &str, v: f64) -> Result<std::time::Duration> {
+    if !v.is_finite() || v <= 0.0 {
+        anyhow::bail!("--{key} must be a positive number of seconds, got {v}");
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+fn run_live(a: RunArgs) -> Result<ExitCode> {
+    use sensor::capture::live::{InterfaceFilter, LiveConfig};
+    use sensor::run::{RunOptions, run};
+    let page = 4096u32;
+    if a.ring_bytes < page || !a.ring_bytes.is_power_of_two() {
+        anyhow::bail!(
+            "--ring-bytes must be a power of two of at least {page}, got {}",
+            a.ring_bytes
+        );
+    }
+    if a.flow_entries == 0 {
+        anyhow::bail!("--flow-entries must be at least 1");
+    }
+    let opts = RunOptions {
+        filter: InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?,
+        duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
+        stats_interval: seconds("stats-interval", a.stats_interval)?,
+        flow_idle: seconds("flow-idle", a.flow_idle)?,
+        live: LiveConfig {
+            budget: a.handshake_budget,
+            flow_entries: a.flow_entries,
+            ring_bytes: a.ring_bytes,
+        },
+        pipeline: PipelineConfig::default(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stdout = std::io::LineWriter::new(std::io::stdout());
+    let write_error = if a.json {
+        rt.block_on(run(opts, JsonLines::new(stdout)))?.sink.error
+    } else {
+        rt.block_on(run(opts, Table::new(stdout)))?.sink.error
+    };
+    if let Some(e) = write_error
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        anyhow::bail!("writing output: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Analyze(a) => run_analyze(a),
+        Command::Run(a) => run_live(a),
     };
     match r {
         Ok(code) => code,

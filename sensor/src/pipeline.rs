@@ -163,6 +163,25 @@ impl<K: RecordSink> Pipeline<K> {
         self.table.ingest(seg, &mut self.stages);
     }
 
+    /// Asks for the list of connections that stopped being followed.
+    pub fn report_finished(&mut self) {
+        self.table.report_finished();
+    }
+
+    pub fn take_finished(&mut self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.table.take_finished()
+    }
+
+    /// Current totals without ending the run (periodic statistics).
+    pub fn snapshot(&self) -> (u64, u64, u64, usize) {
+        (
+            self.table.stats.segments,
+            self.stages.tls_connections,
+            self.stages.handshakes,
+            self.table.len(),
+        )
+    }
+
     pub fn note_file(&mut self) {
         self.summary.files += 1;
     }
@@ -176,7 +195,12 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     /// Reports every connection still open and the summary.
-    pub fn finish(mut self) -> (K, Summary) {
+    pub fn finish(self) -> (K, Summary) {
+        self.finish_with(|_| {})
+    }
+
+    /// Like `finish`, letting the caller add to the summary before the sink sees it.
+    pub fn finish_with(mut self, extra: impl FnOnce(&mut Summary)) -> (K, Summary) {
         self.table.flush(&mut self.stages);
         let r = &self.table.stats;
         let s = &mut self.summary;
@@ -211,6 +235,7 @@ impl<K: RecordSink> Pipeline<K> {
         add("x509_unparsable", st.certs.stats.parse_errors);
         add("certificate_cache_full", st.certs.stats.not_cached);
         s.errors = errors;
+        extra(s);
         let summary = self.summary.clone();
         self.stages.sink.finish(&summary);
         (self.stages.sink, summary)

@@ -24,7 +24,10 @@ enum Cmd {
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command, failing with its command line when it fails.
@@ -40,8 +43,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 fn test() -> Result<()> {
     setup::setup()?;
     let root = root();
-    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "--workspace", "--bins"]))?;
-    run(Command::new("cargo").current_dir(&root).args(["test", "--release", "--workspace"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--workspace",
+        "--bins",
+    ]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["test", "--release", "--workspace"]))?;
     Ok(())
 }
 

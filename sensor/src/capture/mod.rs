@@ -2,6 +2,7 @@
 //! Everything downstream sees only [`Segment`], never the source.
 
 pub mod decode;
+pub mod live;
 pub mod pcap;
 pub mod segment;
 

@@ -174,6 +174,9 @@ pub struct Summary {
     pub handshakes: u64,
     pub certificates: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Live capture only: the kernel program's counters.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kernel: BTreeMap<String, u64>,
 }
 
 /// Where records go: JSON lines, the table, OTLP later.

@@ -105,6 +105,12 @@ impl<W: Write> RecordSink for Table<W> {
                 text.push_str(&format!("  {k:<32} {v}\n"));
             }
         }
+        if !s.kernel.is_empty() {
+            text.push_str("kernel:\n");
+            for (k, v) in &s.kernel {
+                text.push_str(&format!("  {k:<32} {v}\n"));
+            }
+        }
         self.write(text);
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e);

@@ -129,6 +129,9 @@ pub struct ConnTable<S> {
     cfg: ReassemblyConfig,
     pending_total: usize,
     last_sweep_us: i64,
+    /// Connections no longer followed, for a capture source that must be
+    /// told (the kernel's flow map); None when nobody asks.
+    finished: Option<Vec<(SocketAddr, SocketAddr)>>,
     pub stats: ReassemblyStats,
 }
 
@@ -139,8 +142,22 @@ impl<S: Default> ConnTable<S> {
             cfg,
             pending_total: 0,
             last_sweep_us: i64::MIN,
+            finished: None,
             stats: ReassemblyStats::default(),
         }
+    }
+
+    /// Keeps a list of connections that stopped being followed; the caller
+    /// must drain it with `take_finished`.
+    pub fn report_finished(&mut self) {
+        self.finished.get_or_insert_with(Vec::new);
+    }
+
+    pub fn take_finished(&mut self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.finished
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -260,6 +277,9 @@ impl<S: Default> ConnTable<S> {
             }
             if control != Control::Continue {
                 conn.state = State::Finished;
+                if let Some(f) = &mut self.finished {
+                    f.push((conn.meta.a, conn.meta.b));
+                }
                 for s in &mut conn.streams {
                     self.pending_total -= s.clear().min(self.pending_total);
                 }
@@ -272,6 +292,11 @@ impl<S: Default> ConnTable<S> {
 
     fn close<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H) {
         if let Some(mut c) = self.conns.remove(&key) {
+            if c.state == State::Following
+                && let Some(f) = &mut self.finished
+            {
+                f.push((c.meta.a, c.meta.b));
+            }
             for s in &mut c.streams {
                 self.pending_total -= s.clear().min(self.pending_total);
             }

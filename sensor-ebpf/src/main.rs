@@ -1,0 +1,16 @@
+//! TC classifier that ships the TCP payload of TLS handshakes to user space.
+//!
+//! A payload that starts with a ClientHello record opens a flow; packets of
+//! open flows are copied into the ring buffer until user space closes the
+//! flow or the flow's byte budget runs out. Everything else costs a parse
+//! and, for TCP segments with payload, one hash lookup. The program never
+//! changes a packet's fate: it always returns TC_ACT_UNSPEC so programs
+//! attached after it (a CNI's) still run.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod program;
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,112 @@
+use std::os::fd::{AsRawFd, RawFd};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use super::LiveError;
+
+/// Which interfaces to watch: explicit names, or every interface of the
+/// host namespace but loopback, narrowed by include/exclude globs.
+#[derive(Debug, Clone)]
+pub struct InterfaceFilter {
+    explicit: Vec<String>,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>, LiveError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).map_err(|e| LiveError::Pattern {
+            pattern: p.clone(),
+            reason: e.to_string(),
+        })?);
+    }
+    b.build().map(Some).map_err(|e| LiveError::Pattern {
+        pattern: patterns.join(","),
+        reason: e.to_string(),
+    })
+}
+
+impl InterfaceFilter {
+    pub fn new(
+        explicit: Vec<String>,
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<Self, LiveError> {
+        Ok(Self {
+            explicit,
+            include: globs(include)?,
+            exclude: globs(exclude)?,
+        })
+    }
+
+    pub fn wants(&self, name: &str) -> bool {
+        if !self.explicit.is_empty() {
+            return self.explicit.iter().any(|e| e == name);
+        }
+        if name == "lo" {
+            return false;
+        }
+        if self.include.as_ref().is_some_and(|g| !g.is_match(name)) {
+            return false;
+        }
+        !self.exclude.as_ref().is_some_and(|g| g.is_match(name))
+    }
+}
+
+/// Interfaces of this network namespace with whether they carry an
+/// Ethernet header (loopback does; tun and WireGuard do not).
+pub fn list_interfaces() -> std::io::Result<Vec<(String, bool)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = std::fs::read_to_string(entry.path().join("type")).unwrap_or_default();
+        // ARPHRD_ETHER = 1, ARPHRD_LOOPBACK = 772: both have a 14-byte header in TC.
+        let ethernet = matches!(kind.trim(), "1" | "772");
+        out.push((name, ethernet));
+    }
+    out.sort();
+    Ok(out)
+}
+
+const RTMGRP_LINK: u32 = 1;
+
+/// Wakes up when links appear, vanish or change (rtnetlink RTMGRP_LINK).
+/// Messages are not decoded: any of them triggers a rescan of
+/// /sys/class/net, which is the one source of truth.
+pub struct LinkWatcher {
+    socket: Socket,
+}
+
+impl LinkWatcher {
+    pub fn new() -> std::io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind(&SocketAddr::new(0, RTMGRP_LINK))?;
+        socket.set_non_blocking(true)?;
+        Ok(Self { socket })
+    }
+
+    /// Reads every pending notification; true when there was any.
+    pub fn drain(&self) -> bool {
+        let mut any = false;
+        let mut buf = vec![0u8; 16384];
+        while let Ok(n) = self.socket.recv(&mut &mut buf[..], 0) {
+            if n == 0 {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+}
+
+impl AsRawFd for LinkWatcher {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}

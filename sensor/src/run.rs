@@ -1,0 +1,161 @@
+//! `sensor run`: live capture through the pipeline until stopped.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::capture::live::{
+    Clock, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
+    check_capabilities, decode_event, list_interfaces,
+};
+use crate::export::{RecordSink, Summary};
+use crate::pipeline::{Pipeline, PipelineConfig};
+
+pub struct RunOptions {
+    pub filter: InterfaceFilter,
+    pub duration: Option<Duration>,
+    pub stats_interval: Duration,
+    /// A kernel flow that shipped nothing for this long is dropped.
+    pub flow_idle: Duration,
+    pub live: LiveConfig,
+    pub pipeline: PipelineConfig,
+}
+
+pub struct RunOutcome<K> {
+    pub sink: K,
+    pub summary: Summary,
+    pub kernel: KernelCounters,
+}
+
+/// Attaches to every wanted interface present, detaches from vanished
+/// ones. An interface that refuses is logged once and retried on the next
+/// link change.
+fn reconcile(programs: &mut Programs, filter: &InterfaceFilter, refused: &mut BTreeSet<String>) {
+    let present = match list_interfaces() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("listing interfaces: {e}");
+            return;
+        }
+    };
+    let names: BTreeSet<&str> = present.iter().map(|(n, _)| n.as_str()).collect();
+    let gone: Vec<String> = programs
+        .attached()
+        .filter(|a| !names.contains(a))
+        .map(String::from)
+        .collect();
+    for g in gone {
+        tracing::info!(interface = %g, "interface gone, detached");
+        programs.detach(&g);
+    }
+    refused.retain(|r| names.contains(r.as_str()));
+    for (name, ethernet) in &present {
+        if !filter.wants(name) || programs.attached().any(|a| a == name) {
+            continue;
+        }
+        match programs.attach(name, *ethernet) {
+            Ok(()) => tracing::info!(interface = %name, ethernet, "attached"),
+            Err(e) => {
+                if refused.insert(name.clone()) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
+    check_capabilities()?;
+    let (mut programs, ring) = Programs::load(&opts.live)?;
+    let mut pipeline = Pipeline::new(opts.pipeline, sink);
+    pipeline.report_finished();
+    let clock = Clock::new();
+    let mut refused = BTreeSet::new();
+    reconcile(&mut programs, &opts.filter, &mut refused);
+    if programs.attached().next().is_none() {
+        tracing::warn!("no interface matched; waiting for one to appear");
+    }
+    // AsyncFd::new is deprecated for types that merely expose a raw fd; both
+    // of these own theirs for as long as the AsyncFd lives.
+    #[allow(deprecated)]
+    let links = AsyncFd::new(LinkWatcher::new()?)?;
+    #[allow(deprecated)]
+    let mut ring = AsyncFd::new(ring)?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut stats = tokio::time::interval(opts.stats_interval);
+    stats.tick().await;
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let deadline = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut malformed: u64 = 0;
+    let mut expired: u64 = 0;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    match decode_event(&item, clock) {
+                        Some(seg) => pipeline.segment(&seg),
+                        None => malformed += 1,
+                    }
+                }
+                guard.clear_ready();
+                for (a, b) in pipeline.take_finished() {
+                    programs.close_flow(a, b);
+                }
+            }
+            guard = links.readable() => {
+                let mut guard = guard?;
+                if guard.get_inner().drain() {
+                    reconcile(&mut programs, &opts.filter, &mut refused);
+                }
+                guard.clear_ready();
+            }
+            _ = sweep.tick() => {
+                expired += programs.expire_flows(mono_ns(), opts.flow_idle.as_nanos() as u64);
+            }
+            _ = stats.tick() => {
+                let (segments, tls, handshakes, open) = pipeline.snapshot();
+                let k = programs.counters();
+                tracing::info!(
+                    segments, tls, handshakes, open_connections = open,
+                    kernel_flows = programs.open_flows(), ?k, "statistics"
+                );
+            }
+            _ = &mut deadline => break,
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    let mut kernel = programs.counters();
+    kernel.insert("flows_expired", expired);
+    kernel.insert("malformed_records", malformed);
+    programs.detach_all();
+    let (sink, summary) = pipeline.finish_with(|s| {
+        s.kernel = kernel.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    });
+    Ok(RunOutcome {
+        sink,
+        summary,
+        kernel,
+    })
+}
