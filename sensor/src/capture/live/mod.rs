@@ -9,7 +9,7 @@ mod programs;
 pub use caps::check_capabilities;
 pub use events::{Clock, decode_event};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
-pub use programs::{KernelCounters, LiveConfig, Programs};
+pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, kernel_key, object};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {

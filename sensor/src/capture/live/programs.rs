@@ -14,6 +14,18 @@ use sensor_common::{
 use super::LiveError;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+static AUX_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf-aux"));
+
+/// The sensor's kernel object, for tools that load it themselves (benchmarks).
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
+/// Test and benchmark programs: `tc_empty` and `tc_peer_counter`.
+pub fn aux_object() -> &'static [u8] {
+    AUX_OBJECT
+}
 
 #[derive(Debug, Clone)]
 pub struct LiveConfig {
