@@ -16,6 +16,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("nginx", "nginx-light"),
+    ("ping", "iputils-ping"),
+    ("ethtool", "ethtool"),
+    ("setpriv", "util-linux"),
+    ("python3", "python3"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -1,0 +1,506 @@
+//! Live capture end to end: the real kernel program on veths and loopback
+//! in network namespaces made here, real openssl peers, the sensor binary.
+//! Needs root.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::certs::Pki;
+use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6};
+use tests::proc::{Reaped, Watched, run};
+use tests::{json_lines, of_kind, require_root, sensor_bin};
+
+const SNI: &str = "server.test";
+
+struct Sensor {
+    watched: Watched,
+    out: tempfile::NamedTempFile,
+}
+
+impl Sensor {
+    /// Starts `sensor run --json` in `ns` and waits until it is attached.
+    fn start(ns: &Netns, args: &[&str]) -> Sensor {
+        let out = tempfile::NamedTempFile::new().expect("temp file");
+        let bin = sensor_bin();
+        let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
+        cmd.env("RUST_LOG", "info")
+            .args(["run", "--json", "--stats-interval", "3600"])
+            .args(args);
+        let mut watched = Watched::spawn(&mut cmd, out.reopen().expect("reopen"));
+        watched.wait_for("attached", Duration::from_secs(60));
+        Sensor { watched, out }
+    }
+
+    /// Stops it; returns its JSON lines.
+    fn stop(self) -> Vec<Value> {
+        // Let the last ring-buffer records drain.
+        std::thread::sleep(Duration::from_millis(300));
+        self.watched.stop();
+        json_lines(&std::fs::read_to_string(self.out.path()).expect("read output"))
+    }
+}
+
+fn s_server(ns: &Netns, pki: &Pki, port: u16, leaf: &str, extra: &[&str]) -> Reaped {
+    let port_s = port.to_string();
+    let mut cmd = ns.cmd("openssl");
+    cmd.args(["s_server", "-accept", &port_s, "-www", "-quiet"])
+        .args([
+            "-cert",
+            &pki.p(&format!("{leaf}.pem")),
+            "-key",
+            &pki.p(&format!("{leaf}.key")),
+        ])
+        .args(["-cert_chain", &pki.p("int.pem")])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let r = Reaped::spawn(&mut cmd);
+    ns.wait_listen(port);
+    r
+}
+
+fn s_client(ns: &Netns, host: &str, port: u16, sni: &str, extra: &[&str]) -> Output {
+    ns.cmd("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-connect",
+            &format!("{host}:{port}"),
+            "-servername",
+            sni,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("s_client")
+}
+
+fn handshakes(lines: &[Value]) -> Vec<&Value> {
+    of_kind(lines, "handshake")
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    of_kind(lines, "summary").pop().expect("a summary line")
+}
+
+fn kernel(lines: &[Value], counter: &str) -> u64 {
+    summary(lines)["kernel"][counter]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no kernel counter {counter}"))
+}
+
+fn by_sni<'a>(lines: &'a [Value], sni: &str) -> Vec<&'a Value> {
+    handshakes(lines)
+        .into_iter()
+        .filter(|h| h["sni"] == sni)
+        .collect()
+}
+
+fn one<'a>(hs: Vec<&'a Value>, what: &str) -> &'a Value {
+    assert_eq!(hs.len(), 1, "expected one {what} handshake, got {hs:#?}");
+    hs[0]
+}
+
+fn pki_with_leaf() -> Pki {
+    let pki = Pki::new();
+    pki.leaf("leaf", SNI, 0, false);
+    pki
+}
+
+/// The fields of a handshake record that a live run and `sensor analyze`
+/// of a capture of the same traffic must agree on (all but the time).
+fn comparable(h: &Value) -> Value {
+    let mut h = h.clone();
+    h.as_object_mut().expect("object").remove("time");
+    h
+}
+
+#[test]
+fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("v");
+    let _v4 = s_server(&lab.server, &pki, 4431, "leaf", &[]);
+    let _v6 = s_server(&lab.server, &pki, 4432, "leaf", &["-6"]);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let mut tcpdump = lab.client.cmd("tcpdump");
+    tcpdump
+        .args([
+            "-i",
+            &lab.client_if,
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            pcap.path().to_str().expect("utf-8"),
+            "tcp",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
+    dump.wait_for("listening on", Duration::from_secs(10));
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+
+    s_client(&lab.client, SERVER4, 4431, SNI, &["-tls1_2"]);
+    s_client(&lab.client, SERVER4, 4431, SNI, &["-tls1_3"]);
+    s_client(
+        &lab.client,
+        &format!("[{SERVER6}]"),
+        4432,
+        SNI,
+        &["-tls1_2"],
+    );
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop();
+
+    let leaf = pki.fingerprint("leaf.pem");
+    let int = pki.fingerprint("int.pem");
+    let hs = handshakes(&lines);
+    assert_eq!(hs.len(), 3, "{hs:#?}");
+    let v12: Vec<_> = hs
+        .iter()
+        .filter(|h| h["version"] == "TLS 1.2" && h["client"]["ip"] == CLIENT4)
+        .collect();
+    let v13: Vec<_> = hs.iter().filter(|h| h["version"] == "TLS 1.3").collect();
+    let v6: Vec<_> = hs.iter().filter(|h| h["server"]["ip"] == SERVER6).collect();
+    assert_eq!((v12.len(), v13.len(), v6.len()), (1, 1, 1), "{hs:#?}");
+    for h in v12.iter().chain(v6.iter()) {
+        assert_eq!(h["sni"], SNI);
+        assert_eq!(h["server_chain"], serde_json::json!([leaf, int]));
+        assert_eq!(h["certificate_source"], "observed");
+        assert_eq!(h["mutual"], false);
+        assert_eq!(h["resumed"], false);
+        assert!(h["ja3"].as_str().is_some_and(|j| j.len() == 32));
+        assert!(h["ja4"].as_str().is_some_and(|j| j.starts_with("t12d")));
+    }
+    assert_eq!(v13[0]["server_chain"], serde_json::json!([]));
+    assert_eq!(v13[0]["mutual"], Value::Null);
+    assert!(
+        v13[0]["cipher"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("TLS_AES_") || c.starts_with("TLS_CHACHA"))
+    );
+    let leaf_cert = of_kind(&lines, "certificate")
+        .into_iter()
+        .find(|c| c["sha256"] == leaf)
+        .expect("leaf record");
+    assert_eq!(leaf_cert["subject"], format!("CN={SNI}"));
+    assert_eq!(leaf_cert["issuer"], "CN=Test Intermediate CA");
+    assert_eq!(leaf_cert["san"]["dns"], serde_json::json!([SNI]));
+
+    // The same traffic captured by tcpdump, through `sensor analyze`.
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let key = |h: &Value| format!("{}:{}", h["client"]["ip"], h["client"]["port"]);
+    let live: BTreeMap<String, Value> = hs.iter().map(|h| (key(h), comparable(h))).collect();
+    let off: BTreeMap<String, Value> = handshakes(&offline)
+        .iter()
+        .map(|h| (key(h), comparable(h)))
+        .collect();
+    assert_eq!(live, off);
+    let certs = |l: &[Value]| -> BTreeMap<String, Value> {
+        of_kind(l, "certificate")
+            .iter()
+            .map(|c| (c["sha256"].to_string(), (*c).clone()))
+            .collect()
+    };
+    assert_eq!(certs(&lines), certs(&offline));
+}
+
+#[test]
+fn mutual_tls_client_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    pki.leaf("client", "client.test", 0, true);
+    let lab = Pair::new("m");
+    let _srv = s_server(
+        &lab.server,
+        &pki,
+        4433,
+        "leaf",
+        &["-Verify", "1", "-CAfile", &pki.p("root.pem")],
+    );
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    let out = s_client(
+        &lab.client,
+        SERVER4,
+        4433,
+        SNI,
+        &[
+            "-tls1_2",
+            "-cert",
+            &pki.p("client.pem"),
+            "-key",
+            &pki.p("client.key"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "mutual");
+    assert_eq!(h["mutual"], true);
+    assert_eq!(
+        h["client_chain"],
+        serde_json::json!([pki.fingerprint("client.pem")])
+    );
+}
+
+#[test]
+fn mtu_400_spreads_the_certificate_over_many_segments() {
+    require_root();
+    let pki = Pki::new();
+    pki.leaf("big", SNI, 200, false);
+    let lab = Pair::new("t");
+    lab.mtu(400);
+    // veth hands GSO packets over whole: segmentation offload off, so the
+    // wire carries 400-byte packets.
+    lab.server.sh(&format!(
+        "ethtool -K {} tso off gso off >/dev/null",
+        lab.server_if
+    ));
+    let _srv = s_server(&lab.server, &pki, 4434, "big", &[]);
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    s_client(&lab.client, SERVER4, 4434, SNI, &["-tls1_2"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "MTU 400");
+    assert_eq!(
+        h["server_chain"],
+        serde_json::json!([pki.fingerprint("big.pem"), pki.fingerprint("int.pem")])
+    );
+    // Each record carries at most one segment's payload: many of them.
+    assert!(kernel(&lines, "records") > 20, "{:?}", summary(&lines));
+}
+
+#[test]
+fn gso_packets_of_64k_are_read_whole() {
+    require_root();
+    let pki = Pki::new();
+    pki.leaf("huge", SNI, 1500, false);
+    let lab = Pair::new("g");
+    lab.server.sh(&format!(
+        "ethtool -K {} tso on gso on >/dev/null 2>&1 || true",
+        lab.server_if
+    ));
+    let _srv = s_server(&lab.server, &pki, 4435, "huge", &[]);
+    let sensor = Sensor::start(
+        &lab.client,
+        &["-i", &lab.client_if, "--handshake-budget", "262144"],
+    );
+    s_client(&lab.client, SERVER4, 4435, SNI, &["-tls1_2"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "GSO");
+    assert_eq!(
+        h["server_chain"],
+        serde_json::json!([pki.fingerprint("huge.pem"), pki.fingerprint("int.pem")])
+    );
+    assert_eq!(kernel(&lines, "truncated"), 0);
+}
+
+#[test]
+fn client_hello_split_across_two_segments() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("s");
+    // The server advertises a small MSS, so the client's ClientHello
+    // (about 300 bytes with TLS 1.2 only) needs two segments.
+    lab.server.sh(&format!(
+        "ip route replace 10.77.0.0/24 dev {} advmss 180",
+        lab.server_if
+    ));
+    let _srv = s_server(&lab.server, &pki, 4436, "leaf", &[]);
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    s_client(&lab.client, SERVER4, 4436, SNI, &["-tls1_2", "-no_ticket"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "split ClientHello");
+    assert_eq!(h["version"], "TLS 1.2");
+    assert!(h["ja4"].as_str().is_some_and(|j| j.starts_with("t12d")));
+}
+
+#[test]
+fn loopback_sees_each_packet_twice_and_reports_once() {
+    require_root();
+    let pki = pki_with_leaf();
+    let ns = Netns::new("l");
+    let _srv = s_server(&ns, &pki, 4437, "leaf", &[]);
+    let sensor = Sensor::start(&ns, &["-i", "lo"]);
+    s_client(&ns, "127.0.0.1", 4437, SNI, &["-tls1_2"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "loopback");
+    assert_eq!(h["server_chain"].as_array().map(Vec::len), Some(2));
+    assert!(kernel(&lines, "duplicates") > 0, "{:?}", summary(&lines));
+}
+
+/// Attaches the auxiliary peer counter to `iface` inside `ns` (after the
+/// sensor, as a CNI's program would be), runs `during`, returns its count.
+fn with_peer_counter(ns: &Netns, iface: &str, during: impl FnOnce()) -> u64 {
+    use aya::maps::PerCpuArray;
+    use aya::programs::{SchedClassifier, tc::TcAttachType};
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let ns_path = format!("/var/run/netns/{}", ns.name);
+    let iface = iface.to_string();
+    let worker = std::thread::spawn(move || -> u64 {
+        let f = std::fs::File::open(&ns_path).expect("netns file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: moves only this thread into the namespace.
+        assert_eq!(
+            unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns"
+        );
+        let mut ebpf = aya::Ebpf::load(sensor::capture::live::aux_object()).expect("load aux");
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut("tc_peer_counter")
+            .expect("program")
+            .try_into()
+            .expect("classifier");
+        prog.load().expect("load program");
+        let a = prog
+            .attach(&iface, TcAttachType::Ingress)
+            .expect("attach ingress");
+        let b = prog
+            .attach(&iface, TcAttachType::Egress)
+            .expect("attach egress");
+        ready_tx.send(()).expect("ready");
+        rx.recv().expect("done");
+        prog.detach(a).expect("detach");
+        prog.detach(b).expect("detach");
+        let map: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(ebpf.map("PEER_PACKETS").expect("map")).expect("array");
+        map.get(&0, 0).expect("read").iter().sum()
+    });
+    ready_rx.recv().expect("peer attached");
+    during();
+    tx.send(()).expect("stop");
+    worker.join().expect("peer thread")
+}
+
+#[test]
+fn a_program_attached_after_ours_still_sees_every_packet() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("c");
+    let _srv = s_server(&lab.server, &pki, 4438, "leaf", &[]);
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    let pings = 30;
+    let peer = with_peer_counter(&lab.client, &lab.client_if, || {
+        lab.client
+            .sh(&format!("ping -q -c {pings} -i 0.01 {SERVER4} >/dev/null"));
+        s_client(&lab.client, SERVER4, 4438, SNI, &["-tls1_2"]);
+    });
+    let lines = sensor.stop();
+    one(by_sni(&lines, SNI), "chained");
+    let ours = kernel(&lines, "packets");
+    assert!(
+        peer >= 2 * pings,
+        "the peer saw {peer} packets, fewer than the {} pings and replies",
+        2 * pings
+    );
+    assert!(
+        peer <= ours,
+        "the peer saw {peer} packets, more than our {ours}"
+    );
+}
+
+#[test]
+fn ring_buffer_flood_is_counted_and_recovers() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("r");
+    let _srv = s_server(&lab.server, &pki, 4439, "leaf", &[]);
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--ring-bytes", "8192"]);
+    lab.client.sh(&format!(
+        "for i in $(seq 60); do timeout 10 openssl s_client -connect {SERVER4}:4439 -servername flood.test \
+         -tls1_2 </dev/null >/dev/null 2>&1 & done; wait"
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    s_client(&lab.client, SERVER4, 4439, "after.flood", &["-tls1_2"]);
+    let lines = sensor.stop();
+    assert!(
+        kernel(&lines, "ring_buffer_full") > 0,
+        "{:?}",
+        summary(&lines)
+    );
+    one(by_sni(&lines, "after.flood"), "post-flood");
+}
+
+#[test]
+fn full_flow_map_is_counted_and_recovers() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("f");
+    let _srv = s_server(&lab.server, &pki, 4440, "leaf", &[]);
+    // A listener that accepts and never answers: handshakes stall after the ClientHello.
+    let mut hold = lab.server.cmd("python3");
+    hold.args([
+        "-c",
+        "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('0.0.0.0',4441))\ns.listen(64)\nc=[]\nwhile True: c.append(s.accept()[0])",
+    ]);
+    let _hold = Reaped::spawn(&mut hold);
+    lab.server.wait_listen(4441);
+    let sensor = Sensor::start(
+        &lab.client,
+        &[
+            "-i",
+            &lab.client_if,
+            "--flow-entries",
+            "2",
+            "--flow-idle",
+            "1",
+        ],
+    );
+    lab.client.sh(&format!(
+        "for i in 1 2 3 4 5; do timeout 2 openssl s_client -connect {SERVER4}:4441 -servername stall.test \
+         </dev/null >/dev/null 2>&1 & done; wait"
+    ));
+    // The stalled flows expire after a second idle; then the map has room again.
+    std::thread::sleep(Duration::from_secs(3));
+    s_client(&lab.client, SERVER4, 4440, "after.full", &["-tls1_2"]);
+    let lines = sensor.stop();
+    assert!(
+        kernel(&lines, "flow_map_full") >= 3,
+        "{:?}",
+        summary(&lines)
+    );
+    assert!(
+        kernel(&lines, "flows_expired") >= 2,
+        "{:?}",
+        summary(&lines)
+    );
+    one(by_sni(&lines, "after.full"), "post-full");
+}
+
+#[test]
+fn without_capabilities_it_names_the_missing_ones() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(sensor_bin())
+        .args(["run", "--duration", "1"])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for cap in ["CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON"] {
+        assert!(err.contains(cap), "{cap} not named in: {err}");
+    }
+}
