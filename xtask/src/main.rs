@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask setup | test | demo | bench`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
+mod fixtures;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -21,10 +22,25 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// Record the test captures of tests/data anew between real peers in network
+    /// namespaces (root), with their certificates and expected records.
+    RecordFixtures {
+        /// Where to write; tests/data by default.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Derive the expected records of the captures in tests/data again (tshark, openssl).
+    ExpectFixtures {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command, failing with its command line when it fails.
@@ -40,8 +56,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 fn test() -> Result<()> {
     setup::setup()?;
     let root = root();
-    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "--workspace", "--bins"]))?;
-    run(Command::new("cargo").current_dir(&root).args(["test", "--release", "--workspace"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--workspace",
+        "--bins",
+    ]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["test", "--release", "--workspace"]))?;
     Ok(())
 }
 
@@ -49,5 +72,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::RecordFixtures { out } => {
+            fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir))
+        }
+        Cmd::ExpectFixtures { dir } => {
+            fixtures::expect_all(&dir.unwrap_or_else(fixtures::default_dir))
+        }
     }
 }
