@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask setup | test | demo | bench`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
+mod fixtures;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,18 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// Record the test captures of tests/data anew between real peers in network
+    /// namespaces (root), with their certificates and expected records.
+    RecordFixtures {
+        /// Where to write; tests/data by default.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Derive the expected records of the captures in tests/data again (tshark, openssl).
+    ExpectFixtures {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -59,5 +72,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::RecordFixtures { out } => {
+            fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir))
+        }
+        Cmd::ExpectFixtures { dir } => {
+            fixtures::expect_all(&dir.unwrap_or_else(fixtures::default_dir))
+        }
     }
 }
