@@ -333,20 +333,31 @@ impl ChainVerifier {
         verdict
     }
 
-    /// Every link of the walk was checked and verified (none unsupported).
+    /// Every link of the walk verified, or uses a broken hash (MD5, SHA-1
+    /// where ring has no legacy form) that cert.weak_signature reports.
     fn signatures_valid(&self, certs: &Certs<'_>, nodes: &[Node], anchor: usize) -> bool {
         let idx = |n: &Node| match n {
             Node::Presented(i) => *i,
             Node::Pooled(p) => certs.presented + p,
         };
+        let ok =
+            |child: &X509Certificate<'_>, key: &SubjectPublicKeyInfo<'_>| match signature::check(
+                child, key,
+            ) {
+                SigCheck::Valid => true,
+                SigCheck::Invalid => false,
+                SigCheck::Unsupported => {
+                    signature::weak_hash(&child.signature_algorithm.algorithm.to_id_string())
+                        .is_some()
+                }
+            };
         let links_ok = nodes.windows(2).all(|w| {
             let (child, parent) = (&certs.parsed[idx(&w[0])], &certs.parsed[idx(&w[1])]);
-            signature::check(child, parent.public_key()) == SigCheck::Valid
+            ok(child, parent.public_key())
         });
         let top = &certs.parsed[idx(nodes.last().expect("walk has the leaf"))];
         let spki = self.store.spki_der(anchor);
-        let top_ok = SubjectPublicKeyInfo::from_der(&spki)
-            .is_ok_and(|(_, k)| signature::check(top, &k) == SigCheck::Valid);
+        let top_ok = SubjectPublicKeyInfo::from_der(&spki).is_ok_and(|(_, k)| ok(top, &k));
         links_ok && top_ok
     }
 
