@@ -34,6 +34,33 @@ use time::macros::format_description;
 use super::ciphers::CipherFamily;
 use super::rules::{Rule, Severity};
 
+/// Deserializes a string through `TryFrom<String>` inside the scalar's
+/// own `deserialize_str`, so an error carries the scalar's line and column
+/// (serde's `try_from` attribute reports the enclosing mapping's).
+struct ViaStr<T>(std::marker::PhantomData<T>);
+
+impl<T: TryFrom<String, Error = String>> serde::de::Visitor<'_> for ViaStr<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        T::try_from(v.to_string()).map_err(E::custom)
+    }
+}
+
+macro_rules! deserialize_via_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_str(ViaStr::<$t>(std::marker::PhantomData))
+            }
+        }
+    )*};
+}
+
+deserialize_via_str!(RuleKey, Pattern, Fingerprint, Expiry, TlsVersion);
+
 #[derive(Debug, thiserror::Error)]
 #[error("{origin}: {message}")]
 pub struct PolicyError {
@@ -42,8 +69,7 @@ pub struct PolicyError {
 }
 
 /// A rule id, checked when read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct RuleKey(Rule);
 
 impl TryFrom<String> for RuleKey {
@@ -57,8 +83,7 @@ impl TryFrom<String> for RuleKey {
 }
 
 /// A shell-style pattern (`*`, `?`, `[...]`), matched without case.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone)]
 pub struct Pattern {
     text: String,
     matcher: GlobMatcher,
@@ -94,8 +119,7 @@ impl Pattern {
 }
 
 /// A SHA-256 fingerprint: 64 hex digits, colons allowed, any case.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Fingerprint(String);
 
 impl TryFrom<String> for Fingerprint {
@@ -113,8 +137,7 @@ impl TryFrom<String> for Fingerprint {
 
 /// An expiry: a date (the exception holds through that day, UTC) or an
 /// RFC 3339 time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Expiry(i64);
 
 impl TryFrom<String> for Expiry {
@@ -129,8 +152,7 @@ impl TryFrom<String> for Expiry {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TlsVersion(u16);
 
 impl TryFrom<String> for TlsVersion {
@@ -337,9 +359,18 @@ impl Policy {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let mut message = inner.to_string();
-            // serde_norway appends " at line L column C"; we put it first.
+            // serde_norway appends " at line L column C" and may prefix
+            // its own path; the location goes first, the path once.
             if let Some(i) = message.find(" at line ") {
                 message.truncate(i);
+            }
+            if let Some((head, rest)) = message.split_once(": ")
+                && !head.is_empty()
+                && head
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._[]-".contains(c))
+            {
+                message = rest.to_string();
             }
             let at = inner
                 .location()

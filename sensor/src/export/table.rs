@@ -24,19 +24,30 @@ pub struct Table<W: Write> {
     out: W,
     header_done: bool,
     findings: Vec<FindingRecord>,
-    findings_not_shown: u64,
+    max_findings: usize,
+    pub findings_not_shown: u64,
     pub error: Option<std::io::Error>,
 }
 
 impl<W: Write> Table<W> {
     pub fn new(out: W) -> Self {
+        Self::with_finding_rows(out, MAX_FINDING_ROWS)
+    }
+
+    /// A table that keeps at most `max_findings` finding rows.
+    pub fn with_finding_rows(out: W, max_findings: usize) -> Self {
         Self {
             out,
             header_done: false,
             findings: Vec::new(),
+            max_findings,
             findings_not_shown: 0,
             error: None,
         }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     fn findings_table(&mut self) {
@@ -135,7 +146,7 @@ impl<W: Write> RecordSink for Table<W> {
     fn certificate(&mut self, _cert: &CertInfo) {}
 
     fn finding(&mut self, f: &FindingRecord) {
-        if self.findings.len() < MAX_FINDING_ROWS {
+        if self.findings.len() < self.max_findings {
             self.findings.push(f.clone());
         } else {
             self.findings_not_shown += 1;
