@@ -199,3 +199,53 @@ impl<W: Write> RecordSink for Table<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u16) -> FindingRecord {
+        let ep = |port| super::super::records::Endpoint {
+            ip: "10.0.0.1".into(),
+            port,
+        };
+        FindingRecord {
+            kind: "finding",
+            time: String::new(),
+            rule: "cert.expired".into(),
+            severity: "critical".into(),
+            message: format!("finding {i}"),
+            certificate: None,
+            subject: None,
+            client: ep(i),
+            server: ep(443),
+            sni: None,
+            version: None,
+            cipher: None,
+            ja3: None,
+            ja4: None,
+            server_chain: Vec::new(),
+            source: None,
+            destination: None,
+            verdict: None,
+            evidence: serde_json::Value::Null,
+            time_us: i64::from(i),
+            rule_id: None,
+            severity_level: None,
+        }
+    }
+
+    #[test]
+    fn finding_rows_bound_is_kept_and_counted() {
+        let mut t = Table::with_finding_rows(Vec::new(), 2);
+        for i in 0..3 {
+            t.finding(&row(i));
+        }
+        assert_eq!(t.findings_not_shown, 1);
+        t.finish(&Summary::default());
+        let out = String::from_utf8(t.into_inner()).unwrap();
+        assert!(out.contains("finding 0") && out.contains("finding 1"));
+        assert!(!out.contains("finding 2"));
+        assert!(out.contains("... and 1 more findings not shown"));
+    }
+}

@@ -270,11 +270,14 @@ impl TrustStore {
     }
 }
 
+fn contains(data: &[u8], pat: &[u8]) -> bool {
+    data.windows(pat.len()).any(|w| w == pat)
+}
+
 fn looks_like_pem(data: &[u8]) -> bool {
-    data.windows(11).any(|w| w == b"-----BEGIN ")
+    contains(data, b"-----BEGIN ")
 }
 
 fn contains_certificate(data: &[u8]) -> bool {
-    data.windows(28)
-        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    contains(data, b"-----BEGIN CERTIFICATE-----")
 }
