@@ -313,3 +313,30 @@ pub fn messages(e: &Evaluation, rule: &str) -> Vec<String> {
         .map(|f| f.message.clone())
         .collect()
 }
+
+impl Ca {
+    /// A leaf and its key written as PEM files for a real TLS server.
+    pub fn leaf_files(
+        &self,
+        dir: &Path,
+        stem: &str,
+        sans: &[&str],
+        nb: i64,
+        na: i64,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name = name(sans[0]);
+        p.not_before = at(nb);
+        p.not_after = at(na);
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.crt")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+}
