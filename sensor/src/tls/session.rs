@@ -48,6 +48,9 @@ pub struct Handshake {
     pub server_chain: Vec<Vec<u8>>,
     pub client_chain: Vec<Vec<u8>>,
     pub alert: Option<u8>,
+    /// Level (1 warning, 2 fatal) and sender of that first alert.
+    pub alert_level: Option<u8>,
+    pub alert_from_client: Option<bool>,
     /// The handshake was followed to its end (not cut by a gap or the capture's end).
     pub complete: bool,
 }
@@ -173,8 +176,12 @@ fn on_event(
             }
             protected(hs, from_client)
         }
-        RecordEvent::Alert { description, .. } => {
-            hs.alert.get_or_insert(description);
+        RecordEvent::Alert { level, description } => {
+            if hs.alert.is_none() {
+                hs.alert = Some(description);
+                hs.alert_level = Some(level);
+                hs.alert_from_client = Some(from_client);
+            }
             hs.complete = true;
             Control::Done
         }
