@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use memmap2::{Advice, Mmap};
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use pcap_parser::nom::{self, IResult};
 use pcap_parser::pcap::{
     LegacyPcapBlock, parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified,
@@ -159,7 +159,13 @@ pub fn read_file(
         // SIGBUS, as it would for any reader of a mapped file.
         if let Ok(map) = unsafe { Mmap::map(&file) } {
             let _ = map.advise(Advice::Sequential);
-            return read_mapped(&map, name, on_frame, progress);
+            let release = |upto: usize| {
+                // SAFETY: the map is of a file, shared and read-only:
+                // after MADV_DONTNEED the pages read back from the file
+                // unchanged, under the same assumption as the map itself.
+                let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, 0, upto) };
+            };
+            return read_mapped(&map, name, on_frame, progress, release);
         }
     }
     read_streamed(file, name, on_frame, progress)
@@ -170,12 +176,25 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 type LegacyParser = fn(&[u8]) -> IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&[u8]>>;
 
+/// Mapped pages behind the parser are handed back to the kernel every this
+/// many bytes, so that the resident size stays bounded whatever the file size.
+const RELEASE_EVERY: usize = 32 << 20;
+
 fn read_mapped(
     data: &[u8],
     name: String,
     mut on_frame: impl FnMut(Frame<'_>),
     mut progress: impl FnMut(u64),
+    mut release: impl FnMut(usize),
 ) -> Result<ReadOutcome, CaptureFileError> {
+    let mut released = 0;
+    let mut progress = |at: usize| {
+        if at >= released + RELEASE_EVERY {
+            released = at - at % RELEASE_EVERY;
+            release(released);
+        }
+        progress(at as u64);
+    };
     let mut blocks = Blocks::default();
     let mut rest = data;
     let damage = |e: nom::Err<PcapError<&[u8]>>, at: usize| match e {
@@ -205,7 +224,7 @@ fn read_mapped(
                     }
                     blocks.block(PcapBlockOwned::NG(block), &mut on_frame);
                     rest = next;
-                    progress((data.len() - rest.len()) as u64);
+                    progress(data.len() - rest.len());
                 }
                 Err(e) => {
                     blocks.out.damaged = Some(damage(e, data.len() - rest.len()));
@@ -243,7 +262,7 @@ fn read_mapped(
             Ok((next, frame)) => {
                 blocks.block(PcapBlockOwned::Legacy(frame), &mut on_frame);
                 rest = next;
-                progress((data.len() - rest.len()) as u64);
+                progress(data.len() - rest.len());
             }
             Err(e) => {
                 blocks.out.damaged = Some(damage(e, data.len() - rest.len()));
@@ -515,6 +534,26 @@ mod tests {
                 assert!(out.damaged.is_some());
             }
         }
+    }
+
+    #[test]
+    fn pages_behind_the_parser_are_released_as_it_goes() {
+        let frame = [9u8; 1400];
+        let frames: Vec<&[u8]> = vec![&frame; (RELEASE_EVERY * 5 / 2) / 1416];
+        let bytes = legacy(&frames, false, false);
+        let mut released = Vec::new();
+        let mut seen = 0;
+        let out = read_mapped(
+            &bytes,
+            "x".into(),
+            |_| seen += 1,
+            |_| {},
+            |upto| released.push(upto),
+        )
+        .unwrap();
+        assert_eq!(out.frames as usize, frames.len());
+        assert_eq!(seen, frames.len());
+        assert_eq!(released, vec![RELEASE_EVERY, 2 * RELEASE_EVERY]);
     }
 
     #[test]
