@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench`.
 
+mod bench;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -21,10 +22,16 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// Benchmarks against reference tools (see xtask/src/bench.rs).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Runs a command, failing with its command line when it fails.
@@ -40,8 +47,15 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 fn test() -> Result<()> {
     setup::setup()?;
     let root = root();
-    run(Command::new("cargo").current_dir(&root).args(["build", "--release", "--workspace", "--bins"]))?;
-    run(Command::new("cargo").current_dir(&root).args(["test", "--release", "--workspace"]))?;
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--workspace",
+        "--bins",
+    ]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["test", "--release", "--workspace"]))?;
     Ok(())
 }
 
@@ -49,5 +63,6 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::Bench(b) => bench::main(b),
     }
 }
