@@ -291,6 +291,13 @@ fn get(dir: &Path) -> Stdio {
     }
 }
 
+/// openssl s_client, bounded in time: it has no timeout of its own.
+fn s_client(ns: &Netns) -> Command {
+    let mut c = ns.cmd("timeout");
+    c.args(["60", "openssl", "s_client"]);
+    c
+}
+
 /// One client job: commands run one after another.
 type Job = Vec<Command>;
 
@@ -342,14 +349,8 @@ fn jobs(ns: &Netns, dir: &Path, spec: &Spec) -> (Vec<Job>, usize) {
     // 1.3 ticket and its PSK resumption.
     let mut sc = Job::new();
     for i in 0..spec.s_client_rounds {
-        let mut c = ns.cmd("openssl");
-        c.args([
-            "s_client",
-            "-connect",
-            "127.0.0.1:4443",
-            "-servername",
-            "bench.example",
-        ]);
+        let mut c = s_client(ns);
+        c.args(["-connect", "127.0.0.1:4443", "-servername", "bench.example"]);
         if i % 2 == 0 {
             c.args(["-tls1_2", "-reconnect"]);
             attempted += 6;
@@ -366,8 +367,8 @@ fn jobs(ns: &Netns, dir: &Path, spec: &Spec) -> (Vec<Job>, usize) {
     let mut resume = Job::new();
     for _ in 0..spec.s_client_rounds / 2 {
         for flag in ["-sess_out", "-sess_in"] {
-            let mut c = ns.cmd("openssl");
-            c.args(["s_client", "-connect", "127.0.0.1:4443", "-tls1_3", flag])
+            let mut c = s_client(ns);
+            c.args(["-connect", "127.0.0.1:4443", "-tls1_3", flag])
                 .arg(dir.join("tls13.sess"))
                 .stdin(get(dir))
                 .stdout(Stdio::null())
@@ -513,6 +514,7 @@ pub fn generate(out: &Path, spec: &Spec) -> Result<Made> {
         report.push_str("; ");
     }
     if !failures.is_empty() {
+        let _ = std::fs::remove_file(&partial);
         bail!("client jobs failed: {}", failures.join("; "));
     }
     std::fs::rename(&partial, out)?;
