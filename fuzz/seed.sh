@@ -7,9 +7,9 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 corpus="$here/corpus"
-mkdir -p "$corpus/tls_stream" "$corpus/certificate" "$corpus/pcap"
+mkdir -p "$corpus/tls_stream" "$corpus/certificate" "$corpus/pcap" "$corpus/decode"
 
-for t in tls_stream certificate pcap; do
+for t in tls_stream certificate pcap decode; do
     [ -d "$here/seeds/$t" ] && cp "$here/seeds/$t"/* "$corpus/$t/" 2>/dev/null || true
 done
 
@@ -19,6 +19,26 @@ captures=$(find "$root/../shared/fixtures/tls" "$root/tests/data" "$root/sensor/
 
 for f in $captures; do
     cp "$f" "$corpus/pcap/$(basename "$f")"
+    # The first frames of each capture, behind a link-type selector byte
+    # (0: Ethernet, the link type of nearly all of them).
+    python3 -c '
+import hashlib, os, struct, sys
+path, out = sys.argv[1], sys.argv[2]
+data = open(path, "rb").read()
+frames = []
+if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+    link = struct.unpack("<I", data[20:24])[0]
+    at = 24
+    while at + 16 <= len(data) and len(frames) < 40:
+        incl = struct.unpack("<I", data[at + 8:at + 12])[0]
+        frames.append(data[at + 16:at + 16 + incl])
+        at += 16 + incl
+    sel = {1: 0, 101: 1, 12: 2, 228: 3, 229: 4, 0: 5, 108: 6, 113: 7, 276: 8}.get(link)
+    if sel is not None:
+        for fr in frames:
+            blob = bytes([sel]) + fr
+            open(os.path.join(out, hashlib.sha1(blob).hexdigest()), "wb").write(blob)
+' "$f" "$corpus/decode"
     # One line per TCP segment with payload: stream, source address, port, payload hex.
     tshark -r "$f" -Y 'tcp.len > 0 && !tcp.analysis.retransmission' -T fields \
         -e tcp.stream -e ip.src -e ipv6.src -e tcp.srcport -e tcp.payload 2>/dev/null |
@@ -53,6 +73,6 @@ for line in sys.stdin:
                 w.write(der)
 ' "$corpus/certificate"
 done
-for t in tls_stream certificate pcap; do
+for t in tls_stream certificate pcap decode; do
     echo "seed.sh: $t: $(ls "$corpus/$t" | wc -l) inputs"
 done
