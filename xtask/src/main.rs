@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
 mod fixtures;
+mod bench;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Benchmarks against reference tools (see xtask/src/bench.rs).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 pub fn root() -> PathBuf {
@@ -78,5 +82,6 @@ fn main() -> Result<()> {
         Cmd::ExpectFixtures { dir } => {
             fixtures::expect_all(&dir.unwrap_or_else(fixtures::default_dir))
         }
+        Cmd::Bench(b) => bench::main(b),
     }
 }
