@@ -1,12 +1,13 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench`.
 
+mod bench_bpf;
 mod setup;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -21,6 +22,18 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// Benchmarks: `bpf` = kernel per-packet cost through BPF_PROG_TEST_RUN (root).
+    Bench {
+        which: Bench,
+        /// Passed to the benchmark (bpf: --repeat N --rounds N --shots N).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bench {
+    Bpf,
 }
 
 pub fn root() -> PathBuf {
@@ -59,5 +72,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::Bench { which, args } => {
+            setup::setup()?;
+            match which {
+                Bench::Bpf => bench_bpf::bench_bpf(&args),
+            }
+        }
     }
 }
