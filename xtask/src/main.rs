@@ -3,6 +3,7 @@
 mod fixtures;
 mod bench;
 mod demo;
+mod bench_bpf;
 mod setup;
 
 use std::path::{Path, PathBuf};
