@@ -1,9 +1,9 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
-mod fixtures;
 mod bench;
-mod demo;
 mod bench_bpf;
+mod demo;
+mod fixtures;
 mod setup;
 
 use std::path::{Path, PathBuf};
