@@ -422,10 +422,17 @@ fn ring_buffer_flood_is_counted_and_recovers() {
     let lab = Pair::new("r");
     let _srv = s_server(&lab.server, &pki, 4439, "leaf", &[]);
     let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--ring-bytes", "8192"]);
+    // User space is stopped during the flood, so the kernel fills the ring
+    // however fast the machine is; the program must count and carry on.
+    let pid = sensor.watched.child.pid();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
     lab.client.sh(&format!(
         "for i in $(seq 60); do timeout 10 openssl s_client -connect {SERVER4}:4439 -servername flood.test \
          -tls1_2 </dev/null >/dev/null 2>&1 & done; wait"
     ));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
     std::thread::sleep(Duration::from_millis(500));
     s_client(&lab.client, SERVER4, 4439, "after.flood", &["-tls1_2"]);
     let lines = sensor.stop();
