@@ -1,6 +1,8 @@
 //! Link layer → IP → TCP, through etherparse's lax slicers so that truncated
 //! captures still yield the bytes they hold.
 
+use std::net::IpAddr;
+
 use etherparse::{
     EtherType, IpNumber, LaxIpSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice,
 };
@@ -91,18 +93,7 @@ fn decode_common(linktype: i32, frame: &[u8], timestamp_us: i64) -> Option<Segme
         return None;
     }
     let tcp = TcpSlice::from_slice(payload.payload).ok()?;
-    Some(Segment {
-        flow: FlowKey::new(src, tcp.source_port(), dst, tcp.destination_port()),
-        seq: tcp.sequence_number(),
-        flags: TcpFlags {
-            syn: tcp.syn(),
-            ack: tcp.ack(),
-            fin: tcp.fin(),
-            rst: tcp.rst(),
-        },
-        timestamp_us,
-        payload: tcp.payload(),
-    })
+    Some(segment(src, dst, tcp, timestamp_us))
 }
 
 /// Every link type, VLAN tags, truncation and damage, via `LaxSlicedPacket`.
@@ -154,18 +145,7 @@ pub fn decode_general(linktype: i32, frame: &[u8], timestamp_us: i64) -> Result<
         return Err(Skip::Fragment);
     }
     match sliced.transport {
-        Some(TransportSlice::Tcp(tcp)) => Ok(Segment {
-            flow: FlowKey::new(src, tcp.source_port(), dst, tcp.destination_port()),
-            seq: tcp.sequence_number(),
-            flags: TcpFlags {
-                syn: tcp.syn(),
-                ack: tcp.ack(),
-                fin: tcp.fin(),
-                rst: tcp.rst(),
-            },
-            timestamp_us,
-            payload: tcp.payload(),
-        }),
+        Some(TransportSlice::Tcp(tcp)) => Ok(segment(src, dst, tcp, timestamp_us)),
         Some(_) => Err(Skip::NotTcp),
         None => {
             if sliced.stop_err.is_some() {
@@ -174,6 +154,22 @@ pub fn decode_general(linktype: i32, frame: &[u8], timestamp_us: i64) -> Result<
                 Err(Skip::NotTcp)
             }
         }
+    }
+}
+
+/// Both decoders end here, so they cannot disagree on what a segment holds.
+fn segment<'a>(src: IpAddr, dst: IpAddr, tcp: TcpSlice<'a>, timestamp_us: i64) -> Segment<'a> {
+    Segment {
+        flow: FlowKey::new(src, tcp.source_port(), dst, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        flags: TcpFlags {
+            syn: tcp.syn(),
+            ack: tcp.ack(),
+            fin: tcp.fin(),
+            rst: tcp.rst(),
+        },
+        timestamp_us,
+        payload: tcp.payload(),
     }
 }
 
