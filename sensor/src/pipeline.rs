@@ -2,11 +2,16 @@
 //! a record sink. The same pipeline serves capture files and live capture.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::analysis::correlation::{self, Facts};
+use crate::analysis::mesh;
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
+use crate::export::records::Finding;
 use crate::export::{HandshakeRecord, RecordSink, Summary};
+use crate::inventory::Inventory;
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
@@ -18,6 +23,8 @@ pub struct PipelineConfig {
     pub max_handshake_message: usize,
     /// Distinct certificates kept parsed.
     pub cert_cache_entries: usize,
+    /// Kubernetes state for correlation (snapshot files or live watches).
+    pub inventory: Option<Inventory>,
 }
 
 impl Default for PipelineConfig {
@@ -26,6 +33,7 @@ impl Default for PipelineConfig {
             reassembly: ReassemblyConfig::default(),
             max_handshake_message: 1 << 20,
             cert_cache_entries: 100_000,
+            inventory: None,
         }
     }
 }
@@ -44,9 +52,67 @@ struct Stages<K> {
     max_message: usize,
     tls_connections: u64,
     handshakes: u64,
+    /// Kubernetes state; without it `source`, `destination`, `verdict`
+    /// and `cert_manager` stay null.
+    inventory: Option<Inventory>,
 }
 
 impl<K: RecordSink> Stages<K> {
+    /// Mesh, inventory identities, verdict, and (TLS 1.3) the inferred
+    /// certificate, which joins the chain and the certificate records.
+    fn correlate(
+        &mut self,
+        record: &mut HandshakeRecord,
+        client: SocketAddr,
+        server: SocketAddr,
+        server_certs: &mut Vec<Arc<CertInfo>>,
+    ) {
+        if let Some(m) = mesh::classify(
+            record.sni.as_deref(),
+            &record.alpn_offered,
+            record.server.port,
+        ) {
+            record.mesh = Some(m.kind.name().to_string());
+            record.mesh_identity = m.identity;
+        }
+        let Some(inv) = &self.inventory else {
+            return;
+        };
+        let c = correlation::correlate(
+            &inv.read(),
+            &Facts {
+                client,
+                server,
+                sni: record.sni.as_deref(),
+                leaf_sha256: record.server_chain.first().map(String::as_str),
+            },
+        );
+        if let Some(leaf) = &c.inferred {
+            let (info, first) = self.certs.get(&leaf.der);
+            if first {
+                self.sink.certificate(&info);
+            }
+            record.server_chain = vec![info.sha256.clone()];
+            server_certs.clear();
+            server_certs.push(info);
+            record.certificate_source = Some("inferred");
+        }
+        let now = record.time_us.div_euclid(1_000_000);
+        record.findings.extend(
+            correlation::rule_hits(&c, now)
+                .into_iter()
+                .map(|h| Finding {
+                    rule: h.rule.to_string(),
+                    severity: correlation::default_severity(h.rule).to_string(),
+                    message: h.message,
+                }),
+        );
+        record.source = Some(c.source);
+        record.destination = Some(c.destination);
+        record.verdict = c.verdict;
+        record.cert_manager = c.cert_manager;
+    }
+
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
         if conn.reported {
             return;
@@ -73,13 +139,19 @@ impl<K: RecordSink> Stages<K> {
         let mut server_certs = Vec::new();
         let server_chain = chain_fps(&hs.server_chain, &mut server_certs);
         let client_chain = chain_fps(&hs.client_chain, &mut Vec::new());
-        let record = HandshakeRecord::new(
+        let mut record = HandshakeRecord::new(
             hs,
             meta.addr(client),
             meta.addr(client.other()),
             meta.first_seen_us,
             server_chain,
             client_chain,
+        );
+        self.correlate(
+            &mut record,
+            meta.addr(client),
+            meta.addr(client.other()),
+            &mut server_certs,
         );
         self.sink.handshake(&record, &server_certs);
     }
@@ -132,6 +204,7 @@ impl<K: RecordSink> Pipeline<K> {
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
                 handshakes: 0,
+                inventory: cfg.inventory,
             },
             summary: Summary {
                 kind: "summary",
@@ -235,6 +308,7 @@ impl<K: RecordSink> Pipeline<K> {
         add("x509_unparsable", st.certs.stats.parse_errors);
         add("certificate_cache_full", st.certs.stats.not_cached);
         s.errors = errors;
+        s.inventory = st.inventory.as_ref().map(Inventory::stats);
         extra(s);
         let summary = self.summary.clone();
         self.stages.sink.finish(&summary);

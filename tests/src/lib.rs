@@ -2,6 +2,7 @@
 //! that are always reaped, certificates made with openssl, the sensor binary.
 
 pub mod certs;
+pub mod kube;
 pub mod netns;
 pub mod proc;
 

@@ -1,0 +1,265 @@
+//! Ties one handshake to the inventory: who the peers are, which
+//! cert-manager Certificate issued the server's certificate, and the
+//! verdict (managed, stale, unmanaged, external). Also the findings that
+//! follow from it (`cert.stale`, `cert.unmanaged`, and cert-manager-aware
+//! expiry: a managed certificate past its renewal time).
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::export::timefmt;
+use crate::inventory::{Identity, Index, Issued, IssuerRef, Key, Leaf, PeerKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Managed,
+    Stale,
+    Unmanaged,
+    External,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Managed => "managed",
+            Verdict::Stale => "stale",
+            Verdict::Unmanaged => "unmanaged",
+            Verdict::External => "external",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// RECORDS.md `cert_manager`, plus the current revision and renewal time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertManagerRef {
+    pub certificate: ObjectRef,
+    /// The revision the served certificate was issued for.
+    pub revision: Option<u64>,
+    pub issuer: IssuerRef,
+    /// The Certificate's status.revision now (greater than `revision` when stale).
+    pub current_revision: Option<u64>,
+    /// The Certificate's status.renewalTime, RFC 3339.
+    pub renewal_time: Option<String>,
+}
+
+impl CertManagerRef {
+    fn from_issued(i: &Issued) -> Self {
+        let Key { namespace, name } = i.certificate.clone();
+        CertManagerRef {
+            certificate: ObjectRef { namespace, name },
+            revision: i.revision,
+            issuer: i.issuer.clone(),
+            current_revision: i.current_revision,
+            renewal_time: i.renewal_time.map(timefmt::seconds),
+        }
+    }
+}
+
+/// What the inventory says about one handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correlation {
+    pub source: Identity,
+    pub destination: Identity,
+    /// For the server's certificate; `None` when it is not visible and
+    /// cannot be inferred.
+    pub verdict: Option<Verdict>,
+    pub cert_manager: Option<CertManagerRef>,
+    /// The issuing Certificate's renewal time and expiry (unix seconds).
+    pub renewal_time: Option<i64>,
+    pub not_after: Option<i64>,
+    /// TLS 1.3: the certificate the server pod most likely serves.
+    pub inferred: Option<Leaf>,
+}
+
+/// The handshake facts correlation needs.
+pub struct Facts<'a> {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub sni: Option<&'a str>,
+    /// SHA-256 (hex) of the server's leaf, when it was seen.
+    pub leaf_sha256: Option<&'a str>,
+}
+
+fn parse_fingerprint(hex_fp: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_fp, &mut out).ok()?;
+    Some(out)
+}
+
+pub fn correlate(index: &Index, f: &Facts<'_>) -> Correlation {
+    let source = index.identify(f.client.ip(), None);
+    let destination = index.identify(f.server.ip(), Some(f.server.port()));
+    let external = destination.kind == PeerKind::External;
+    let leaf = f.leaf_sha256.and_then(parse_fingerprint);
+    let (issued, inferred) = match leaf {
+        Some(fp) => (index.issued(&fp), None),
+        None => match (&destination.kind, &destination.namespace, &destination.name) {
+            (PeerKind::Pod, Some(ns), Some(name)) => {
+                match index.infer(&Key::new(ns, name), f.sni, f.server.ip()) {
+                    Some(inf) => (Some(inf.issued), Some(inf.leaf)),
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        },
+    };
+    let certificate_known = leaf.is_some() || inferred.is_some();
+    // A fingerprint cert-manager issued settles it even for an address
+    // the inventory does not know (a load balancer in front of a pod).
+    let verdict = match (&issued, certificate_known, external) {
+        (Some(i), _, _) if i.is_stale() => Some(Verdict::Stale),
+        (Some(_), _, _) => Some(Verdict::Managed),
+        (None, _, true) => Some(Verdict::External),
+        (None, true, false) => Some(Verdict::Unmanaged),
+        (None, false, false) => None,
+    };
+    Correlation {
+        source,
+        destination,
+        verdict,
+        cert_manager: issued.as_ref().map(CertManagerRef::from_issued),
+        renewal_time: issued.as_ref().and_then(|i| i.renewal_time),
+        not_after: issued.as_ref().and_then(|i| i.not_after),
+        inferred,
+    }
+}
+
+/// One rule that fired, before policy assigns its severity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleHit {
+    pub rule: &'static str,
+    pub message: String,
+}
+
+/// Severity when no policy says otherwise.
+pub fn default_severity(rule: &str) -> &'static str {
+    match rule {
+        "cert.stale" => "high",
+        "cert.expiring_soon" => "medium",
+        _ => "low",
+    }
+}
+
+fn who(id: &Identity) -> String {
+    match (&id.namespace, &id.name) {
+        (Some(ns), Some(n)) => format!("{:?} {ns}/{n}", id.kind).to_lowercase(),
+        (None, Some(n)) => format!("{:?} {n}", id.kind).to_lowercase(),
+        _ => "the server".into(),
+    }
+}
+
+/// `cert.stale`, `cert.unmanaged`, and `cert.expiring_soon` for managed
+/// certificates whose Certificate is past its renewal time at `now`.
+pub fn rule_hits(c: &Correlation, now: i64) -> Vec<RuleHit> {
+    let mut hits = Vec::new();
+    let cm = c.cert_manager.as_ref();
+    let cert_name = || {
+        cm.map(|m| format!("{}/{}", m.certificate.namespace, m.certificate.name))
+            .unwrap_or_default()
+    };
+    match c.verdict {
+        Some(Verdict::Stale) => hits.push(RuleHit {
+            rule: "cert.stale",
+            message: format!(
+                "{} serves revision {} of Certificate {}; cert-manager has issued revision {}",
+                who(&c.destination),
+                cm.and_then(|m| m.revision)
+                    .map_or("?".into(), |r| r.to_string()),
+                cert_name(),
+                cm.and_then(|m| m.current_revision)
+                    .map_or("?".into(), |r| r.to_string()),
+            ),
+        }),
+        Some(Verdict::Unmanaged) => hits.push(RuleHit {
+            rule: "cert.unmanaged",
+            message: format!(
+                "{} presents a certificate no cert-manager object issued",
+                who(&c.destination)
+            ),
+        }),
+        Some(Verdict::Managed) => {
+            if let Some(renew) = c.renewal_time
+                && renew <= now
+            {
+                hits.push(RuleHit {
+                    rule: "cert.expiring_soon",
+                    message: format!(
+                        "Certificate {} is past its renewal time {} and was not renewed",
+                        cert_name(),
+                        timefmt::seconds(renew)
+                    ),
+                });
+            }
+        }
+        Some(Verdict::External) | None => {}
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(leaf: Option<&'a str>, sni: Option<&'a str>) -> Facts<'a> {
+        Facts {
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:443".parse().unwrap(),
+            sni,
+            leaf_sha256: leaf,
+        }
+    }
+
+    #[test]
+    fn empty_inventory_knows_nothing_in_cluster() {
+        let ix = Index::default();
+        let fp = "00".repeat(32);
+        let c = correlate(&ix, &facts(Some(&fp), None));
+        assert_eq!(c.destination.kind, PeerKind::External);
+        assert_eq!(c.verdict, Some(Verdict::External));
+        let c = correlate(&ix, &facts(None, None));
+        assert_eq!(c.verdict, Some(Verdict::External));
+        assert!(rule_hits(&c, 0).is_empty());
+    }
+
+    #[test]
+    fn garbage_fingerprint_is_not_a_match() {
+        let ix = Index::default();
+        assert_eq!(parse_fingerprint("zz"), None);
+        let c = correlate(&ix, &facts(Some("not hex"), None));
+        assert_eq!(c.cert_manager, None);
+    }
+
+    #[test]
+    fn findings_follow_the_verdict() {
+        let base = Correlation {
+            source: Identity::external(),
+            destination: Identity::external(),
+            verdict: Some(Verdict::Managed),
+            cert_manager: None,
+            renewal_time: Some(100),
+            not_after: Some(200),
+            inferred: None,
+        };
+        assert!(rule_hits(&base, 99).is_empty());
+        let hits = rule_hits(&base, 100);
+        assert_eq!(hits[0].rule, "cert.expiring_soon");
+        let stale = Correlation {
+            verdict: Some(Verdict::Stale),
+            ..base.clone()
+        };
+        assert_eq!(rule_hits(&stale, 0)[0].rule, "cert.stale");
+        let unmanaged = Correlation {
+            verdict: Some(Verdict::Unmanaged),
+            ..base
+        };
+        assert_eq!(rule_hits(&unmanaged, 0)[0].rule, "cert.unmanaged");
+    }
+}
