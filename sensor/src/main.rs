@@ -84,6 +84,7 @@ impl KubeArgs {
         let inv = Inventory::new(InventoryConfig {
             limits: Limits {
                 max_objects: self.inventory_max_objects,
+                ..Limits::default()
             },
             read_secrets: self.read_secrets,
         });
@@ -222,10 +223,24 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     if a.flow_entries == 0 {
         anyhow::bail!("--flow-entries must be at least 1");
     }
-    // Inside a pod the API is there to be used: correlate by default.
-    let api = a.kube.wants_api() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Inside a pod the API is there to be used: correlate by default, but
+    // only flags make a configuration failure fatal. An unreachable API is
+    // never fatal: the watches retry, correlation waits for the first lists.
+    let asked = a.kube.wants_api();
+    let mut kube = None;
+    if asked || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        let cfg = a.kube.watch_config();
+        match rt.block_on(watch::client(&cfg)) {
+            Ok(client) => kube = Some((client, cfg)),
+            Err(e) if !asked => tracing::warn!("running without Kubernetes correlation: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let pipeline = PipelineConfig {
-        inventory: a.kube.inventory(api)?,
+        inventory: a.kube.inventory(kube.is_some())?,
         ..PipelineConfig::default()
     };
     let opts = RunOptions {
@@ -239,19 +254,8 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             ring_bytes: a.ring_bytes,
         },
         pipeline,
-        kube: None,
+        kube,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut opts = opts;
-    if api {
-        // Configuration errors stop the start; an unreachable API does not
-        // (the watches retry and the sensor runs standalone meanwhile).
-        let cfg = a.kube.watch_config();
-        let client = rt.block_on(watch::client(&cfg))?;
-        opts.kube = Some((client, cfg));
-    }
     let stdout = std::io::LineWriter::new(std::io::stdout());
     let write_error = if a.json {
         rt.block_on(run(opts, JsonLines::new(stdout)))?.sink.error

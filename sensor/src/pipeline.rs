@@ -78,7 +78,11 @@ impl<K: RecordSink> Stages<K> {
         let Some(inv) = &self.inventory else {
             return;
         };
-        let c = correlation::correlate(
+        let ready = inv.readiness();
+        if !ready.peers {
+            return;
+        }
+        let mut c = correlation::correlate(
             &inv.read(),
             &Facts {
                 client,
@@ -87,6 +91,9 @@ impl<K: RecordSink> Stages<K> {
                 leaf_sha256: record.server_chain.first().map(String::as_str),
             },
         );
+        if !ready.certificates {
+            c.without_certificates();
+        }
         if let Some(leaf) = &c.inferred {
             let (info, first) = self.certs.get(&leaf.der);
             if first {

@@ -123,6 +123,8 @@ fn snapshot_file_gives_the_verdict_table() {
         json!({"kind": "ClusterIssuer", "name": "shop-ca"})
     );
     assert_eq!(web["cert_manager"]["current_revision"], json!(1));
+    assert_eq!(web["cert_manager"]["issuer_type"], json!("ca"));
+    assert_eq!(web["cert_manager"]["issuer_ready"], json!(true));
     let stale = handshakes(&lines)
         .into_iter()
         .find(|h| h["sni"] == "payments.shop.svc")
@@ -423,6 +425,13 @@ async fn live_watch_follows_the_cluster_and_survives_the_api_server() {
         ..fast()
     };
     let inv = Inventory::default();
+    // Nothing listed yet: no answers rather than wrong ones.
+    let before = handshakes(&analyze_with(&pcap, Some(&inv)));
+    assert!(
+        before
+            .iter()
+            .all(|h| h["destination"].is_null() && h["verdict"].is_null())
+    );
     let client = watch::client(&cfg).await.expect("client");
     let _watches = watch::start(client, &inv, &cfg);
     let core = [
@@ -533,29 +542,50 @@ async fn live_watch_follows_the_cluster_and_survives_the_api_server() {
     })
     .await;
 
-    // Bookmarks: the resourceVersion moves on elsewhere; a bookmark carries it
-    // to the quiet ClusterIssuer watch, so after compaction and a dropped
-    // connection it resumes without a relist.
+    // Bookmarks: the resourceVersion moves on elsewhere; a bookmark carries
+    // it to the quiet ClusterIssuer watch, which resumes from it (watches
+    // end after a bookmark here, so the next request shows what was kept).
     api.advance(100);
     let bookmark_rv = api.resource_version();
+    let seen = api.requests().len();
     api.bookmark();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let issuer_lists = lists_of(&api, "/apis/cert-manager.io/v1/clusterissuers");
-    api.compact();
-    api.drop_connections();
+    let is_issuer_watch = |r: &String| {
+        r.starts_with("/apis/cert-manager.io/v1/clusterissuers?") && r.contains("watch=true")
+    };
     until("clusterissuers re-watched", || {
-        api.requests().iter().any(|r| {
-            r.starts_with("/apis/cert-manager.io/v1/clusterissuers?")
-                && r.contains("watch=true")
-                && r.contains(&format!("resourceVersion={bookmark_rv}"))
-        })
+        api.requests()[seen..].iter().any(is_issuer_watch)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rewatch = api.requests()[seen..]
+        .iter()
+        .find(|r| is_issuer_watch(r))
+        .unwrap()
+        .clone();
+    assert!(
+        rewatch.contains(&format!("resourceVersion={bookmark_rv}")),
+        "{rewatch}"
+    );
+    // Compaction up to the bookmark does not force a relist after a drop.
+    let issuer_lists = lists_of(&api, "/apis/cert-manager.io/v1/clusterissuers");
+    api.compact();
+    let seen = api.requests().len();
+    api.drop_connections();
+    until("clusterissuers re-watched after drop", || {
+        api.requests()[seen..].iter().any(is_issuer_watch)
+    })
+    .await;
+    let rewatch = api.requests()[seen..]
+        .iter()
+        .find(|r| is_issuer_watch(r))
+        .unwrap()
+        .clone();
+    assert!(
+        rewatch.contains(&format!("resourceVersion={bookmark_rv}")),
+        "{rewatch}"
+    );
     assert_eq!(
         lists_of(&api, "/apis/cert-manager.io/v1/clusterissuers"),
-        issuer_lists,
-        "bookmark not used: relisted"
+        issuer_lists
     );
 
     // A dropped connection: events made meanwhile arrive from the backlog.
@@ -605,6 +635,52 @@ async fn live_watch_follows_the_cluster_and_survives_the_api_server() {
         format!("node:{NODE}")
     );
     assert!(inv.stats().index.relist_removed >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_cert_manager_in_cluster_certificates_are_unmanaged() {
+    let (pcap, snap) = fixture();
+    let api = FakeApi::start().await;
+    for obj in scenario::read_snapshot(&snap) {
+        if !obj["apiVersion"]
+            .as_str()
+            .unwrap()
+            .contains("cert-manager.io")
+        {
+            api.apply(obj);
+        }
+    }
+    for kind in [
+        "Certificate",
+        "CertificateRequest",
+        "Issuer",
+        "ClusterIssuer",
+    ] {
+        api.set_served("cert-manager.io/v1", kind, false);
+    }
+    api.set_served("trust.cert-manager.io/v1alpha1", "Bundle", false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WatchConfig {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..fast()
+    };
+    let inv = Inventory::default();
+    watch::list_once(&inv, &cfg, Duration::from_secs(60))
+        .await
+        .expect("list");
+    assert_eq!(phase(&inv, Kind::CertificateRequest), Some(Phase::Missing));
+    let t = verdicts(&analyze_with(&pcap, Some(&inv)));
+    for (name, verdict) in [
+        ("api", json!("unmanaged")),
+        ("payments", json!("unmanaged")),
+        ("service", json!("unmanaged")),
+        ("external", json!("external")),
+        ("web", Value::Null),
+    ] {
+        assert_eq!(row(&t, name)["verdict"], verdict, "{name}");
+    }
+    assert_eq!(row(&t, "api")["findings"], json!(["cert.unmanaged"]));
+    assert_eq!(row(&t, "web")["certificate_source"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,17 +48,24 @@ pub struct CertManagerRef {
     pub current_revision: Option<u64>,
     /// The Certificate's status.renewalTime, RFC 3339.
     pub renewal_time: Option<String>,
+    /// The issuer's type (`ca`, `acme`, `vault`...) and Ready condition,
+    /// when the Issuer or ClusterIssuer is known.
+    pub issuer_type: Option<String>,
+    pub issuer_ready: Option<bool>,
 }
 
 impl CertManagerRef {
-    fn from_issued(i: &Issued) -> Self {
+    fn from_issued(index: &Index, i: &Issued) -> Self {
         let Key { namespace, name } = i.certificate.clone();
+        let issuer = index.issuer(&i.issuer, &namespace);
         CertManagerRef {
             certificate: ObjectRef { namespace, name },
             revision: i.revision,
             issuer: i.issuer.clone(),
             current_revision: i.current_revision,
             renewal_time: i.renewal_time.map(timefmt::seconds),
+            issuer_type: issuer.and_then(|x| x.issuer_type.clone()),
+            issuer_ready: issuer.and_then(|x| x.ready),
         }
     }
 }
@@ -77,6 +84,19 @@ pub struct Correlation {
     pub not_after: Option<i64>,
     /// TLS 1.3: the certificate the server pod most likely serves.
     pub inferred: Option<Leaf>,
+}
+
+impl Correlation {
+    /// cert-manager's objects are not listed yet: only "external" stands.
+    pub fn without_certificates(&mut self) {
+        if self.verdict != Some(Verdict::External) {
+            self.verdict = None;
+        }
+        self.cert_manager = None;
+        self.renewal_time = None;
+        self.not_after = None;
+        self.inferred = None;
+    }
 }
 
 /// The handshake facts correlation needs.
@@ -125,7 +145,9 @@ pub fn correlate(index: &Index, f: &Facts<'_>) -> Correlation {
         source,
         destination,
         verdict,
-        cert_manager: issued.as_ref().map(CertManagerRef::from_issued),
+        cert_manager: issued
+            .as_ref()
+            .map(|i| CertManagerRef::from_issued(index, i)),
         renewal_time: issued.as_ref().and_then(|i| i.renewal_time),
         not_after: issued.as_ref().and_then(|i| i.not_after),
         inferred,
@@ -150,8 +172,8 @@ pub fn default_severity(rule: &str) -> &'static str {
 
 fn who(id: &Identity) -> String {
     match (&id.namespace, &id.name) {
-        (Some(ns), Some(n)) => format!("{:?} {ns}/{n}", id.kind).to_lowercase(),
-        (None, Some(n)) => format!("{:?} {n}", id.kind).to_lowercase(),
+        (Some(ns), Some(n)) => format!("{} {ns}/{n}", id.kind.name()),
+        (None, Some(n)) => format!("{} {n}", id.kind.name()),
         _ => "the server".into(),
     }
 }

@@ -2,14 +2,14 @@
 //! the lookups built from them (IP → claimants, fingerprint → issuers,
 //! Secret → Certificates, Certificate → its CertificateRequests).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::objects::{
-    Body, Certificate, CertificateRequest, IssuerRef, Key, Kind, Leaf, Object, Pod,
+    Body, Certificate, CertificateRequest, Issuer, IssuerRef, Key, Kind, Leaf, Object, Pod,
 };
 use super::owner::Workload;
 
@@ -18,12 +18,17 @@ pub struct Limits {
     /// Objects of all kinds kept at once; past it new objects are dropped
     /// (and counted) until others are deleted.
     pub max_objects: usize,
+    /// Fingerprints of deleted CertificateRequests remembered (oldest
+    /// forgotten first): cert-manager prunes old requests
+    /// (revisionHistoryLimit), yet their certificates may still be served.
+    pub max_retired: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_objects: 1_000_000,
+            max_retired: 100_000,
         }
     }
 }
@@ -36,6 +41,17 @@ pub enum PeerKind {
     Service,
     Node,
     External,
+}
+
+impl PeerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerKind::Pod => "pod",
+            PeerKind::Service => "service",
+            PeerKind::Node => "node",
+            PeerKind::External => "external",
+        }
+    }
 }
 
 /// RECORDS.md `source` / `destination`.
@@ -133,6 +149,10 @@ pub struct IndexStats {
     pub objects_rejected: BTreeMap<String, u64>,
     /// Objects removed because a relist no longer had them.
     pub relist_removed: u64,
+    /// Certificates of deleted CertificateRequests still recognised.
+    pub retired_fingerprints: usize,
+    /// Retired fingerprints forgotten because `max_retired` was reached.
+    pub retired_dropped: u64,
 }
 
 struct Stored {
@@ -142,6 +162,13 @@ struct Stored {
 }
 
 type Claims = Vec<(Kind, Arc<Key>)>;
+
+/// What a deleted CertificateRequest had issued.
+struct Retired {
+    certificate: Key,
+    revision: Option<u64>,
+    issuer: IssuerRef,
+}
 
 #[derive(Default)]
 pub struct Index {
@@ -155,6 +182,8 @@ pub struct Index {
     by_secret: HashMap<Key, Vec<Arc<Key>>>,
     /// (namespace, certificate name) → its CertificateRequests.
     requests_of: HashMap<Key, Vec<Arc<Key>>>,
+    retired: HashMap<[u8; 32], Retired>,
+    retired_order: VecDeque<[u8; 32]>,
     stats: IndexStats,
     warned_full: bool,
 }
@@ -243,6 +272,23 @@ impl Index {
         }
     }
 
+    /// The Issuer or ClusterIssuer an issuerRef in `namespace` names
+    /// (cert-manager.io issuers only; external issuers are not followed).
+    pub fn issuer(&self, r: &IssuerRef, namespace: &str) -> Option<&Issuer> {
+        if !r.group.is_empty() {
+            return None;
+        }
+        let (kind, key) = match r.kind.as_str() {
+            "ClusterIssuer" => (Kind::ClusterIssuer, Key::new("", &r.name)),
+            "Issuer" => (Kind::Issuer, Key::new(namespace, &r.name)),
+            _ => return None,
+        };
+        match self.get(kind, &key)? {
+            Body::Issuer(i) => Some(i),
+            _ => None,
+        }
+    }
+
     fn request(&self, key: &Key) -> Option<&CertificateRequest> {
         match self.get(Kind::CertificateRequest, key)? {
             Body::CertificateRequest(r) => Some(r),
@@ -297,6 +343,35 @@ impl Index {
         if let Some((k, old)) = table.remove_entry(key) {
             self.total -= 1;
             self.unlink(kind, &k, &old.body);
+            if let Body::CertificateRequest(r) = old.body
+                && let (Some(leaf), Some(cert)) = (r.leaf, r.certificate)
+            {
+                self.retire(
+                    leaf.sha256,
+                    Retired {
+                        certificate: Key::new(&k.namespace, cert),
+                        revision: r.revision,
+                        issuer: r.issuer,
+                    },
+                );
+            }
+        }
+    }
+
+    fn retire(&mut self, sha256: [u8; 32], r: Retired) {
+        if self.limits.max_retired == 0 {
+            self.stats.retired_dropped += 1;
+            return;
+        }
+        if self.retired.insert(sha256, r).is_none() {
+            self.retired_order.push_back(sha256);
+        }
+        while self.retired.len() > self.limits.max_retired {
+            let Some(oldest) = self.retired_order.pop_front() else {
+                break;
+            };
+            self.retired.remove(&oldest);
+            self.stats.retired_dropped += 1;
         }
     }
 
@@ -504,22 +579,41 @@ impl Index {
 
     /// The cert-manager Certificate behind a fingerprint, if any.
     pub fn issued(&self, sha256: &[u8; 32]) -> Option<Issued> {
-        let claims = self.by_fingerprint.get(sha256)?;
+        let claims = self.by_fingerprint.get(sha256).map_or(&[][..], |c| &c[..]);
         let from_requests = claims
             .iter()
             .filter(|(k, _)| *k == Kind::CertificateRequest)
             .filter_map(|(_, key)| self.issued_by_request(key, self.request(key)?))
             .max_by_key(|i| i.revision);
-        from_requests.or_else(|| {
-            claims
-                .iter()
-                .find_map(|(kind, key)| match self.get(*kind, key) {
-                    Some(Body::Secret(s)) => {
-                        let name = s.certificate.as_deref()?;
-                        Some(self.issued_by_secret(key, name))
-                    }
-                    _ => None,
-                })
+        from_requests
+            .or_else(|| {
+                claims
+                    .iter()
+                    .find_map(|(kind, key)| match self.get(*kind, key) {
+                        Some(Body::Secret(s)) => {
+                            let name = s.certificate.as_deref()?;
+                            Some(self.issued_by_secret(key, name))
+                        }
+                        _ => None,
+                    })
+            })
+            .or_else(|| self.issued_by_retired(sha256))
+    }
+
+    /// A pruned request's certificate counts only while its Certificate
+    /// exists: then a newer revision exists too, and it is stale.
+    fn issued_by_retired(&self, sha256: &[u8; 32]) -> Option<Issued> {
+        let r = self.retired.get(sha256)?;
+        let cert = self.certificate(&r.certificate)?;
+        Some(Issued {
+            certificate: r.certificate.clone(),
+            revision: r.revision,
+            current_revision: cert.revision,
+            issuer: r.issuer.clone(),
+            certificate_known: true,
+            renewal_time: cert.renewal_time,
+            not_after: cert.not_after,
+            via: Kind::CertificateRequest,
         })
     }
 
@@ -603,6 +697,7 @@ impl Index {
 
     pub fn stats(&self) -> IndexStats {
         let mut s = self.stats.clone();
+        s.retired_fingerprints = self.retired.len();
         s.objects = self
             .tables
             .iter()
@@ -802,6 +897,38 @@ mod tests {
     }
 
     #[test]
+    fn pruned_requests_still_mark_their_certificate_stale() {
+        let mut ix = Index::new(Limits {
+            max_retired: 2,
+            ..Limits::default()
+        });
+        ix.apply(cert("a", "web", 1, &["web"]));
+        for rev in 1..=4u8 {
+            ix.apply(request("a", "web", rev as u64, rev));
+            ix.apply(cert("a", "web", rev as u64, &["web"]));
+            // revisionHistoryLimit 1: cert-manager deletes the previous request.
+            if rev > 1 {
+                ix.delete(
+                    Kind::CertificateRequest,
+                    &Key::new("a", format!("web-{}", rev - 1)),
+                );
+            }
+        }
+        assert!(!ix.issued(&[4; 32]).unwrap().is_stale());
+        let three = ix.issued(&[3; 32]).unwrap();
+        assert_eq!((three.revision, three.current_revision), (Some(3), Some(4)));
+        assert!(three.is_stale());
+        assert!(ix.issued(&[2; 32]).unwrap().is_stale());
+        // The bound: revision 1 was forgotten first, and counted.
+        assert_eq!(ix.issued(&[1; 32]), None);
+        let s = ix.stats();
+        assert_eq!((s.retired_fingerprints, s.retired_dropped), (2, 1));
+        // Without its Certificate a pruned request proves nothing.
+        ix.delete(Kind::Certificate, &Key::new("a", "web"));
+        assert_eq!(ix.issued(&[3; 32]), None);
+    }
+
+    #[test]
     fn secrets_name_their_certificate() {
         let mut ix = Index::default();
         ix.apply(cert("a", "web", 3, &["web"]));
@@ -838,7 +965,10 @@ mod tests {
 
     #[test]
     fn full_index_drops_and_counts() {
-        let mut ix = Index::new(Limits { max_objects: 3 });
+        let mut ix = Index::new(Limits {
+            max_objects: 3,
+            ..Limits::default()
+        });
         for i in 0..5 {
             ix.apply(pod("a", &format!("p{i}"), &format!("10.0.0.{i}"), 1, false));
         }

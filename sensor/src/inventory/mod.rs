@@ -16,13 +16,14 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kube::api::DynamicObject;
 use serde::Serialize;
 
 pub use index::{Identity, Index, IndexStats, Inferred, Issued, Limits, PeerKind, name_covers};
-pub use objects::{IssuerRef, Item, Key, Kind, Leaf, Object, accept, first_leaf};
+pub use objects::{Issuer, IssuerRef, Item, Key, Kind, Leaf, Object, accept, first_leaf};
 pub use owner::Workload;
 pub use snapshot::{SnapshotError, SnapshotOptions, SnapshotReport};
 pub use sync::{KindSync, Phase, SyncBoard};
@@ -34,8 +35,21 @@ pub struct InventoryConfig {
     pub read_secrets: bool,
 }
 
+/// Which answers the inventory can give yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// Pods, Services, EndpointSlices and Nodes are listed: "external"
+    /// means outside the cluster, not "not listed yet".
+    pub peers: bool,
+    /// cert-manager's Certificates and CertificateRequests are listed (or
+    /// not installed): "unmanaged" means no cert-manager object issued it.
+    pub certificates: bool,
+}
+
 struct Shared {
     index: RwLock<Index>,
+    /// A snapshot file was read: it is all there is to know.
+    snapshot: AtomicBool,
     sync: Mutex<SyncBoard>,
     read_secrets: bool,
     /// (kind, cause) pairs already logged: bad objects are logged once.
@@ -78,6 +92,7 @@ impl Inventory {
                 sync: Mutex::new(SyncBoard::default()),
                 read_secrets: cfg.read_secrets,
                 logged: Mutex::new(HashSet::new()),
+                snapshot: AtomicBool::new(false),
             }),
         }
     }
@@ -191,11 +206,29 @@ impl Inventory {
         }
         kinds.sort();
         kinds.dedup();
+        self.shared.snapshot.store(true, Ordering::Relaxed);
         let mut sync = self.sync();
         for k in kinds {
             sync.snapshot(k);
         }
         Ok(report)
+    }
+
+    /// Until the first lists complete, the index would call every peer
+    /// external and every certificate unmanaged: callers say nothing instead.
+    pub fn readiness(&self) -> Readiness {
+        if self.shared.snapshot.load(Ordering::Relaxed) {
+            return Readiness {
+                peers: true,
+                certificates: true,
+            };
+        }
+        let sync = self.sync();
+        let all = |kinds: &[Kind]| kinds.iter().all(|k| sync.settled(*k));
+        Readiness {
+            peers: all(&[Kind::Pod, Kind::Service, Kind::EndpointSlice, Kind::Node]),
+            certificates: all(&[Kind::Certificate, Kind::CertificateRequest]),
+        }
     }
 
     pub fn stats(&self) -> InventoryStats {

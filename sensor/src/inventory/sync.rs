@@ -85,6 +85,14 @@ impl SyncBoard {
         was
     }
 
+    /// The kind's state is as known as it will get: listed at least once,
+    /// or not served, or not allowed (then it is known to be absent).
+    pub fn settled(&self, kind: Kind) -> bool {
+        self.kinds.get(&kind).is_some_and(|s| {
+            s.synced_once || matches!(s.phase, Phase::Missing | Phase::Forbidden | Phase::Snapshot)
+        })
+    }
+
     pub fn get(&self, kind: Kind) -> Option<&KindSync> {
         self.kinds.get(&kind)
     }

@@ -331,7 +331,9 @@ current-context: fake
         self.inner.state.lock().unwrap().rv
     }
 
-    /// A BOOKMARK with the current resourceVersion to every watch that allows them.
+    /// A BOOKMARK with the current resourceVersion to every watch that
+    /// allows them, then the end of those watches, as when a watch reaches
+    /// its timeout: the client re-watches from the newest version it took in.
     pub fn bookmark(&self) {
         let mut st = self.inner.state.lock().unwrap();
         let rv = st.rv.to_string();
@@ -345,7 +347,9 @@ current-context: fake
             let r = &resources[s.path.as_str()];
             let ev = json!({"type": "BOOKMARK", "object": {"apiVersion": r.api_version,
                 "kind": r.kind, "metadata": {"resourceVersion": rv}}});
-            s.tx.unbounded_send(line(&ev)).is_ok()
+            let _ = s.tx.unbounded_send(line(&ev));
+            // Dropping the sender ends the response.
+            false
         });
     }
 
