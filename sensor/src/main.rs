@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
 use sensor::export::json::JsonLines;
+use sensor::export::otlp::config::ProcessEnv;
+use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter};
 use sensor::export::table::Table;
+use sensor::export::tee::Tee;
 use sensor::pipeline::PipelineConfig;
 use sensor::x509::{SystemRoots, TrustStore};
 use time::OffsetDateTime;
@@ -121,6 +124,8 @@ struct AnalyzeArgs {
     max_handshake_message: usize,
     #[command(flatten)]
     analysis: AnalysisArgs,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 fn parse_rfc3339(s: &str) -> Result<i64, String> {
@@ -163,14 +168,38 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;
     let analysis = build_analysis(&a.analysis, Clock::PacketTime)?;
+    let otlp = match OtlpConfig::from_args(&a.otlp, &ProcessEnv)? {
+        Some(c) => Some(OtlpExporter::new(c)?),
+        None => None,
+    };
+    let otlp_sink = otlp.as_ref().map(OtlpExporter::sink);
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (failed, write_error) = if a.json {
-        let out = analyze(&a.files, cfg, analysis, JsonLines::new(stdout));
-        (out.failed, out.sink.error)
+        let out = analyze(
+            &a.files,
+            cfg,
+            analysis,
+            Tee(JsonLines::new(stdout), otlp_sink),
+        );
+        (out.failed, out.sink.0.error)
     } else {
-        let out = analyze(&a.files, cfg, analysis, Table::new(stdout));
-        (out.failed, out.sink.error)
+        let out = analyze(&a.files, cfg, analysis, Tee(Table::new(stdout), otlp_sink));
+        (out.failed, out.sink.0.error)
     };
+    let mut export_failed = false;
+    if let Some(exporter) = otlp {
+        let report = exporter.shutdown()?;
+        tracing::debug!(?report, "OTLP export done");
+        if report.any_failure() {
+            export_failed = true;
+            eprintln!(
+                "sensor analyze: OTLP export incomplete: {} of {} metric export(s) failed, {} log record(s) dropped",
+                report.metric_export_failures,
+                report.metric_exports + report.metric_export_failures,
+                report.logs_dropped()
+            );
+        }
+    }
     if let Some(e) = write_error
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
@@ -180,7 +209,7 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         eprintln!("sensor analyze: {e}");
     }
     std::io::stderr().flush().ok();
-    Ok(if failed.is_empty() {
+    Ok(if failed.is_empty() && !export_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
