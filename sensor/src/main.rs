@@ -188,7 +188,7 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     };
     let mut export_failed = false;
     if let Some(exporter) = otlp {
-        let report = exporter.shutdown()?;
+        let report = exporter.shutdown();
         tracing::debug!(?report, "OTLP export done");
         if report.any_failure() {
             export_failed = true;

@@ -600,45 +600,34 @@ impl OtlpExporter {
     }
 
     /// Sends the last logs and a final metric export, stops the threads.
-    pub fn shutdown(mut self) -> Result<ExportReport, OtlpError> {
-        self.stop()?;
-        Ok(self.report())
+    /// A failed final export is in the report (and was logged), not an error.
+    pub fn shutdown(mut self) -> ExportReport {
+        self.stop();
+        self.report()
     }
 
-    fn stop(&mut self) -> Result<(), OtlpError> {
-        let mut first_err = None;
+    fn stop(&mut self) {
         // Logs first: their drop counters then reach the final metric export.
         if let Some(p) = self.logger_provider.take() {
             self.logger = None;
             if let Err(e) = p.shutdown() {
-                first_err.get_or_insert(OtlpError::Sdk {
-                    signal: "logs",
-                    what: "shutdown",
-                    message: e.to_string(),
-                });
+                tracing::warn!("OTLP logs shutdown: {e}");
             }
         }
         if let Some(p) = self.meter_provider.take()
             && let Err(e) = p.shutdown()
         {
-            first_err.get_or_insert(OtlpError::Sdk {
-                signal: "metrics",
-                what: "shutdown",
-                message: e.to_string(),
-            });
+            tracing::debug!("OTLP metrics shutdown: {e}");
         }
         if let Some(mut rt) = self.runtime.take() {
             rt.stop();
         }
-        first_err.map_or(Ok(()), Err)
     }
 }
 
 impl Drop for OtlpExporter {
     fn drop(&mut self) {
-        if let Err(e) = self.stop() {
-            tracing::warn!("OTLP export shutdown: {e}");
-        }
+        self.stop();
     }
 }
 
@@ -696,7 +685,8 @@ impl RecordSink for OtlpSink {
                     sha256: leaf.sha256.clone(),
                     verdict: attributes::verdict(hs),
                     status: attributes::status(leaf, hs.time_us.div_euclid(1_000_000)),
-                    last_seen_us: hs.time_us,
+                    // Stream time, so a replayed old record counts as seen now.
+                    last_seen_us: now_us,
                 };
                 if !st.certs.see(sighting, now_us) {
                     *st.overflows.entry((M_NOT_AFTER, "series")).or_default() += 1;
