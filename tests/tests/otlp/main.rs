@@ -363,6 +363,7 @@ fn run_pcap<K: RecordSink>(sink: K) -> K {
 #[test]
 fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     let vm = Victoria::start(None);
+    let dead_logs = format!("http://127.0.0.1:{}/v1/logs", free_port());
     let exp = exporter(
         OtlpArgs {
             otlp: Some(vm.otlp_base()),
@@ -371,7 +372,11 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
             cluster_name: Some("lib".into()),
             ..Default::default()
         },
-        &[("OTEL_LOGS_EXPORTER", "none"), ("K8S_NODE_NAME", "node-7")],
+        // Logs go to a port where nothing listens: every record is lost, and counted.
+        &[
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &dead_logs),
+            ("K8S_NODE_NAME", "node-7"),
+        ],
     );
     let sink = exp.sink();
     run_pcap(Enrich(sink.clone()));
@@ -402,6 +407,33 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
     assert_eq!(report.metric_exports, 1);
+    // 4 certificates and 1 finding, all lost with the logs collector absent.
+    assert_eq!(report.logs_dropped_export_failed, 5);
+    assert_eq!(
+        vm.value(r#"sensor_export_dropped_total{signal="logs",reason="export_failed"}"#),
+        5.0
+    );
+    assert_eq!(
+        vm.value(r#"sensor_export_dropped_total{signal="logs",reason="queue_full"}"#),
+        0.0
+    );
+    assert_eq!(
+        vm.value(r#"sensor_export_records_total{signal="logs"}"#),
+        0.0
+    );
+    assert_eq!(
+        vm.value(r#"sensor_export_failures_total{signal="logs"}"#),
+        report.log_export_failures as f64
+    );
+    assert!(report.log_export_failures >= 1);
+    assert_eq!(
+        vm.value(r#"sensor_export_failures_total{signal="metrics"}"#),
+        0.0
+    );
+    assert_eq!(
+        vm.value(r#"sensor_dedup_evictions_total{event="tls.certificate"}"#),
+        0.0
+    );
 
     let f = vm.query_n("tls_findings_total", 1);
     assert_label_names(
@@ -726,6 +758,58 @@ fn analyze_exports_logs_and_metrics_to_rotel_over_grpc_and_http() {
             .sum::<f64>(),
         5.0
     );
+}
+
+/// tls.finding log records: the finding with its connection's context,
+/// once per deduplication window while the counter counts every one.
+#[test]
+fn finding_logs_carry_their_context_once_per_window() {
+    let r = Rotel::start();
+    let exp = exporter(
+        OtlpArgs {
+            otlp: Some(r.http()),
+            otlp_protocol: Some("http/protobuf".into()),
+            otlp_interval: Some(3600.0),
+            ..Default::default()
+        },
+        &[],
+    );
+    let sink = run_pcap(Enrich(exp.sink()));
+    run_pcap(sink);
+    exp.shutdown();
+    let d = r.wait("the final metric export", |d| d.metric_exports >= 1);
+    let f = d.events("tls.finding");
+    assert_eq!(f.len(), 1, "deduplicated: {f:?}");
+    let f = f[0];
+    assert_eq!(f.attr("tls.finding.rule").as_deref(), Some("cert.expired"));
+    assert_eq!(f.attr("tls.finding.severity").as_deref(), Some("critical"));
+    assert_eq!(
+        f.attr("tls.finding.message").as_deref(),
+        Some("certificate expired 2021-01-01T00:00:00Z")
+    );
+    assert_eq!(f.severity_text, "critical");
+    assert!(
+        f.severity_number.ends_with("(21)"),
+        "FATAL: {}",
+        f.severity_number
+    );
+    assert_eq!(f.attr("server.port").as_deref(), Some("19443"));
+    assert_eq!(
+        f.attr("tls.server.hash.sha256").as_deref(),
+        Some(EXPIRED_SHA)
+    );
+    assert_eq!(
+        f.attr("tls.client.server_name").as_deref(),
+        Some("expired.otlp.test")
+    );
+    assert_eq!(f.attr("k8s.dst.namespace").as_deref(), Some("legacy"));
+    assert_eq!(f.attr("k8s.dst.owner.name").as_deref(), Some("old-api"));
+    assert!(f.body.contains("handshake") && f.body.contains("expired.otlp.test"));
+    // The certificates were logged once each too, the counter saw both passes.
+    assert_eq!(d.events("tls.certificate").len(), 4);
+    let c = d.last("tls.findings");
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].value, 2.0);
 }
 
 /// A certificate leaves tls.certificate.not_after once it has not been seen

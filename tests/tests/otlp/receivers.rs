@@ -234,7 +234,7 @@ impl Victoria {
 
     /// Waits until `promql` returns `n` series (ingestion is asynchronous).
     pub fn query_n(&self, promql: &str, n: usize) -> Vec<Sample> {
-        wait_for(
+        let r = wait_for(
             &format!("{n} series of {promql}"),
             Duration::from_secs(30),
             || {
@@ -242,7 +242,19 @@ impl Victoria {
                 let r = self.query(promql);
                 (r.len() == n).then_some(r)
             },
-        )
+        );
+        // The transcript `cargo test -- --nocapture` shows, for the docs.
+        eprintln!("PromQL> {promql}");
+        for s in &r {
+            let l: Vec<String> = s
+                .labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with("telemetry_") && !k.starts_with("service_"))
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            eprintln!("  {{{}}} {}", l.join(","), s.value);
+        }
+        r
     }
 
     /// The one value of a query that must return one series.

@@ -82,12 +82,18 @@ pub struct SensorSnapshot {
 }
 
 impl SensorSnapshot {
-    /// What a capture-file run knows: frames as packets, every error kind.
+    /// From a run's summary: a capture file's frames count as packets; live
+    /// capture's kernel counters (`Summary::kernel`, named as
+    /// `sensor_common::Counter::name`) give packets, events lost (ring
+    /// buffer full) and flows evicted (flow map full), to which the
+    /// connection table's overflow is added.
     pub fn from_summary(s: &Summary) -> Self {
+        let k = |name: &str| s.kernel.get(name).copied();
+        let table_full = s.errors.get("connection_table_full").copied().unwrap_or(0);
         SensorSnapshot {
-            packets: s.frames,
-            events_lost: 0,
-            flows_evicted: s.errors.get("connection_table_full").copied().unwrap_or(0),
+            packets: k("packets").unwrap_or(s.frames),
+            events_lost: k("ring_buffer_full").unwrap_or(0),
+            flows_evicted: k("flow_map_full").unwrap_or(0) + table_full,
             parse_errors: s.errors.clone(),
             inventory_synced: BTreeMap::new(),
         }
@@ -753,5 +759,67 @@ impl RecordSink for OtlpSink {
 
     fn finish(&mut self, summary: &Summary) {
         self.record_snapshot(SensorSnapshot::from_summary(summary));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon is async: building, feeding and stopping the exporter
+    /// from inside a tokio runtime must neither panic nor need its runtime.
+    #[test]
+    fn usable_from_inside_a_tokio_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for proto in ["grpc", "http/protobuf"] {
+                // A loopback port nobody listens on.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let args = OtlpArgs {
+                    otlp: Some(format!("http://127.0.0.1:{port}")),
+                    otlp_protocol: Some(proto.into()),
+                    otlp_interval: Some(3600.0),
+                    ..Default::default()
+                };
+                let cfg = OtlpConfig::from_args(&args, &BTreeMap::<String, String>::new())
+                    .unwrap()
+                    .unwrap();
+                let exp = OtlpExporter::new(cfg).unwrap();
+                let mut sink = exp.sink();
+                sink.finish(&Summary::default());
+                let report = exp.shutdown();
+                assert_eq!(report.metric_export_failures, 1, "{proto}: {report:?}");
+                assert_eq!(report.metric_exports, 0);
+            }
+        });
+    }
+
+    #[test]
+    fn snapshot_from_file_and_live_summaries() {
+        let mut s = Summary {
+            frames: 74,
+            ..Default::default()
+        };
+        s.errors.insert("connection_table_full".into(), 2);
+        s.errors.insert("tls_hello_unparsable".into(), 1);
+        let f = SensorSnapshot::from_summary(&s);
+        assert_eq!((f.packets, f.events_lost, f.flows_evicted), (74, 0, 2));
+        assert_eq!(f.parse_errors.get("tls_hello_unparsable"), Some(&1));
+        for (k, v) in [
+            ("packets", 1000),
+            ("ring_buffer_full", 5),
+            ("flow_map_full", 3),
+        ] {
+            s.kernel.insert(k.into(), v);
+        }
+        let l = SensorSnapshot::from_summary(&s);
+        assert_eq!((l.packets, l.events_lost, l.flows_evicted), (1000, 5, 5));
     }
 }

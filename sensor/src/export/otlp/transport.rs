@@ -83,9 +83,11 @@ fn rustls_config(cfg: &OtlpConfig) -> Result<rustls::ClientConfig, ConfigError> 
 /// plain thread so a caller inside a tokio runtime does not trip over it.
 fn http_client(
     cfg: &OtlpConfig,
-    timeout: Duration,
+    signal: &'static str,
+    s: &SignalConfig,
 ) -> Result<reqwest::blocking::Client, TransportError> {
     let tls = rustls_config(cfg)?;
+    let timeout = s.timeout;
     let built = std::thread::spawn(move || {
         reqwest::blocking::Client::builder()
             .timeout(timeout)
@@ -96,16 +98,8 @@ fn http_client(
     .join();
     match built {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(TransportError::Build {
-            signal: "http",
-            endpoint: String::new(),
-            message: e.to_string(),
-        }),
-        Err(_) => Err(TransportError::Build {
-            signal: "http",
-            endpoint: String::new(),
-            message: "client thread panicked".into(),
-        }),
+        Ok(Err(e)) => Err(build_err(signal, s, e)),
+        Err(_) => Err(build_err(signal, s, "the HTTP client thread panicked")),
     }
 }
 
@@ -179,7 +173,7 @@ pub fn metric_exporter(
             .with_timeout(s.timeout)
             .with_retry_policy(retry_policy())
             .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .with_http_client(http_client(cfg, s.timeout)?)
+            .with_http_client(http_client(cfg, "metrics", s)?)
             .build(),
     };
     r.map_err(|e| build_err("metrics", s, e))
@@ -207,7 +201,7 @@ pub fn log_exporter(cfg: &OtlpConfig, s: &SignalConfig) -> Result<LogExporter, T
             .with_timeout(s.timeout)
             .with_retry_policy(retry_policy())
             .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .with_http_client(http_client(cfg, s.timeout)?)
+            .with_http_client(http_client(cfg, "logs", s)?)
             .build(),
     };
     r.map_err(|e| build_err("logs", s, e))
