@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::records::{HandshakeRecord, RecordSink, Summary};
+use super::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::x509::CertInfo;
 
 /// Two sinks fed the same records (e.g. the table on stdout and OTLP).
@@ -15,6 +15,11 @@ impl<A: RecordSink, B: RecordSink> RecordSink for Tee<A, B> {
     fn certificate(&mut self, cert: &CertInfo) {
         self.0.certificate(cert);
         self.1.certificate(cert);
+    }
+
+    fn finding(&mut self, f: &FindingRecord) {
+        self.0.finding(f);
+        self.1.finding(f);
     }
 
     fn finish(&mut self, summary: &Summary) {
@@ -34,6 +39,12 @@ impl<S: RecordSink> RecordSink for Option<S> {
     fn certificate(&mut self, cert: &CertInfo) {
         if let Some(s) = self {
             s.certificate(cert);
+        }
+    }
+
+    fn finding(&mut self, f: &FindingRecord) {
+        if let Some(s) = self {
+            s.finding(f);
         }
     }
 

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use receivers::{Dump, Proc, Rotel, TempDir, Victoria, free_port, wait_listening};
+use sensor::analysis::Analysis;
 use sensor::analyze::analyze;
 use sensor::export::otlp::attributes::TrafficSample;
 use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter, OtlpSink, SensorSnapshot};
-use sensor::export::records::{Finding, HandshakeRecord, RecordSink, Summary};
+use sensor::export::records::{Finding, FindingRecord, HandshakeRecord, RecordSink, Summary};
 use sensor::pipeline::PipelineConfig;
 use sensor::x509::CertInfo;
 use serde_json::{Value, json};
@@ -210,6 +211,34 @@ fn analyze_exports_metrics_to_victoria_metrics() {
         2.0
     );
 
+    // tls.findings: every finding of every handshake, by rule and severity.
+    let mut by_rule: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for h in &handshakes {
+        for f in h["findings"].as_array().unwrap() {
+            let key = (
+                f["rule"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            );
+            *by_rule.entry(key).or_default() += 1;
+        }
+    }
+    assert!(
+        by_rule.keys().any(|(r, _)| r == "cert.expired"),
+        "{by_rule:?}"
+    );
+    let total: usize = by_rule.values().sum();
+    assert_eq!(vm.value("sum(tls_findings_total)"), total as f64);
+    for ((rule, sev), n) in &by_rule {
+        assert_eq!(
+            vm.value(&format!(
+                "sum(tls_findings_total{})",
+                labels(&[("tls_finding_rule", rule), ("tls_finding_severity", sev)])
+            )),
+            *n as f64,
+            "{rule} {sev}"
+        );
+    }
+
     // tls.certificate.not_after: the servers' own certificates only.
     let web = vm.query_n(
         r#"tls_certificate_not_after_seconds{tls_server_subject_cn="web.otlp.test"}"#,
@@ -292,8 +321,9 @@ fn analyze_exports_metrics_to_victoria_metrics() {
     );
 }
 
-/// Adds what the inventory and the analysis stage would (they are other
-/// modules), so every attribute and metric carries a real value.
+/// Adds what the inventory would (another module), and replaces the
+/// handshakes' findings by one known finding, so every attribute and metric
+/// carries a value the test can predict.
 struct Enrich(OtlpSink);
 
 fn pod(ns: &str, workload: &str) -> Value {
@@ -306,6 +336,7 @@ impl RecordSink for Enrich {
     fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
         let mut hs = hs.clone();
         hs.source = Some(pod("shop", "frontend"));
+        hs.findings = Vec::new();
         match hs.server.port {
             18443 | 21443 => {
                 hs.destination = Some(pod("shop", "web"));
@@ -321,6 +352,7 @@ impl RecordSink for Enrich {
                     rule: "cert.expired".into(),
                     severity: "critical".into(),
                     message: "certificate expired 2021-01-01T00:00:00Z".into(),
+                    certificate: Some(EXPIRED_SHA.into()),
                 }];
             }
             _ => {
@@ -333,6 +365,10 @@ impl RecordSink for Enrich {
 
     fn certificate(&mut self, cert: &CertInfo) {
         self.0.certificate(cert);
+    }
+
+    fn finding(&mut self, f: &FindingRecord) {
+        self.0.finding(f);
     }
 
     fn finish(&mut self, s: &Summary) {
@@ -351,8 +387,26 @@ fn exporter(args: OtlpArgs, env: &[(&str, &str)]) -> OtlpExporter {
     OtlpExporter::new(cfg).unwrap()
 }
 
+/// Finding records the analysis stage emits for one pass over the capture.
+fn findings_per_pass() -> usize {
+    struct Count(usize);
+    impl RecordSink for Count {
+        fn handshake(&mut self, _: &HandshakeRecord, _: &[Arc<CertInfo>]) {}
+        fn certificate(&mut self, _: &CertInfo) {}
+        fn finding(&mut self, _: &FindingRecord) {
+            self.0 += 1;
+        }
+    }
+    run_pcap(Count(0)).0
+}
+
 fn run_pcap<K: RecordSink>(sink: K) -> K {
-    let out = analyze(&[pcap()], PipelineConfig::default(), sink);
+    let out = analyze(
+        &[pcap()],
+        PipelineConfig::default(),
+        Analysis::default(),
+        sink,
+    );
     assert!(out.failed.is_empty());
     out.sink
 }
@@ -407,11 +461,12 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
     assert_eq!(report.metric_exports, 1);
-    // 4 certificates and 1 finding, all lost with the logs collector absent.
-    assert_eq!(report.logs_dropped_export_failed, 5);
+    // 4 certificates and the findings, all lost with the logs collector absent.
+    let lost = 4 + findings_per_pass() as u64;
+    assert_eq!(report.logs_dropped_export_failed, lost);
     assert_eq!(
         vm.value(r#"sensor_export_dropped_total{signal="logs",reason="export_failed"}"#),
-        5.0
+        lost as f64
     );
     assert_eq!(
         vm.value(r#"sensor_export_dropped_total{signal="logs",reason="queue_full"}"#),
@@ -635,6 +690,48 @@ fn check_certificate_logs(d: &Dump, recs: &[Value]) {
     }
 }
 
+/// Each finding record of the JSON output arrives as a tls.finding log record.
+fn check_finding_logs(d: &Dump, recs: &[Value]) {
+    let json = of_kind(recs, "finding");
+    let logs = d.events("tls.finding");
+    assert_eq!(logs.len(), json.len());
+    for f in json {
+        let l = logs
+            .iter()
+            .find(|l| {
+                l.attr("tls.finding.rule").as_deref() == f["rule"].as_str()
+                    && l.attr("tls.finding.certificate").as_deref() == f["certificate"].as_str()
+                    && l.attr("tls.finding.client.port") == Some(f["client"]["port"].to_string())
+            })
+            .unwrap_or_else(|| panic!("no tls.finding log for {f}"));
+        for k in ["severity", "message", "time", "sni"] {
+            assert_eq!(
+                l.attr(&format!("tls.finding.{k}")).as_deref(),
+                f[k].as_str(),
+                "{k}"
+            );
+        }
+        assert_eq!(
+            l.attr("tls.finding.certificate").as_deref(),
+            f["certificate"].as_str()
+        );
+        assert_eq!(l.severity_text, f["severity"].as_str().unwrap());
+        let number = match f["severity"].as_str().unwrap() {
+            "critical" => "(21)",
+            "high" => "(17)",
+            "medium" => "(13)",
+            _ => "(9)",
+        };
+        assert!(l.severity_number.ends_with(number), "{}", l.severity_number);
+        assert_eq!(
+            l.timestamp as i64,
+            rfc3339_us(f["time"].as_str().unwrap()) * 1000
+        );
+        assert_eq!(l.attr("server.port"), Some(f["server"]["port"].to_string()));
+        assert!(l.body.contains(f["rule"].as_str().unwrap()));
+    }
+}
+
 /// `sensor analyze --otlp` over gRPC, with per-connection handshake logs,
 /// then over HTTP/protobuf configured only by OTEL_* variables, without them.
 #[test]
@@ -656,10 +753,13 @@ fn analyze_exports_logs_and_metrics_to_rotel_over_grpc_and_http() {
         &[("K8S_NODE_NAME", "n1")],
     );
     let recs = json_lines(&ok(&out));
-    let d = r.wait("9 log records and a metric export", |d| {
-        d.logs.len() >= 9 && d.metric_exports >= 1
+    let findings = of_kind(&recs, "finding");
+    let expected = 4 + 5 + findings.len();
+    let d = r.wait("every log record and a metric export", |d| {
+        d.logs.len() >= expected && d.metric_exports >= 1
     });
-    assert_eq!(d.logs.len(), 9);
+    assert_eq!(d.logs.len(), expected);
+    check_finding_logs(&d, &recs);
     for l in &d.logs {
         check_resource(&l.resource, "tls-sensor");
     }
@@ -720,8 +820,8 @@ fn analyze_exports_logs_and_metrics_to_rotel_over_grpc_and_http() {
     let rec = d.last("sensor.export.records");
     assert_eq!(rec.len(), 1);
     assert_eq!(
-        rec[0].value, 9.0,
-        "all 9 log records went before the last export"
+        rec[0].value, expected as f64,
+        "all log records went before the last export"
     );
     drop(r);
 
@@ -739,10 +839,11 @@ fn analyze_exports_logs_and_metrics_to_rotel_over_grpc_and_http() {
             ("NODE_NAME", "n1"),
         ],
     ));
-    let d = r.wait("4 certificate logs and a metric export", |d| {
-        d.logs.len() >= 4 && d.metric_exports >= 1
+    let d = r.wait("certificate and finding logs and a metric export", |d| {
+        d.logs.len() >= 4 + findings.len() && d.metric_exports >= 1
     });
     check_certificate_logs(&d, &recs);
+    check_finding_logs(&d, &recs);
     assert!(d.events("tls.handshake").is_empty(), "off by default");
     for l in &d.logs {
         check_resource(&l.resource, "sensor-under-test");
@@ -758,58 +859,6 @@ fn analyze_exports_logs_and_metrics_to_rotel_over_grpc_and_http() {
             .sum::<f64>(),
         5.0
     );
-}
-
-/// tls.finding log records: the finding with its connection's context,
-/// once per deduplication window while the counter counts every one.
-#[test]
-fn finding_logs_carry_their_context_once_per_window() {
-    let r = Rotel::start();
-    let exp = exporter(
-        OtlpArgs {
-            otlp: Some(r.http()),
-            otlp_protocol: Some("http/protobuf".into()),
-            otlp_interval: Some(3600.0),
-            ..Default::default()
-        },
-        &[],
-    );
-    let sink = run_pcap(Enrich(exp.sink()));
-    run_pcap(sink);
-    exp.shutdown();
-    let d = r.wait("the final metric export", |d| d.metric_exports >= 1);
-    let f = d.events("tls.finding");
-    assert_eq!(f.len(), 1, "deduplicated: {f:?}");
-    let f = f[0];
-    assert_eq!(f.attr("tls.finding.rule").as_deref(), Some("cert.expired"));
-    assert_eq!(f.attr("tls.finding.severity").as_deref(), Some("critical"));
-    assert_eq!(
-        f.attr("tls.finding.message").as_deref(),
-        Some("certificate expired 2021-01-01T00:00:00Z")
-    );
-    assert_eq!(f.severity_text, "critical");
-    assert!(
-        f.severity_number.ends_with("(21)"),
-        "FATAL: {}",
-        f.severity_number
-    );
-    assert_eq!(f.attr("server.port").as_deref(), Some("19443"));
-    assert_eq!(
-        f.attr("tls.server.hash.sha256").as_deref(),
-        Some(EXPIRED_SHA)
-    );
-    assert_eq!(
-        f.attr("tls.client.server_name").as_deref(),
-        Some("expired.otlp.test")
-    );
-    assert_eq!(f.attr("k8s.dst.namespace").as_deref(), Some("legacy"));
-    assert_eq!(f.attr("k8s.dst.owner.name").as_deref(), Some("old-api"));
-    assert!(f.body.contains("handshake") && f.body.contains("expired.otlp.test"));
-    // The certificates were logged once each too, the counter saw both passes.
-    assert_eq!(d.events("tls.certificate").len(), 4);
-    let c = d.last("tls.findings");
-    assert_eq!(c.len(), 1);
-    assert_eq!(c[0].value, 2.0);
 }
 
 /// A certificate leaves tls.certificate.not_after once it has not been seen
@@ -872,21 +921,25 @@ fn collector_outage_is_counted_and_export_resumes() {
         &[("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "8")],
     );
     let mut sink = exp.sink();
-    // Up: 4 certificate logs (first sightings) and 5 handshake logs.
+    // Each pass is a new pipeline: its findings are new, its certificates are
+    // not (the exporter deduplicates those).
+    let per_pass = (5 + findings_per_pass()) as u64;
+    // Up: 4 certificate logs (first sightings), handshake and finding logs.
     sink = run_pcap(sink);
     exp.flush().unwrap();
-    r.wait("9 log records", |d| d.logs.len() >= 9);
+    let first = 4 + per_pass as usize;
+    r.wait("the first pass's log records", |d| d.logs.len() >= first);
     let before = r.stop();
-    assert_eq!(before.logs.len(), 9);
+    assert_eq!(before.logs.len(), first);
 
-    // Down: 40 passes, 200 handshake logs (certificates are deduplicated).
+    // Down: 40 passes.
     for _ in 0..40 {
         sink = run_pcap(sink);
     }
     exp.flush().ok(); // the metric export fails; the log flush returns after its attempt
     let down = exp.report();
-    assert_eq!(down.logs_exported, 9);
-    assert_eq!(down.logs_dropped(), 200, "{down:?}");
+    assert_eq!(down.logs_exported, first as u64);
+    assert_eq!(down.logs_dropped(), 40 * per_pass, "{down:?}");
     assert!(
         down.logs_dropped_queue_full > 0,
         "the queue filled: {down:?}"
@@ -897,13 +950,15 @@ fn collector_outage_is_counted_and_export_resumes() {
     let r = Rotel::start_on(grpc, http);
     run_pcap(sink);
     exp.flush().unwrap();
-    r.wait("5 log records after the outage", |d| d.logs.len() >= 5);
+    r.wait("a pass's log records after the outage", |d| {
+        d.logs.len() >= per_pass as usize
+    });
     let report = exp.shutdown();
     // Two exports reach the new receiver: the flush's and the final one.
     let after = r.wait("the final metric export", |d| d.metric_exports >= 2);
     assert_eq!(after.events("tls.handshake").len(), 5);
     let received = (before.logs.len() + after.logs.len()) as u64;
-    let emitted = 9 + 200 + 5;
+    let emitted = 4 + 42 * per_pass;
     let dropped: f64 = after
         .last("sensor.export.dropped")
         .iter()

@@ -100,7 +100,8 @@ pub struct OtlpArgs {
     /// this long after it was last seen.
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400.0)]
     pub otlp_certificate_window: f64,
-    /// A tls.certificate or tls.finding log record is repeated at most once per this window.
+    /// A certificate's tls.certificate log record is repeated at most once per
+    /// this window (tls.finding records follow --findings-window).
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400.0)]
     pub otlp_log_dedup_window: f64,
     /// Log records waiting for export; beyond it records are dropped and counted.

@@ -14,7 +14,7 @@ use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger};
 use serde_json::Value as Json;
 
 use super::attributes::peer;
-use crate::export::records::{CertificateRecord, Finding, HandshakeRecord};
+use crate::export::records::{CertificateRecord, FindingRecord, HandshakeRecord};
 use crate::x509::CertInfo;
 
 pub const EVENT_CERTIFICATE: &str = "tls.certificate";
@@ -127,32 +127,33 @@ pub fn certificate(logger: &SdkLogger, cert: &CertInfo, time_us: i64) -> SdkLogR
     r
 }
 
-pub fn finding(logger: &SdkLogger, hs: &HandshakeRecord, f: &Finding) -> SdkLogRecord {
-    let f_json = serde_json::to_value(f).unwrap_or(Json::Null);
+/// The analysis stage's finding record (already deduplicated per window).
+pub fn finding(logger: &SdkLogger, f: &FindingRecord) -> SdkLogRecord {
+    let json = serde_json::to_value(f).unwrap_or(Json::Null);
     let mut r = base(
         logger,
         EVENT_FINDING,
-        hs.time_us,
+        f.time_us,
         finding_severity(&f.severity),
     );
     let mut attrs = Vec::new();
-    flatten(EVENT_FINDING, &f_json, &mut attrs);
-    context(hs, &mut attrs);
-    if let Some(sni) = &hs.sni {
-        attrs.push((
-            "tls.client.server_name".into(),
-            AnyValue::String(StringValue::from(sni.clone())),
-        ));
+    flatten(EVENT_FINDING, &json, &mut attrs);
+    let s = |v: &str| AnyValue::String(StringValue::from(v.to_string()));
+    attrs.push(("server.address".into(), s(&f.server.ip)));
+    attrs.push(("server.port".into(), AnyValue::Int(f.server.port as i64)));
+    attrs.push(("client.address".into(), s(&f.client.ip)));
+    attrs.push(("client.port".into(), AnyValue::Int(f.client.port as i64)));
+    if let Some(fp) = f.server_chain.first() {
+        attrs.push(("tls.server.hash.sha256".into(), s(fp)));
     }
+    if let Some(sni) = &f.sni {
+        attrs.push(("tls.client.server_name".into(), s(sni)));
+    }
+    let (ns, owner) = peer(f.destination.as_ref());
+    attrs.push(("k8s.dst.namespace".into(), s(&ns)));
+    attrs.push(("k8s.dst.owner.name".into(), s(&owner)));
     add(&mut r, attrs);
-    let mut body = f_json;
-    if let Json::Object(m) = &mut body {
-        m.insert(
-            "handshake".into(),
-            serde_json::to_value(hs).unwrap_or(Json::Null),
-        );
-    }
-    if let Some(b) = any(&body) {
+    if let Some(b) = any(&json) {
         r.set_body(b);
     }
     r

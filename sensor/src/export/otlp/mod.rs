@@ -34,7 +34,7 @@ pub use self::config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 use self::queue::{BoundedLogProcessor, ExportStats, FailureLog, QueueConfig};
 use self::transport::{CountingMetricExporter, TransportError};
 use self::window::{CertSighting, CertWindow, DedupWindow, StreamClock};
-use crate::export::records::{HandshakeRecord, RecordSink, Summary};
+use crate::export::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::x509::CertInfo;
 
 pub const M_HANDSHAKES: &str = "tls.handshakes";
@@ -138,7 +138,6 @@ struct State {
     limiters: HashMap<&'static str, Limiter>,
     certs: CertWindow,
     cert_logs: DedupWindow,
-    finding_logs: DedupWindow,
     known: HashMap<String, Arc<CertInfo>>,
     known_order: VecDeque<String>,
     overflows: BTreeMap<(&'static str, &'static str), u64>,
@@ -391,14 +390,9 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
             "Log deduplication keys forgotten before their window ended (the table was full)",
         )
         .with_callback(move |o| {
-            let st = s.lock();
             o.observe(
-                st.cert_logs.evictions,
+                s.lock().cert_logs.evictions,
                 &[KeyValue::new("event", logs::EVENT_CERTIFICATE)],
-            );
-            o.observe(
-                st.finding_logs.evictions,
-                &[KeyValue::new("event", logs::EVENT_FINDING)],
             );
         })
         .build();
@@ -546,7 +540,6 @@ impl OtlpExporter {
                 limiters,
                 certs: CertWindow::new(window_us, cfg.max_series),
                 cert_logs: DedupWindow::new(dedup_us, DEDUP_KEYS),
-                finding_logs: DedupWindow::new(dedup_us, DEDUP_KEYS),
                 known: HashMap::new(),
                 known_order: VecDeque::new(),
                 overflows: BTreeMap::new(),
@@ -640,8 +633,6 @@ impl Drop for OtlpExporter {
 /// A log record decided under the lock, built after it.
 enum PendingLog {
     Certificate(Arc<CertInfo>),
-    /// Index into the handshake's findings.
-    Finding(usize),
     Handshake,
 }
 
@@ -715,19 +706,6 @@ impl RecordSink for OtlpSink {
                         logs.push(PendingLog::Certificate(info));
                     }
                 }
-                for (i, f) in hs.findings.iter().enumerate() {
-                    let key = format!(
-                        "{}|{}|{}|{}|{}",
-                        f.rule,
-                        hs.server.ip,
-                        hs.server.port,
-                        hs.sni.as_deref().unwrap_or(""),
-                        hs.server_chain.first().map_or("", String::as_str)
-                    );
-                    if st.finding_logs.first_in_window(&key, hs.time_us) {
-                        logs.push(PendingLog::Finding(i));
-                    }
-                }
                 if self.shared.handshake_logs {
                     logs.push(PendingLog::Handshake);
                 }
@@ -743,7 +721,6 @@ impl RecordSink for OtlpSink {
             for p in logs {
                 let record = match p {
                     PendingLog::Certificate(c) => logs::certificate(l, &c, hs.time_us),
-                    PendingLog::Finding(i) => logs::finding(l, hs, &hs.findings[i]),
                     PendingLog::Handshake => logs::handshake(l, hs),
                 };
                 l.emit(record);
@@ -754,6 +731,14 @@ impl RecordSink for OtlpSink {
     fn certificate(&mut self, cert: &CertInfo) {
         if self.logger.is_some() {
             self.shared.lock().remember(cert);
+        }
+    }
+
+    /// The analysis stage sends each finding once per its window; the
+    /// `tls.findings` counter counts every occurrence from the handshakes.
+    fn finding(&mut self, f: &FindingRecord) {
+        if let Some(l) = &self.logger {
+            l.emit(logs::finding(l, f));
         }
     }
 
