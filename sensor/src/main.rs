@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
 use sensor::export::json::JsonLines;
+use sensor::export::otlp::config::ProcessEnv;
+use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter};
 use sensor::export::table::Table;
+use sensor::export::tee::Tee;
 use sensor::inventory::snapshot::SnapshotOptions;
 use sensor::inventory::watch::{self, WatchConfig};
 use sensor::inventory::{Inventory, InventoryConfig, Limits};
@@ -170,6 +173,8 @@ struct RunArgs {
     analysis: AnalysisArgs,
     #[command(flatten)]
     kube: KubeArgs,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 #[derive(Args)]
@@ -196,6 +201,8 @@ struct AnalyzeArgs {
     /// Seconds to wait for the Kubernetes API to list everything.
     #[arg(long, default_value_t = 60.0)]
     kube_timeout: f64,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 fn parse_rfc3339(s: &str) -> Result<i64, String> {
@@ -247,14 +254,38 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
             .build()?
             .block_on(watch::list_once(inv, &a.kube.watch_config(), timeout))?;
     }
+    let otlp = match OtlpConfig::from_args(&a.otlp, &ProcessEnv)? {
+        Some(c) => Some(OtlpExporter::new(c)?),
+        None => None,
+    };
+    let otlp_sink = otlp.as_ref().map(OtlpExporter::sink);
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (failed, write_error) = if a.json {
-        let out = analyze(&a.files, cfg, analysis, JsonLines::new(stdout));
-        (out.failed, out.sink.error)
+        let out = analyze(
+            &a.files,
+            cfg,
+            analysis,
+            Tee(JsonLines::new(stdout), otlp_sink),
+        );
+        (out.failed, out.sink.0.error)
     } else {
-        let out = analyze(&a.files, cfg, analysis, Table::new(stdout));
-        (out.failed, out.sink.error)
+        let out = analyze(&a.files, cfg, analysis, Tee(Table::new(stdout), otlp_sink));
+        (out.failed, out.sink.0.error)
     };
+    let mut export_failed = false;
+    if let Some(exporter) = otlp {
+        let report = exporter.shutdown();
+        tracing::debug!(?report, "OTLP export done");
+        if report.any_failure() {
+            export_failed = true;
+            eprintln!(
+                "sensor analyze: OTLP export incomplete: {} of {} metric export(s) failed, {} log record(s) dropped",
+                report.metric_export_failures,
+                report.metric_exports + report.metric_export_failures,
+                report.logs_dropped()
+            );
+        }
+    }
     if let Some(e) = write_error
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {
@@ -264,7 +295,7 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
         eprintln!("sensor analyze: {e}");
     }
     std::io::stderr().flush().ok();
-    Ok(if failed.is_empty() {
+    Ok(if failed.is_empty() && !export_failed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -307,6 +338,11 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    // Built before anything starts so a bad OTLP setting fails start-up.
+    let otlp = match OtlpConfig::from_args(&a.otlp, &ProcessEnv)? {
+        Some(c) => Some(OtlpExporter::new(c)?),
+        None => None,
+    };
     let pipeline = PipelineConfig {
         inventory: a.kube.inventory(kube.is_some())?,
         ..PipelineConfig::default()
@@ -324,13 +360,21 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         pipeline,
         analysis: build_analysis(&a.analysis, Clock::Wall)?,
         kube,
+        telemetry: otlp.as_ref().map(OtlpExporter::sink),
     };
+    let otlp_sink = otlp.as_ref().map(OtlpExporter::sink);
     let stdout = std::io::LineWriter::new(std::io::stdout());
     let write_error = if a.json {
-        rt.block_on(run(opts, JsonLines::new(stdout)))?.sink.error
+        let out = rt.block_on(run(opts, Tee(JsonLines::new(stdout), otlp_sink)))?;
+        out.sink.0.error
     } else {
-        rt.block_on(run(opts, Table::new(stdout)))?.sink.error
+        let out = rt.block_on(run(opts, Tee(Table::new(stdout), otlp_sink)))?;
+        out.sink.0.error
     };
+    if let Some(exporter) = otlp {
+        let report = exporter.shutdown();
+        tracing::info!(?report, "OTLP export stopped");
+    }
     if let Some(e) = write_error
         && e.kind() != std::io::ErrorKind::BrokenPipe
     {

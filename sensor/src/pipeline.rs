@@ -365,8 +365,17 @@ impl<K: RecordSink> Pipeline<K> {
     /// Like `finish`, letting the caller add to the summary before the sink sees it.
     pub fn finish_with(mut self, extra: impl FnOnce(&mut Summary)) -> (K, Summary) {
         self.table.flush(&mut self.stages);
+        let mut summary = self.totals();
+        extra(&mut summary);
+        self.stages.sink.finish(&summary);
+        (self.stages.sink, summary)
+    }
+
+    /// The summary as of now, without ending the run (periodic telemetry).
+    pub fn totals(&self) -> Summary {
         let r = &self.table.stats;
-        let s = &mut self.summary;
+        let mut summary = self.summary.clone();
+        let s = &mut summary;
         let st = &self.stages;
         s.tcp_segments = r.segments;
         s.connections = r.connections;
@@ -411,9 +420,6 @@ impl<K: RecordSink> Pipeline<K> {
         );
         s.errors = errors;
         s.inventory = st.inventory.as_ref().map(Inventory::stats);
-        extra(s);
-        let summary = self.summary.clone();
-        self.stages.sink.finish(&summary);
-        (self.stages.sink, summary)
+        summary
     }
 }

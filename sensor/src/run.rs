@@ -1,6 +1,6 @@
 //! `sensor run`: live capture through the pipeline until stopped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -11,6 +11,7 @@ use crate::capture::live::{
     Clock, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
     check_capabilities, decode_event, list_interfaces,
 };
+use crate::export::otlp::{OtlpSink, SensorSnapshot};
 use crate::export::{RecordSink, Summary};
 use crate::inventory::watch::{self, WatchConfig};
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -28,6 +29,9 @@ pub struct RunOptions {
     pub analysis: Analysis,
     /// A client (see `inventory::watch::client`) and its watch settings.
     pub kube: Option<(kube::Client, WatchConfig)>,
+    /// The OTLP exporter's sink, given the sensor's own counters (`sensor.*`)
+    /// every second; records reach it through the record sink.
+    pub telemetry: Option<OtlpSink>,
 }
 
 pub struct RunOutcome<K> {
@@ -81,6 +85,17 @@ fn mono_ns() -> u64 {
     // SAFETY: clock_gettime writes the struct we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn kernel_totals(programs: &Programs, expired: u64, malformed: u64) -> BTreeMap<String, u64> {
+    let mut k: BTreeMap<String, u64> = programs
+        .counters()
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    k.insert("flows_expired".into(), expired);
+    k.insert("malformed_records".into(), malformed);
+    k
 }
 
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
@@ -149,6 +164,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 if inventory.is_some() {
                     pipeline.refresh_trust();
                 }
+                if let Some(t) = &opts.telemetry {
+                    let mut s = pipeline.totals();
+                    s.kernel = kernel_totals(&programs, expired, malformed);
+                    t.record_snapshot(SensorSnapshot::from_summary(&s));
+                }
             }
             _ = stats.tick() => {
                 let (segments, tls, handshakes, open) = pipeline.snapshot();
@@ -172,6 +192,9 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let (sink, summary) = pipeline.finish_with(|s| {
         s.kernel = kernel.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     });
+    if let Some(t) = &opts.telemetry {
+        t.record_snapshot(SensorSnapshot::from_summary(&summary));
+    }
     Ok(RunOutcome {
         sink,
         summary,

@@ -7,6 +7,8 @@ use anyhow::Result;
 
 use crate::run;
 
+mod receivers;
+
 /// Debian packages the tests drive: real TLS peers, capture and reference tools.
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
@@ -77,5 +79,6 @@ pub fn setup() -> Result<()> {
     apt()?;
     rust_src()?;
     bpf_linker()?;
+    receivers::setup()?;
     Ok(())
 }

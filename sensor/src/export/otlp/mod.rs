@@ -1,0 +1,819 @@
+//! OTLP export: the metrics and log events of DESIGN.md "Telemetry".
+//!
+//! [`OtlpExporter::new`] builds the SDK providers from an [`OtlpConfig`];
+//! [`OtlpExporter::sink`] gives a [`RecordSink`] for the pipeline (cheap to
+//! clone, `Send`), which also takes the sensor's own counters
+//! ([`OtlpSink::record_snapshot`]) and flow bytes
+//! ([`OtlpSink::record_traffic`]); [`OtlpExporter::shutdown`] sends what is
+//! left. Nothing on the record path waits for the network: metrics are
+//! aggregated in memory and read by the SDK's periodic reader thread, log
+//! records go through a bounded queue ([`queue`]) to their own thread.
+
+pub mod attributes;
+pub mod cardinality;
+pub mod config;
+pub mod logs;
+pub mod queue;
+pub mod resource;
+pub mod transport;
+pub mod window;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::logs::{Logger as _, LoggerProvider as _};
+use opentelemetry::metrics::{Counter, Meter, MeterProvider as _};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+
+use self::attributes::{CERTIFICATE_GAUGE_EXEMPT, TrafficSample};
+use self::cardinality::Limiter;
+pub use self::config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
+use self::queue::{BoundedLogProcessor, ExportStats, FailureLog, QueueConfig};
+use self::transport::{CountingMetricExporter, TransportError};
+use self::window::{CertSighting, CertWindow, DedupWindow, StreamClock};
+use crate::export::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
+use crate::inventory::Phase;
+use crate::x509::CertInfo;
+
+pub const M_HANDSHAKES: &str = "tls.handshakes";
+pub const M_NOT_AFTER: &str = "tls.certificate.not_after";
+pub const M_CERTIFICATES: &str = "tls.certificates";
+pub const M_FINDINGS: &str = "tls.findings";
+pub const M_TRAFFIC: &str = "tls.traffic.bytes";
+
+/// Certificates remembered for their log record (client chains reach the
+/// sink only on first sighting, through `certificate`).
+const KNOWN_CERTIFICATES: usize = 10_000;
+/// Keys remembered for log deduplication, per event.
+const DEDUP_KEYS: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("starting the OTLP export threads: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("OTLP {signal} {what}: {message}")]
+    Sdk {
+        signal: &'static str,
+        what: &'static str,
+        message: String,
+    },
+}
+
+/// The sensor's own totals since start, as the capture side counts them;
+/// exported as `sensor.*` (cumulative counters, so pass totals, not deltas).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SensorSnapshot {
+    /// Packets seen by the capture (kernel counter, or frames of a file).
+    pub packets: u64,
+    /// Events the kernel could not hand to user space (ring/perf buffer full).
+    pub events_lost: u64,
+    /// Flows dropped from the kernel flow map or the connection table before their end.
+    pub flows_evicted: u64,
+    /// Bad input by kind (the Summary's error names: `tls_hello_unparsable`, ...).
+    pub parse_errors: BTreeMap<String, u64>,
+    /// Inventory watches by resource (`pods`, `certificaterequests`, ...): synced or not.
+    pub inventory_synced: BTreeMap<String, bool>,
+}
+
+impl SensorSnapshot {
+    /// From a run's summary: a capture file's frames count as packets; live
+    /// capture's kernel counters (`Summary::kernel`, named as
+    /// `sensor_common::Counter::name`) give packets, events lost (ring
+    /// buffer full) and flows evicted (flow map full), to which the
+    /// connection table's overflow is added.
+    pub fn from_summary(s: &Summary) -> Self {
+        let k = |name: &str| s.kernel.get(name).copied();
+        let table_full = s.errors.get("connection_table_full").copied().unwrap_or(0);
+        SensorSnapshot {
+            packets: k("packets").unwrap_or(s.frames),
+            events_lost: k("ring_buffer_full").unwrap_or(0),
+            flows_evicted: k("flow_map_full").unwrap_or(0) + table_full,
+            parse_errors: s.errors.clone(),
+            inventory_synced: s
+                .inventory
+                .iter()
+                .flat_map(|i| &i.sync)
+                .map(|(kind, k)| {
+                    let live = matches!(k.phase, Phase::Synced | Phase::Snapshot);
+                    (kind.gvk().3.to_string(), live)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Totals of the export path, also returned by [`OtlpExporter::shutdown`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    pub metric_exports: u64,
+    pub metric_export_failures: u64,
+    pub logs_exported: u64,
+    pub logs_dropped_queue_full: u64,
+    pub logs_dropped_export_failed: u64,
+    pub log_export_failures: u64,
+}
+
+impl ExportReport {
+    fn from_stats(s: &ExportStats) -> Self {
+        let g = ExportStats::get;
+        ExportReport {
+            metric_exports: g(&s.metric_exports),
+            metric_export_failures: g(&s.metric_export_failures),
+            logs_exported: g(&s.logs_exported),
+            logs_dropped_queue_full: g(&s.logs_dropped_queue_full),
+            logs_dropped_export_failed: g(&s.logs_dropped_export_failed),
+            log_export_failures: g(&s.log_export_failures),
+        }
+    }
+
+    pub fn logs_dropped(&self) -> u64 {
+        self.logs_dropped_queue_full + self.logs_dropped_export_failed
+    }
+
+    pub fn any_failure(&self) -> bool {
+        self.metric_export_failures > 0 || self.log_export_failures > 0 || self.logs_dropped() > 0
+    }
+}
+
+struct State {
+    clock: StreamClock,
+    limiters: HashMap<&'static str, Limiter>,
+    certs: CertWindow,
+    cert_logs: DedupWindow,
+    known: HashMap<String, Arc<CertInfo>>,
+    known_order: VecDeque<String>,
+    overflows: BTreeMap<(&'static str, &'static str), u64>,
+    snapshot: SensorSnapshot,
+}
+
+impl State {
+    fn limit(&mut self, metric: &'static str, attrs: cardinality::Attrs) -> Vec<KeyValue> {
+        let limiter = self.limiters.get_mut(metric).expect("a limiter per metric");
+        let (kvs, over) = limiter.apply(attrs);
+        for a in over {
+            *self.overflows.entry((metric, a)).or_default() += 1;
+        }
+        kvs
+    }
+
+    fn remember(&mut self, cert: &CertInfo) {
+        if self.known.contains_key(&cert.sha256) {
+            return;
+        }
+        while self.known.len() >= KNOWN_CERTIFICATES {
+            match self.known_order.pop_front() {
+                Some(old) => {
+                    self.known.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.known
+            .insert(cert.sha256.clone(), Arc::new(cert.clone()));
+        self.known_order.push_back(cert.sha256.clone());
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    stats: Arc<ExportStats>,
+    handshake_logs: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not stop the export of what is there.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Clone)]
+struct Instruments {
+    handshakes: Counter<u64>,
+    findings: Counter<u64>,
+    traffic: Counter<u64>,
+}
+
+fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
+    let s = shared.clone();
+    meter
+        .i64_observable_gauge(M_NOT_AFTER)
+        .with_unit("s")
+        .with_description(
+            "Expiry (unix time) of each server certificate seen within the certificate window",
+        )
+        .with_callback(move |o| {
+            let mut st = s.lock();
+            let now = st.clock.now_us(Instant::now());
+            for c in st.certs.live(now) {
+                if let Some(na) = c.not_after {
+                    o.observe(na, &c.attrs);
+                }
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge(M_CERTIFICATES)
+        .with_unit("{certificate}")
+        .with_description(
+            "Distinct server certificates seen within the certificate window, by verdict and status",
+        )
+        .with_callback(move |o| {
+            let mut st = s.lock();
+            let now = st.clock.now_us(Instant::now());
+            let mut by: BTreeMap<(String, &'static str), std::collections::BTreeSet<String>> =
+                BTreeMap::new();
+            for c in st.certs.live(now) {
+                by.entry((c.verdict.clone(), c.status))
+                    .or_default()
+                    .insert(c.sha256.clone());
+            }
+            for ((verdict, status), set) in by {
+                o.observe(
+                    set.len() as u64,
+                    &[
+                        KeyValue::new("tls.certificate.verdict", verdict),
+                        KeyValue::new("tls.certificate.status", status),
+                    ],
+                );
+            }
+        })
+        .build();
+    self_telemetry(meter, shared);
+    Instruments {
+        handshakes: meter
+            .u64_counter(M_HANDSHAKES)
+            .with_unit("{handshake}")
+            .with_description("TLS handshakes seen")
+            .build(),
+        findings: meter
+            .u64_counter(M_FINDINGS)
+            .with_unit("{finding}")
+            .with_description("Findings raised on handshakes and certificates")
+            .build(),
+        traffic: meter
+            .u64_counter(M_TRAFFIC)
+            .with_unit("By")
+            .with_description("TCP payload bytes between workloads, encrypted (TLS) or not")
+            .build(),
+    }
+}
+
+fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
+    let snap_counter = |name: &'static str,
+                        unit: &'static str,
+                        desc: &'static str,
+                        f: fn(&SensorSnapshot) -> u64| {
+        let s = shared.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(desc)
+            .with_callback(move |o| o.observe(f(&s.lock().snapshot), &[]))
+            .build();
+    };
+    snap_counter(
+        "sensor.packets",
+        "{packet}",
+        "Packets seen by the capture",
+        |s| s.packets,
+    );
+    snap_counter(
+        "sensor.events.lost",
+        "{event}",
+        "Capture events lost between kernel and user space",
+        |s| s.events_lost,
+    );
+    snap_counter(
+        "sensor.flows.evicted",
+        "{flow}",
+        "Flows evicted from a full flow map or connection table",
+        |s| s.flows_evicted,
+    );
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.parse.errors")
+        .with_unit("{error}")
+        .with_description("Bad input counted and skipped, by kind")
+        .with_callback(move |o| {
+            for (k, v) in &s.lock().snapshot.parse_errors {
+                o.observe(*v, &[KeyValue::new("error.type", k.clone())]);
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("sensor.inventory.synced")
+        .with_description("1 when the inventory watch of a resource is synced, else 0")
+        .with_callback(move |o| {
+            for (k, v) in &s.lock().snapshot.inventory_synced {
+                o.observe(
+                    u64::from(*v),
+                    &[KeyValue::new("sensor.inventory.resource", k.clone())],
+                );
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.export.failures")
+        .with_unit("{request}")
+        .with_description("OTLP export requests that failed, by signal")
+        .with_callback(move |o| {
+            let g = ExportStats::get;
+            o.observe(
+                g(&s.stats.metric_export_failures),
+                &[KeyValue::new("signal", "metrics")],
+            );
+            o.observe(
+                g(&s.stats.log_export_failures),
+                &[KeyValue::new("signal", "logs")],
+            );
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.export.dropped")
+        .with_unit("{record}")
+        .with_description("Log records dropped: queue full, or their export failed")
+        .with_callback(move |o| {
+            let g = ExportStats::get;
+            for (reason, c) in [
+                ("queue_full", &s.stats.logs_dropped_queue_full),
+                ("export_failed", &s.stats.logs_dropped_export_failed),
+            ] {
+                o.observe(
+                    g(c),
+                    &[
+                        KeyValue::new("signal", "logs"),
+                        KeyValue::new("reason", reason),
+                    ],
+                );
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.export.records")
+        .with_unit("{record}")
+        .with_description("Log records the collector accepted")
+        .with_callback(move |o| {
+            o.observe(
+                ExportStats::get(&s.stats.logs_exported),
+                &[KeyValue::new("signal", "logs")],
+            )
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.cardinality.overflows")
+        .with_unit("{value}")
+        .with_description(
+            "Attribute values (or whole series) replaced by _overflow because a limit was reached",
+        )
+        .with_callback(move |o| {
+            for ((metric, attr), n) in &s.lock().overflows {
+                o.observe(
+                    *n,
+                    &[
+                        KeyValue::new("metric", *metric),
+                        KeyValue::new("attribute", *attr),
+                    ],
+                );
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("sensor.dedup.evictions")
+        .with_unit("{key}")
+        .with_description(
+            "Log deduplication keys forgotten before their window ended (the table was full)",
+        )
+        .with_callback(move |o| {
+            o.observe(
+                s.lock().cert_logs.evictions,
+                &[KeyValue::new("event", logs::EVENT_CERTIFICATE)],
+            );
+        })
+        .build();
+}
+
+/// The running export: SDK providers, their threads and the gRPC runtime.
+pub struct OtlpExporter {
+    shared: Arc<Shared>,
+    instruments: Instruments,
+    meter_provider: Option<SdkMeterProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
+    logger: Option<SdkLogger>,
+    runtime: Option<IoRuntime>,
+    metric_interval: Duration,
+}
+
+/// A current-thread tokio runtime driven by its own thread: the gRPC
+/// channel's tasks live there, apart from whatever runtime the caller has.
+struct IoRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IoRuntime {
+    fn start() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("otlp-io".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    stopped.await.ok();
+                });
+            })?;
+        Ok(IoRuntime {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            s.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+    }
+}
+
+impl OtlpExporter {
+    /// Builds the exporters; the network is not touched until the first
+    /// export, so an absent collector is not a start-up error. Callable from
+    /// inside or outside a tokio runtime.
+    pub fn new(cfg: OtlpConfig) -> Result<Self, OtlpError> {
+        let runtime = IoRuntime::start()?;
+        let handle = runtime.handle.clone();
+        let stats = Arc::new(ExportStats::default());
+        let resource = resource::build(&cfg.resource);
+        let st = stats.clone();
+        let c = cfg.clone();
+        // Built on a plain thread inside our runtime's context: tonic's lazy
+        // channel needs the context, and the caller's own context (if any)
+        // must not be the one it lands in.
+        let built = std::thread::spawn(move || -> Result<_, OtlpError> {
+            let _guard = handle.enter();
+            let meter_provider = match &c.metrics {
+                Some(s) => {
+                    let exporter = CountingMetricExporter {
+                        inner: transport::metric_exporter(&c, s)?,
+                        stats: st.clone(),
+                        failures: FailureLog::default(),
+                    };
+                    let reader = PeriodicReader::builder(exporter)
+                        .with_interval(c.metric_interval)
+                        .build();
+                    SdkMeterProvider::builder()
+                        .with_resource(resource.clone())
+                        .with_reader(reader)
+                        .build()
+                }
+                // No reader: instruments are recorded into nothing.
+                None => SdkMeterProvider::builder().build(),
+            };
+            let logger_provider = match &c.logs {
+                Some(s) => {
+                    let processor = BoundedLogProcessor::new(
+                        transport::log_exporter(&c, s)?,
+                        &resource,
+                        QueueConfig {
+                            capacity: c.log_queue,
+                            batch: c.log_batch,
+                            delay: c.log_delay,
+                        },
+                        st.clone(),
+                    )?;
+                    Some(
+                        SdkLoggerProvider::builder()
+                            .with_resource(resource)
+                            .with_log_processor(processor)
+                            .build(),
+                    )
+                }
+                None => None,
+            };
+            Ok((meter_provider, logger_provider))
+        })
+        .join();
+        let (meter_provider, logger_provider) = match built {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(OtlpError::Sdk {
+                    signal: "metrics",
+                    what: "setup",
+                    message: "the setup thread panicked".into(),
+                });
+            }
+        };
+        let window_us = cfg.certificate_window.as_micros() as i64;
+        let dedup_us = cfg.log_dedup_window.as_micros() as i64;
+        let mut limiters = HashMap::new();
+        for m in [M_HANDSHAKES, M_FINDINGS, M_TRAFFIC] {
+            limiters.insert(
+                m,
+                Limiter::new(cfg.max_attribute_values, cfg.max_series, &[]),
+            );
+        }
+        // The certificate gauge's series are bounded by its window instead.
+        limiters.insert(
+            M_NOT_AFTER,
+            Limiter::new(
+                cfg.max_attribute_values,
+                usize::MAX,
+                CERTIFICATE_GAUGE_EXEMPT,
+            ),
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                clock: StreamClock::default(),
+                limiters,
+                certs: CertWindow::new(window_us, cfg.max_series),
+                cert_logs: DedupWindow::new(dedup_us, DEDUP_KEYS),
+                known: HashMap::new(),
+                known_order: VecDeque::new(),
+                overflows: BTreeMap::new(),
+                snapshot: SensorSnapshot::default(),
+            }),
+            stats,
+            handshake_logs: cfg.handshake_logs,
+        });
+        let meter = meter_provider.meter("tls-sensor");
+        let instruments = instruments(&meter, &shared);
+        let logger = logger_provider.as_ref().map(|p| p.logger("tls-sensor"));
+        Ok(OtlpExporter {
+            shared,
+            instruments,
+            meter_provider: Some(meter_provider),
+            logger_provider,
+            logger,
+            runtime: Some(runtime),
+            metric_interval: cfg.metric_interval,
+        })
+    }
+
+    /// A record sink feeding this exporter; clones share all state.
+    pub fn sink(&self) -> OtlpSink {
+        OtlpSink {
+            shared: self.shared.clone(),
+            instruments: self.instruments.clone(),
+            logger: self.logger.clone(),
+        }
+    }
+
+    pub fn report(&self) -> ExportReport {
+        ExportReport::from_stats(&self.shared.stats)
+    }
+
+    pub fn metric_interval(&self) -> Duration {
+        self.metric_interval
+    }
+
+    /// Exports metrics now and sends every queued log record; waits for both.
+    pub fn flush(&self) -> Result<(), OtlpError> {
+        if let Some(p) = &self.logger_provider {
+            p.force_flush().map_err(|e| OtlpError::Sdk {
+                signal: "logs",
+                what: "flush",
+                message: e.to_string(),
+            })?;
+        }
+        if let Some(p) = &self.meter_provider {
+            p.force_flush().map_err(|e| OtlpError::Sdk {
+                signal: "metrics",
+                what: "flush",
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Sends the last logs and a final metric export, stops the threads.
+    /// A failed final export is in the report (and was logged), not an error.
+    pub fn shutdown(mut self) -> ExportReport {
+        self.stop();
+        self.report()
+    }
+
+    fn stop(&mut self) {
+        // Logs first: their drop counters then reach the final metric export.
+        if let Some(p) = self.logger_provider.take() {
+            self.logger = None;
+            if let Err(e) = p.shutdown() {
+                tracing::warn!("OTLP logs shutdown: {e}");
+            }
+        }
+        if let Some(p) = self.meter_provider.take()
+            && let Err(e) = p.shutdown()
+        {
+            tracing::debug!("OTLP metrics shutdown: {e}");
+        }
+        if let Some(mut rt) = self.runtime.take() {
+            rt.stop();
+        }
+    }
+}
+
+impl Drop for OtlpExporter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A log record decided under the lock, built after it.
+enum PendingLog {
+    Certificate(Arc<CertInfo>),
+    Handshake,
+}
+
+/// Feeds records into the exporter's instruments and log queue.
+#[derive(Clone)]
+pub struct OtlpSink {
+    shared: Arc<Shared>,
+    instruments: Instruments,
+    logger: Option<SdkLogger>,
+}
+
+impl OtlpSink {
+    /// Replaces the `sensor.*` totals read at the next metric export.
+    pub fn record_snapshot(&self, snapshot: SensorSnapshot) {
+        self.shared.lock().snapshot = snapshot;
+    }
+
+    /// Adds flow bytes to `tls.traffic.bytes`.
+    pub fn record_traffic(&self, t: &TrafficSample) {
+        let attrs = self.shared.lock().limit(M_TRAFFIC, attributes::traffic(t));
+        self.instruments.traffic.add(t.bytes, &attrs);
+    }
+
+    pub fn report(&self) -> ExportReport {
+        ExportReport::from_stats(&self.shared.stats)
+    }
+}
+
+impl RecordSink for OtlpSink {
+    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
+        let mut logs: Vec<PendingLog> = Vec::new();
+        let (hs_attrs, findings) = {
+            let mut st = self.shared.lock();
+            st.clock.observe(hs.time_us, Instant::now());
+            let now_us = st.clock.now_us(Instant::now());
+            let hs_attrs = st.limit(M_HANDSHAKES, attributes::handshake(hs));
+            // The gauge describes the server's own certificate, which is
+            // what verdict, source and cert-manager attributes are about.
+            if let Some(leaf) = certs
+                .first()
+                .filter(|c| hs.server_chain.first() == Some(&c.sha256))
+            {
+                let attrs = st.limit(M_NOT_AFTER, attributes::certificate_gauge(hs, leaf));
+                let sighting = CertSighting {
+                    attrs,
+                    not_after: leaf.parse_error.is_none().then_some(leaf.not_after),
+                    sha256: leaf.sha256.clone(),
+                    verdict: attributes::verdict(hs),
+                    status: attributes::status(leaf, hs.time_us.div_euclid(1_000_000)),
+                    // Stream time, so a replayed old record counts as seen now.
+                    last_seen_us: now_us,
+                };
+                if !st.certs.see(sighting, now_us) {
+                    *st.overflows.entry((M_NOT_AFTER, "series")).or_default() += 1;
+                }
+            }
+            let findings: Vec<Vec<KeyValue>> = hs
+                .findings
+                .iter()
+                .map(|f| st.limit(M_FINDINGS, attributes::finding(hs, f)))
+                .collect();
+            if self.logger.is_some() {
+                for c in certs {
+                    st.remember(c);
+                }
+                for fp in hs.server_chain.iter().chain(&hs.client_chain) {
+                    let Some(info) = st.known.get(fp).cloned() else {
+                        continue;
+                    };
+                    if st.cert_logs.first_in_window(fp, hs.time_us) {
+                        logs.push(PendingLog::Certificate(info));
+                    }
+                }
+                if self.shared.handshake_logs {
+                    logs.push(PendingLog::Handshake);
+                }
+            }
+            (hs_attrs, findings)
+        };
+        // Outside the lock: the SDK's own locks are never taken while ours is held.
+        self.instruments.handshakes.add(1, &hs_attrs);
+        for attrs in &findings {
+            self.instruments.findings.add(1, attrs);
+        }
+        if let Some(l) = &self.logger {
+            for p in logs {
+                let record = match p {
+                    PendingLog::Certificate(c) => logs::certificate(l, &c, hs.time_us),
+                    PendingLog::Handshake => logs::handshake(l, hs),
+                };
+                l.emit(record);
+            }
+        }
+    }
+
+    fn certificate(&mut self, cert: &CertInfo) {
+        if self.logger.is_some() {
+            self.shared.lock().remember(cert);
+        }
+    }
+
+    /// The analysis stage sends each finding once per its window; the
+    /// `tls.findings` counter counts every occurrence from the handshakes.
+    fn finding(&mut self, f: &FindingRecord) {
+        if let Some(l) = &self.logger {
+            l.emit(logs::finding(l, f));
+        }
+    }
+
+    fn finish(&mut self, summary: &Summary) {
+        self.record_snapshot(SensorSnapshot::from_summary(summary));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon is async: building, feeding and stopping the exporter
+    /// from inside a tokio runtime must neither panic nor need its runtime.
+    #[test]
+    fn usable_from_inside_a_tokio_runtime() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for proto in ["grpc", "http/protobuf"] {
+                // A loopback port nobody listens on.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let args = OtlpArgs {
+                    otlp: Some(format!("http://127.0.0.1:{port}")),
+                    otlp_protocol: Some(proto.into()),
+                    otlp_interval: Some(3600.0),
+                    ..Default::default()
+                };
+                let cfg = OtlpConfig::from_args(&args, &BTreeMap::<String, String>::new())
+                    .unwrap()
+                    .unwrap();
+                let exp = OtlpExporter::new(cfg).unwrap();
+                let mut sink = exp.sink();
+                sink.finish(&Summary::default());
+                let report = exp.shutdown();
+                assert_eq!(report.metric_export_failures, 1, "{proto}: {report:?}");
+                assert_eq!(report.metric_exports, 0);
+            }
+        });
+    }
+
+    #[test]
+    fn snapshot_from_file_and_live_summaries() {
+        let mut s = Summary {
+            frames: 74,
+            ..Default::default()
+        };
+        s.errors.insert("connection_table_full".into(), 2);
+        s.errors.insert("tls_hello_unparsable".into(), 1);
+        let f = SensorSnapshot::from_summary(&s);
+        assert_eq!((f.packets, f.events_lost, f.flows_evicted), (74, 0, 2));
+        assert_eq!(f.parse_errors.get("tls_hello_unparsable"), Some(&1));
+        for (k, v) in [
+            ("packets", 1000),
+            ("ring_buffer_full", 5),
+            ("flow_map_full", 3),
+        ] {
+            s.kernel.insert(k.into(), v);
+        }
+        let l = SensorSnapshot::from_summary(&s);
+        assert_eq!((l.packets, l.events_lost, l.flows_evicted), (1000, 5, 5));
+    }
+}
