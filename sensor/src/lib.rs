@@ -6,6 +6,7 @@
 pub mod analyze;
 pub mod capture;
 pub mod export;
+pub mod health;
 pub mod pipeline;
 pub mod reassembly;
 pub mod run;

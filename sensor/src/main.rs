@@ -60,6 +60,9 @@ struct RunArgs {
     /// Seconds a kernel flow may stay idle before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     flow_idle: f64,
+    /// Address of the /healthz and /readyz endpoint, or `none`.
+    #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
+    health_listen: String,
 }
 
 #[derive(Args)]
@@ -139,6 +142,8 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     if a.flow_entries == 0 {
         anyhow::bail!("--flow-entries must be at least 1");
     }
+    let health_listen = sensor::health::parse_listen(&a.health_listen)?;
+    let health = sensor::health::Health::new();
     let opts = RunOptions {
         filter: InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?,
         duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
@@ -150,10 +155,15 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             ring_bytes: a.ring_bytes,
         },
         pipeline: PipelineConfig::default(),
+        health: health.clone(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if let Some(addr) = health_listen {
+        let server = rt.block_on(sensor::health::HealthServer::bind(addr, health))?;
+        rt.spawn(server.serve());
+    }
     let stdout = std::io::LineWriter::new(std::io::stdout());
     let write_error = if a.json {
         rt.block_on(run(opts, JsonLines::new(stdout)))?.sink.error

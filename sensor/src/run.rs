@@ -1,6 +1,7 @@
 //! `sensor run`: live capture through the pipeline until stopped.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -11,6 +12,7 @@ use crate::capture::live::{
     check_capabilities, decode_event, list_interfaces,
 };
 use crate::export::{RecordSink, Summary};
+use crate::health::Health;
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 pub struct RunOptions {
@@ -21,6 +23,8 @@ pub struct RunOptions {
     pub flow_idle: Duration,
     pub live: LiveConfig,
     pub pipeline: PipelineConfig,
+    /// Beaten every turn of the loop; told how many interfaces are attached.
+    pub health: Arc<Health>,
 }
 
 pub struct RunOutcome<K> {
@@ -84,6 +88,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let clock = Clock::new();
     let mut refused = BTreeSet::new();
     reconcile(&mut programs, &opts.filter, &mut refused);
+    opts.health.set_attached(programs.attached().count());
     if programs.attached().next().is_none() {
         tracing::warn!("no interface matched; waiting for one to appear");
     }
@@ -108,6 +113,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let mut malformed: u64 = 0;
     let mut expired: u64 = 0;
     loop {
+        opts.health.beat();
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
@@ -127,6 +133,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 if guard.get_inner().drain() {
                     reconcile(&mut programs, &opts.filter, &mut refused);
+                    opts.health.set_attached(programs.attached().count());
                 }
                 guard.clear_ready();
             }
@@ -138,7 +145,9 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let k = programs.counters();
                 tracing::info!(
                     segments, tls, handshakes, open_connections = open,
-                    kernel_flows = programs.open_flows(), ?k, "statistics"
+                    kernel_flows = programs.open_flows(), ?k,
+                    health_connections_rejected = opts.health.rejected_connections(),
+                    "statistics"
                 );
             }
             _ = &mut deadline => break,
@@ -150,6 +159,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     kernel.insert("flows_expired", expired);
     kernel.insert("malformed_records", malformed);
     programs.detach_all();
+    opts.health.set_attached(0);
     let (sink, summary) = pipeline.finish_with(|s| {
         s.kernel = kernel.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     });
