@@ -1,5 +1,6 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench`.
 
+mod deploy_check;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// The checks of deploy/ alone (kustomize, schemas, checkov, promtool, hadolint).
+    DeployCheck,
 }
 
 pub fn root() -> PathBuf {
@@ -42,6 +45,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 fn test() -> Result<()> {
     setup::setup()?;
+    deploy_check::check()?;
     let root = root();
     run(Command::new("cargo").current_dir(&root).args([
         "build",
@@ -59,5 +63,9 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::DeployCheck => {
+            setup::deploy_tools::install()?;
+            deploy_check::check()
+        }
     }
 }
