@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::analysis::Analysis;
 use crate::capture::pcap::{CaptureFileError, read_file};
 use crate::export::{RecordSink, Summary};
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -22,9 +23,10 @@ pub struct AnalyzeOutcome<K> {
 pub fn analyze<K: RecordSink>(
     files: &[PathBuf],
     cfg: PipelineConfig,
+    analysis: Analysis,
     sink: K,
 ) -> AnalyzeOutcome<K> {
-    let mut pipeline = Pipeline::new(cfg, sink);
+    let mut pipeline = Pipeline::with_analysis(cfg, analysis, sink);
     let total: u64 = files
         .iter()
         .filter_map(|f| f.metadata().ok())

@@ -1,8 +1,9 @@
 //! tls-sensor: TLS handshake and certificate visibility for Kubernetes.
 //!
 //! Stages, in the order data flows: [`capture`] → [`reassembly`] → [`tls`]
-//! → [`x509`] → [`export`], wired by [`pipeline`].
+//! → [`x509`] → [`analysis`] → [`export`], wired by [`pipeline`].
 
+pub mod analysis;
 pub mod analyze;
 pub mod capture;
 pub mod export;

@@ -2,12 +2,16 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
 use sensor::export::json::JsonLines;
 use sensor::export::table::Table;
 use sensor::pipeline::PipelineConfig;
+use sensor::x509::{SystemRoots, TrustStore};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +30,40 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Watch live traffic with the eBPF programs (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).
     Run(RunArgs),
+    /// Policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file: exit 0 when it is valid, 1 with the line and key otherwise.
+    Check {
+        file: PathBuf,
+        /// Judge exception expiry at this time instead of now (RFC 3339).
+        #[arg(long, value_parser = parse_rfc3339)]
+        now: Option<i64>,
+    },
+}
+
+/// Flags shared by `run` and `analyze` that configure the analysis.
+#[derive(Args)]
+struct AnalysisArgs {
+    /// Extra trust anchors: a PEM file or a folder of them (repeatable).
+    #[arg(long = "trust-anchors", value_name = "PEM")]
+    trust_anchors: Vec<PathBuf>,
+    /// System roots: bundled (Mozilla's, compiled in), host (/etc/ssl/certs), none.
+    #[arg(long, value_enum, default_value_t = SystemRoots::Bundled)]
+    system_roots: SystemRoots,
+    /// Policy file (rules, thresholds, exceptions).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Judge validity at this time (RFC 3339) instead of each connection's first packet.
+    #[arg(long, value_parser = parse_rfc3339)]
+    now: Option<i64>,
+    /// Finding lines: one per rule and certificate (or flow) per window of this many seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..))]
+    findings_window: i64,
 }
 
 #[derive(Args)]
@@ -63,6 +101,8 @@ struct RunArgs {
     /// Address of the /healthz and /readyz endpoint, or `none`.
     #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
     health_listen: String,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
 }
 
 #[derive(Args)]
@@ -82,6 +122,14 @@ struct AnalyzeArgs {
     /// Largest handshake message followed, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_handshake_message: usize,
+    #[command(flatten)]
+    analysis: AnalysisArgs,
+}
+
+fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| format!("not an RFC 3339 time (2026-01-31T12:00:00Z): {e}"))
 }
 
 fn init_logging() {
@@ -93,17 +141,37 @@ fn init_logging() {
         .init();
 }
 
+/// Builds the analysis stage; any bad setting stops start-up with its name.
+fn build_analysis(a: &AnalysisArgs, clock: Clock) -> Result<Analysis> {
+    let policy = match &a.policy {
+        Some(p) => Policy::load(p).context("--policy")?,
+        None => Policy::default(),
+    };
+    let mut store = TrustStore::new(a.system_roots).context("--system-roots")?;
+    for p in &a.trust_anchors {
+        let n = store.add_path(p).context("--trust-anchors")?;
+        tracing::info!(path = %p.display(), added = n, "trust anchors loaded");
+    }
+    let config = AnalysisConfig {
+        clock: a.now.map_or(clock, Clock::Fixed),
+        window_secs: a.findings_window,
+        ..AnalysisConfig::default()
+    };
+    Ok(Analysis::new(config, policy, store))
+}
+
 fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     let mut cfg = PipelineConfig::default();
     cfg.reassembly.max_connections = a.max_connections;
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;
+    let analysis = build_analysis(&a.analysis, Clock::PacketTime)?;
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (failed, write_error) = if a.json {
-        let out = analyze(&a.files, cfg, JsonLines::new(stdout));
+        let out = analyze(&a.files, cfg, analysis, JsonLines::new(stdout));
         (out.failed, out.sink.error)
     } else {
-        let out = analyze(&a.files, cfg, Table::new(stdout));
+        let out = analyze(&a.files, cfg, analysis, Table::new(stdout));
         (out.failed, out.sink.error)
     };
     if let Some(e) = write_error
@@ -156,6 +224,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         },
         pipeline: PipelineConfig::default(),
         health: health.clone(),
+        analysis: build_analysis(&a.analysis, Clock::Wall)?,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -178,12 +247,40 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_policy_check(file: PathBuf, now: Option<i64>) -> Result<ExitCode> {
+    let policy = Policy::load(&file)?;
+    let now = now.unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
+    let expired: Vec<_> = policy
+        .exceptions
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.expires.is_some_and(|t| t < now))
+        .collect();
+    println!(
+        "{}: valid: {} rule override(s), {} exception(s), {} issuer rule(s)",
+        file.display(),
+        policy.overrides(),
+        policy.exceptions.len(),
+        policy.issuers.len()
+    );
+    for (i, e) in expired {
+        println!(
+            "{}: note: exceptions[{i}] expired on {} and no longer applies ({})",
+            file.display(),
+            sensor::export::timefmt::seconds(e.expires.unwrap_or_default()),
+            e.reason
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Analyze(a) => run_analyze(a),
         Command::Run(a) => run_live(a),
+        Command::Policy(PolicyCommand::Check { file, now }) => run_policy_check(file, now),
     };
     match r {
         Ok(code) => code,

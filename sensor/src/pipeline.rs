@@ -1,12 +1,14 @@
 //! Wires the stages for one source of segments: reassembly → TLS → x509 →
-//! a record sink. The same pipeline serves capture files and live capture.
+//! analysis → a record sink. The same pipeline serves capture files and
+//! live capture.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::analysis::{AlertSeen, Analysis, Chain, Observation};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
-use crate::export::{HandshakeRecord, RecordSink, Summary};
+use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
@@ -40,6 +42,7 @@ struct Conn {
 struct Stages<K> {
     sink: K,
     certs: CertCache,
+    analysis: Analysis,
     tls: TlsStats,
     max_message: usize,
     tls_connections: u64,
@@ -72,8 +75,9 @@ impl<K: RecordSink> Stages<K> {
         };
         let mut server_certs = Vec::new();
         let server_chain = chain_fps(&hs.server_chain, &mut server_certs);
-        let client_chain = chain_fps(&hs.client_chain, &mut Vec::new());
-        let record = HandshakeRecord::new(
+        let mut client_certs = Vec::new();
+        let client_chain = chain_fps(&hs.client_chain, &mut client_certs);
+        let mut record = HandshakeRecord::new(
             hs,
             meta.addr(client),
             meta.addr(client.other()),
@@ -81,7 +85,44 @@ impl<K: RecordSink> Stages<K> {
             server_chain,
             client_chain,
         );
+        let correlation = self
+            .analysis
+            .correlator()
+            .correlate(&record, server_certs.first().map(|c| c.as_ref()));
+        if record.verdict.is_none() {
+            record.verdict = correlation.verdict.map(|v| v.name().to_string());
+        }
+        let (sni, mesh) = (record.sni.clone(), record.mesh.clone());
+        let eval = self.analysis.evaluate(&Observation {
+            time_us: meta.first_seen_us,
+            client: meta.addr(client),
+            server: meta.addr(client.other()),
+            sni: sni.as_deref(),
+            mesh: mesh.as_deref(),
+            version: hs.version(),
+            cipher: hs.server_hello.as_ref().map(|s| s.cipher),
+            alert: hs.alert.map(|description| AlertSeen {
+                description,
+                level: hs.alert_level,
+                from_client: hs.alert_from_client,
+            }),
+            server_chain: Chain {
+                ders: &hs.server_chain,
+                certs: &server_certs,
+            },
+            client_chain: Chain {
+                ders: &hs.client_chain,
+                certs: &client_certs,
+            },
+            correlation: &correlation,
+        });
+        record.findings = eval.findings.iter().map(Into::into).collect();
         self.sink.handshake(&record, &server_certs);
+        for (f, first) in eval.findings.iter().zip(&eval.first) {
+            if *first {
+                self.sink.finding(&FindingRecord::new(f, &record));
+            }
+        }
     }
 }
 
@@ -122,12 +163,19 @@ pub struct Pipeline<K: RecordSink> {
 }
 
 impl<K: RecordSink> Pipeline<K> {
+    /// A pipeline with the default analysis (default policy, Mozilla's
+    /// roots, validity judged at packet time).
     pub fn new(cfg: PipelineConfig, sink: K) -> Self {
+        Self::with_analysis(cfg, Analysis::default(), sink)
+    }
+
+    pub fn with_analysis(cfg: PipelineConfig, analysis: Analysis, sink: K) -> Self {
         Self {
             table: ConnTable::new(cfg.reassembly),
             stages: Stages {
                 sink,
                 certs: CertCache::new(cfg.cert_cache_entries),
+                analysis,
                 tls: TlsStats::default(),
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
@@ -194,6 +242,12 @@ impl<K: RecordSink> Pipeline<K> {
         &mut self.stages.sink
     }
 
+    /// The analysis stage: trust bundles and the inventory's correlator
+    /// are plugged in here.
+    pub fn analysis(&mut self) -> &mut Analysis {
+        &mut self.stages.analysis
+    }
+
     /// Reports every connection still open and the summary.
     pub fn finish(self) -> (K, Summary) {
         self.finish_with(|_| {})
@@ -210,6 +264,11 @@ impl<K: RecordSink> Pipeline<K> {
         s.tls_connections = st.tls_connections;
         s.handshakes = st.handshakes;
         s.certificates = st.certs.stats.parsed;
+        let by_rule = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
+            m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        s.findings = by_rule(&st.analysis.stats.reported);
+        s.findings_suppressed = by_rule(&st.analysis.stats.suppressed);
         let mut errors: BTreeMap<String, u64> = self
             .skips
             .iter()
@@ -234,6 +293,13 @@ impl<K: RecordSink> Pipeline<K> {
         }
         add("x509_unparsable", st.certs.stats.parse_errors);
         add("certificate_cache_full", st.certs.stats.not_cached);
+        let v = &st.analysis.verifier().stats;
+        add("chain_verify_cache_full", v.cache_full);
+        add("intermediate_pool_full", v.pool_full);
+        add(
+            "finding_dedup_table_full",
+            st.analysis.dedup_stats().table_full,
+        );
         s.errors = errors;
         extra(s);
         let summary = self.summary.clone();

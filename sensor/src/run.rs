@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::analysis::Analysis;
 use crate::capture::live::{
     Clock, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
     check_capabilities, decode_event, list_interfaces,
@@ -25,6 +26,7 @@ pub struct RunOptions {
     pub pipeline: PipelineConfig,
     /// Beaten every turn of the loop; told how many interfaces are attached.
     pub health: Arc<Health>,
+    pub analysis: Analysis,
 }
 
 pub struct RunOutcome<K> {
@@ -83,7 +85,7 @@ fn mono_ns() -> u64 {
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
     check_capabilities()?;
     let (mut programs, ring) = Programs::load(&opts.live)?;
-    let mut pipeline = Pipeline::new(opts.pipeline, sink);
+    let mut pipeline = Pipeline::with_analysis(opts.pipeline, opts.analysis, sink);
     pipeline.report_finished();
     let clock = Clock::new();
     let mut refused = BTreeSet::new();

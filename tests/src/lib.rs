@@ -1,29 +1,55 @@
-//! Shared helpers of the end-to-end tests: network namespaces, processes
-//! that are always reaped, certificates made with openssl, the sensor binary.
+//! End-to-end tests of tls-sensor. The helpers here are shared by the test
+//! files under `tests/`: where the committed captures are, how to run the
+//! `sensor` binary, how to compare its records with expected ones.
 
 pub mod certs;
+pub mod collect;
+pub mod compare;
 pub mod netns;
+pub mod pcap_writer;
 pub mod proc;
+pub mod sensor_cli;
 
-use std::path::PathBuf;
+pub use sensor_cli::sensor_bin;
 
-/// The workspace root.
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+use std::path::{Path, PathBuf};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ in the workspace")
+        .expect("the tests crate lives in the workspace")
         .to_path_buf()
 }
 
-/// The release `sensor` binary; `cargo xtask test` builds it first.
-pub fn sensor_bin() -> PathBuf {
-    let p = root().join("target/release/sensor");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --release -p sensor` (cargo xtask test does)",
-        p.display()
-    );
-    p
+/// The captures recorded by `cargo xtask record-fixtures`.
+pub fn data_dir() -> PathBuf {
+    workspace_root().join("tests").join("data")
+}
+
+/// Every `X.pcap` of `data_dir()` with its `X.expected.jsonl`, by name.
+pub fn captures() -> Vec<(String, PathBuf, PathBuf)> {
+    let mut out = Vec::new();
+    let dir = data_dir();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for e in entries {
+        let path = e.expect("directory entry").path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pcap"))
+        else {
+            continue;
+        };
+        let expected = dir.join(format!("{name}.expected.jsonl"));
+        assert!(
+            expected.is_file(),
+            "{} has no expected file",
+            path.display()
+        );
+        out.push((name.to_string(), path, expected));
+    }
+    out.sort();
+    out
 }
 
 /// Live tests need root; say so instead of failing obscurely.

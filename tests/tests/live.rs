@@ -132,6 +132,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
         .args([
             "-i",
             &lab.client_if,
+            "--immediate-mode",
             "-U",
             "-s",
             "0",

@@ -1,6 +1,9 @@
-//! Developer tasks: `cargo xtask setup | test | demo | bench`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
+mod bench;
+mod demo;
 mod deploy_check;
+mod fixtures;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +27,23 @@ enum Cmd {
     Test,
     /// The checks of deploy/ alone (kustomize, schemas, checkov, promtool, hadolint).
     DeployCheck,
+    /// Record the test captures of tests/data anew between real peers in network
+    /// namespaces (root), with their certificates and expected records.
+    RecordFixtures {
+        /// Where to write; tests/data by default.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Derive the expected records of the captures in tests/data again (tshark, openssl).
+    ExpectFixtures {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Benchmarks against reference tools (see xtask/src/bench.rs).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    /// TLS servers in network namespaces, real clients, and the sensor watching them (root).
+    Demo(demo::Options),
 }
 
 pub fn root() -> PathBuf {
@@ -56,10 +76,40 @@ fn test() -> Result<()> {
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["test", "--release", "--workspace"]))?;
+    demo::run(demo::Options {
+        check: true,
+        json: false,
+    })?;
     Ok(())
 }
 
+/// `cargo run` hands its package's variables to xtask; passed on to the
+/// cargo builds xtask starts, they change build-script inputs (ring's
+/// watches CARGO_MANIFEST_DIR) and every switch between `cargo build` and
+/// `cargo xtask` would rebuild half the workspace.
+fn forget_cargo_run_env() {
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.starts_with("CARGO_PKG_")
+                || matches!(
+                    k.as_str(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                )
+        })
+        .collect();
+    for k in names {
+        // SAFETY: called first thing in main, before any thread exists.
+        unsafe { std::env::remove_var(k) };
+    }
+}
+
 fn main() -> Result<()> {
+    forget_cargo_run_env();
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
@@ -67,5 +117,13 @@ fn main() -> Result<()> {
             setup::deploy_tools::install()?;
             deploy_check::check()
         }
+        Cmd::RecordFixtures { out } => {
+            fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir))
+        }
+        Cmd::ExpectFixtures { dir } => {
+            fixtures::expect_all(&dir.unwrap_or_else(fixtures::default_dir))
+        }
+        Cmd::Bench(b) => bench::main(b),
+        Cmd::Demo(opts) => demo::demo(opts),
     }
 }

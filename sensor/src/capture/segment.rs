@@ -34,7 +34,7 @@ pub struct TcpFlags {
 /// A TCP segment as any capture source delivers it. The payload is borrowed:
 /// most segments belong to flows nobody tracks, and copying them would cost
 /// more than deciding to drop them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment<'a> {
     pub flow: FlowKey,
     pub seq: u32,

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::records::{CertificateRecord, HandshakeRecord, RecordSink, Summary};
+use super::records::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::x509::CertInfo;
 
 /// JSON lines, one record per line, as RECORDS.md specifies.
@@ -40,6 +40,10 @@ impl<W: Write> RecordSink for JsonLines<W> {
 
     fn certificate(&mut self, cert: &CertInfo) {
         self.line(&CertificateRecord::from(cert));
+    }
+
+    fn finding(&mut self, f: &FindingRecord) {
+        self.line(f);
     }
 
     fn finish(&mut self, summary: &Summary) {

@@ -6,4 +6,4 @@ pub mod records;
 pub mod table;
 pub mod timefmt;
 
-pub use records::{CertificateRecord, HandshakeRecord, RecordSink, Summary};
+pub use records::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};

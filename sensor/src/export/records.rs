@@ -25,11 +25,86 @@ impl From<SocketAddr> for Endpoint {
     }
 }
 
+/// A finding as it appears inside a handshake record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub rule: String,
     pub severity: String,
     pub message: String,
+    /// Not in RECORDS.md: SHA-256 of the certificate the finding is about,
+    /// null for findings about the connection.
+    pub certificate: Option<String>,
+}
+
+impl From<&crate::analysis::Finding> for Finding {
+    fn from(f: &crate::analysis::Finding) -> Self {
+        Finding {
+            rule: f.rule.id().to_string(),
+            severity: f.severity.name().to_string(),
+            message: f.message.clone(),
+            certificate: f.certificate.clone(),
+        }
+    }
+}
+
+/// `kind: "finding"`: one line per rule and certificate (or flow) per
+/// window, with the connection that showed it first.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingRecord {
+    pub kind: &'static str,
+    pub time: String,
+    pub rule: String,
+    pub severity: String,
+    pub message: String,
+    pub certificate: Option<String>,
+    pub subject: Option<String>,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub sni: Option<String>,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub ja3: Option<String>,
+    pub ja4: Option<String>,
+    pub server_chain: Vec<String>,
+    pub source: Option<serde_json::Value>,
+    pub destination: Option<serde_json::Value>,
+    pub verdict: Option<String>,
+    pub evidence: serde_json::Value,
+    #[serde(skip)]
+    pub time_us: i64,
+    #[serde(skip)]
+    pub rule_id: Option<crate::analysis::Rule>,
+    #[serde(skip)]
+    pub severity_level: Option<crate::analysis::Severity>,
+}
+
+impl FindingRecord {
+    pub fn new(f: &crate::analysis::Finding, hs: &HandshakeRecord) -> Self {
+        FindingRecord {
+            kind: "finding",
+            time: hs.time.clone(),
+            rule: f.rule.id().to_string(),
+            severity: f.severity.name().to_string(),
+            message: f.message.clone(),
+            certificate: f.certificate.clone(),
+            subject: f.subject.clone(),
+            client: hs.client.clone(),
+            server: hs.server.clone(),
+            sni: hs.sni.clone(),
+            version: hs.version.clone(),
+            cipher: hs.cipher.clone(),
+            ja3: hs.ja3.clone(),
+            ja4: hs.ja4.clone(),
+            server_chain: hs.server_chain.clone(),
+            source: hs.source.clone(),
+            destination: hs.destination.clone(),
+            verdict: hs.verdict.clone(),
+            evidence: f.evidence.clone(),
+            time_us: hs.time_us,
+            rule_id: Some(f.rule),
+            severity_level: Some(f.severity),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -173,6 +248,10 @@ pub struct Summary {
     pub tls_connections: u64,
     pub handshakes: u64,
     pub certificates: u64,
+    /// Findings in handshake records, by rule.
+    pub findings: BTreeMap<String, u64>,
+    /// Findings suppressed by policy exceptions, by rule.
+    pub findings_suppressed: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     /// Live capture only: the kernel program's counters.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -183,5 +262,8 @@ pub struct Summary {
 pub trait RecordSink {
     fn handshake(&mut self, hs: &HandshakeRecord, certs: &[std::sync::Arc<CertInfo>]);
     fn certificate(&mut self, cert: &CertInfo);
+    /// A finding's own line (first of its rule and certificate or flow in
+    /// the window); it follows the handshake record that carries it.
+    fn finding(&mut self, _finding: &FindingRecord) {}
     fn finish(&mut self, _summary: &Summary) {}
 }

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::records::{HandshakeRecord, RecordSink, Summary};
+use super::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use super::timefmt;
 use crate::x509::CertInfo;
 
@@ -15,20 +15,81 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-/// The human view: one row per handshake, streamed, then the summary.
+/// Finding rows kept for the findings table; past it they are counted.
+pub const MAX_FINDING_ROWS: usize = 10_000;
+
+/// The human view: one row per handshake, streamed, then the findings
+/// (one per rule and certificate or flow), then the summary.
 pub struct Table<W: Write> {
     out: W,
     header_done: bool,
+    findings: Vec<FindingRecord>,
+    max_findings: usize,
+    pub findings_not_shown: u64,
     pub error: Option<std::io::Error>,
 }
 
 impl<W: Write> Table<W> {
     pub fn new(out: W) -> Self {
+        Self::with_finding_rows(out, MAX_FINDING_ROWS)
+    }
+
+    /// A table that keeps at most `max_findings` finding rows.
+    pub fn with_finding_rows(out: W, max_findings: usize) -> Self {
         Self {
             out,
             header_done: false,
+            findings: Vec::new(),
+            max_findings,
+            findings_not_shown: 0,
             error: None,
         }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn findings_table(&mut self) {
+        if self.findings.is_empty() {
+            self.write("\nfindings: none\n".into());
+            return;
+        }
+        let mut rows = std::mem::take(&mut self.findings);
+        // Most severe first; within a severity, in order of time.
+        rows.sort_by(|a, b| {
+            b.severity_level
+                .cmp(&a.severity_level)
+                .then(a.time_us.cmp(&b.time_us))
+                .then(a.rule.cmp(&b.rule))
+        });
+        let mut text = format!(
+            "\n{:<8} {:<22} {:<28} {:<24} {:<32} {}\n",
+            "SEVERITY", "RULE", "SERVER", "SNI", "CERTIFICATE", "MESSAGE"
+        );
+        for f in &rows {
+            let server = format!("{}:{}", f.server.ip, f.server.port);
+            let cert = match (&f.subject, &f.certificate) {
+                (Some(s), Some(fp)) => format!("{} {}", &fp[..fp.len().min(8)], s),
+                _ => "-".into(),
+            };
+            text.push_str(&format!(
+                "{:<8} {:<22} {:<28} {:<24} {:<32} {}\n",
+                f.severity,
+                f.rule,
+                clip(&server, 28),
+                clip(f.sni.as_deref().unwrap_or("-"), 24),
+                clip(&cert, 32),
+                f.message
+            ));
+        }
+        if self.findings_not_shown > 0 {
+            text.push_str(&format!(
+                "... and {} more findings not shown\n",
+                self.findings_not_shown
+            ));
+        }
+        self.write(text);
     }
 
     fn write(&mut self, s: String) {
@@ -84,8 +145,17 @@ impl<W: Write> RecordSink for Table<W> {
 
     fn certificate(&mut self, _cert: &CertInfo) {}
 
+    fn finding(&mut self, f: &FindingRecord) {
+        if self.findings.len() < self.max_findings {
+            self.findings.push(f.clone());
+        } else {
+            self.findings_not_shown += 1;
+        }
+    }
+
     fn finish(&mut self, s: &Summary) {
         self.header();
+        self.findings_table();
         let mut text = format!(
             "\n{} file(s), {} frames, {} bytes, {} TCP segments; {} connections, {} TLS, {} handshakes, {} distinct certificates\n",
             s.files,
@@ -97,6 +167,24 @@ impl<W: Write> RecordSink for Table<W> {
             s.handshakes,
             s.certificates
         );
+        if !s.findings.is_empty() || !s.findings_suppressed.is_empty() {
+            let per_rule = |m: &std::collections::BTreeMap<String, u64>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            text.push_str(&format!(
+                "findings in handshakes: {}\n",
+                per_rule(&s.findings)
+            ));
+            if !s.findings_suppressed.is_empty() {
+                text.push_str(&format!(
+                    "suppressed by exceptions: {}\n",
+                    per_rule(&s.findings_suppressed)
+                ));
+            }
+        }
         if s.errors.is_empty() {
             text.push_str("errors: none\n");
         } else {
@@ -115,5 +203,55 @@ impl<W: Write> RecordSink for Table<W> {
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: u16) -> FindingRecord {
+        let ep = |port| super::super::records::Endpoint {
+            ip: "10.0.0.1".into(),
+            port,
+        };
+        FindingRecord {
+            kind: "finding",
+            time: String::new(),
+            rule: "cert.expired".into(),
+            severity: "critical".into(),
+            message: format!("finding {i}"),
+            certificate: None,
+            subject: None,
+            client: ep(i),
+            server: ep(443),
+            sni: None,
+            version: None,
+            cipher: None,
+            ja3: None,
+            ja4: None,
+            server_chain: Vec::new(),
+            source: None,
+            destination: None,
+            verdict: None,
+            evidence: serde_json::Value::Null,
+            time_us: i64::from(i),
+            rule_id: None,
+            severity_level: None,
+        }
+    }
+
+    #[test]
+    fn finding_rows_bound_is_kept_and_counted() {
+        let mut t = Table::with_finding_rows(Vec::new(), 2);
+        for i in 0..3 {
+            t.finding(&row(i));
+        }
+        assert_eq!(t.findings_not_shown, 1);
+        t.finish(&Summary::default());
+        let out = String::from_utf8(t.into_inner()).unwrap();
+        assert!(out.contains("finding 0") && out.contains("finding 1"));
+        assert!(!out.contains("finding 2"));
+        assert!(out.contains("... and 1 more findings not shown"));
     }
 }

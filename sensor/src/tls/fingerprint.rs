@@ -1,26 +1,57 @@
 //! JA3, JA3S (Salesforce) and JA4 (FoxIO, BSD-3-Clause). JA4S, JA4X and the
 //! rest of JA4+ are under a licence that forbids shipping them: not here.
 
+use std::fmt::Write as _;
+
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use super::hello::{ClientHello, EXT_ALPN, EXT_SNI, ServerHello, max_offered_version};
 use super::names::is_grease;
 
-fn join<T: ToString>(items: impl Iterator<Item = T>, sep: &str) -> String {
-    items.map(|i| i.to_string()).collect::<Vec<_>>().join(sep)
+// Fingerprints are computed for every handshake, so the strings are built
+// in one buffer each, without a String per number.
+
+fn push_decimal_list<T: itoa::Integer>(out: &mut String, items: impl Iterator<Item = T>) {
+    let mut buf = itoa::Buffer::new();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        out.push_str(buf.format(item));
+    }
+}
+
+fn push_hex4(out: &mut String, v: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((v >> shift) & 0xf) as usize] as char);
+    }
+}
+
+/// `a,b,c` of 4-digit lowercase hex.
+fn push_hex4_list(out: &mut String, items: &[u16]) {
+    for (i, v) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_hex4(out, *v);
+    }
 }
 
 pub fn ja3_string(ch: &ClientHello) -> String {
-    let ok = |v: &&u16| !is_grease(**v);
-    format!(
-        "{},{},{},{},{}",
-        ch.version,
-        join(ch.ciphers.iter().filter(ok), "-"),
-        join(ch.extensions.iter().filter(ok), "-"),
-        join(ch.groups.iter().filter(ok), "-"),
-        join(ch.point_formats.iter(), "-"),
-    )
+    let ok = |v: &u16| !is_grease(*v);
+    let mut s = String::with_capacity(256);
+    push_decimal_list(&mut s, std::iter::once(ch.version));
+    s.push(',');
+    push_decimal_list(&mut s, ch.ciphers.iter().copied().filter(ok));
+    s.push(',');
+    push_decimal_list(&mut s, ch.extensions.iter().copied().filter(ok));
+    s.push(',');
+    push_decimal_list(&mut s, ch.groups.iter().copied().filter(ok));
+    s.push(',');
+    push_decimal_list(&mut s, ch.point_formats.iter().copied());
+    s
 }
 
 pub fn ja3(ch: &ClientHello) -> String {
@@ -28,12 +59,16 @@ pub fn ja3(ch: &ClientHello) -> String {
 }
 
 pub fn ja3s_string(sh: &ServerHello) -> String {
-    format!(
-        "{},{},{}",
-        sh.legacy_version,
-        sh.cipher,
-        join(sh.extensions.iter().filter(|v| !is_grease(**v)), "-")
-    )
+    let mut s = String::with_capacity(64);
+    push_decimal_list(&mut s, std::iter::once(sh.legacy_version));
+    s.push(',');
+    push_decimal_list(&mut s, std::iter::once(sh.cipher));
+    s.push(',');
+    push_decimal_list(
+        &mut s,
+        sh.extensions.iter().copied().filter(|v| !is_grease(*v)),
+    );
+    s
 }
 
 pub fn ja3s(sh: &ServerHello) -> String {
@@ -55,79 +90,82 @@ fn ja4_version(v: u16) -> &'static str {
     }
 }
 
-fn ja4_alpn(ch: &ClientHello) -> String {
+fn push_ja4_alpn(out: &mut String, ch: &ClientHello) {
     let Some(first) = ch.alpn.first().filter(|a| !a.is_empty()) else {
-        return "00".into();
+        out.push_str("00");
+        return;
     };
     let (a, b) = (first[0], first[first.len() - 1]);
     if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() {
-        format!("{}{}", a as char, b as char)
+        out.push(a as char);
+        out.push(b as char);
     } else {
-        let h = hex::encode(first);
-        format!("{}{}", &h[..1], &h[h.len() - 1..])
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.push(HEX[(a >> 4) as usize] as char);
+        out.push(HEX[(b & 0xf) as usize] as char);
     }
 }
 
-fn truncated_sha256(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))[..12].to_string()
+fn push_truncated_sha256(out: &mut String, s: &str) {
+    let digest = Sha256::digest(s.as_bytes());
+    out.push_str(&hex::encode(&digest[..6]));
 }
 
 /// JA4 `a_b_c` for a ClientHello over TCP.
 pub fn ja4(ch: &ClientHello) -> String {
-    let ciphers: Vec<u16> = ch
+    let mut ciphers: Vec<u16> = ch
         .ciphers
         .iter()
         .copied()
         .filter(|c| !is_grease(*c))
         .collect();
-    let exts: Vec<u16> = ch
+    let exts = ch.extensions.iter().filter(|e| !is_grease(**e)).count();
+    let mut out = String::with_capacity(36);
+    out.push('t');
+    out.push_str(ja4_version(max_offered_version(ch)));
+    out.push(if ch.extensions.contains(&EXT_SNI) {
+        'd'
+    } else {
+        'i'
+    });
+    let _ = write!(out, "{:02}{:02}", ciphers.len().min(99), exts.min(99));
+    push_ja4_alpn(&mut out, ch);
+    out.push('_');
+    // Fixed-width hex sorts as the numbers do.
+    ciphers.sort_unstable();
+    let mut text = String::with_capacity(512);
+    if ciphers.is_empty() {
+        out.push_str("000000000000");
+    } else {
+        push_hex4_list(&mut text, &ciphers);
+        push_truncated_sha256(&mut out, &text);
+    }
+    out.push('_');
+    let mut sorted_exts: Vec<u16> = ch
         .extensions
         .iter()
         .copied()
-        .filter(|e| !is_grease(*e))
+        .filter(|e| !is_grease(*e) && *e != EXT_SNI && *e != EXT_ALPN)
         .collect();
-    let a = format!(
-        "t{}{}{:02}{:02}{}",
-        ja4_version(max_offered_version(ch)),
-        if ch.extensions.contains(&EXT_SNI) {
-            'd'
-        } else {
-            'i'
-        },
-        ciphers.len().min(99),
-        exts.len().min(99),
-        ja4_alpn(ch)
-    );
-    let mut sorted_ciphers: Vec<String> = ciphers.iter().map(|c| format!("{c:04x}")).collect();
-    sorted_ciphers.sort();
-    let b = if sorted_ciphers.is_empty() {
-        "000000000000".to_string()
+    sorted_exts.sort_unstable();
+    if sorted_exts.is_empty() {
+        out.push_str("000000000000");
     } else {
-        truncated_sha256(&sorted_ciphers.join(","))
-    };
-    let mut sorted_exts: Vec<String> = exts
-        .iter()
-        .filter(|e| **e != EXT_SNI && **e != EXT_ALPN)
-        .map(|e| format!("{e:04x}"))
-        .collect();
-    sorted_exts.sort();
-    let c = if sorted_exts.is_empty() {
-        "000000000000".to_string()
-    } else {
-        let mut s = sorted_exts.join(",");
-        let sigs: Vec<String> = ch
+        text.clear();
+        push_hex4_list(&mut text, &sorted_exts);
+        let sigs: Vec<u16> = ch
             .signature_algorithms
             .iter()
-            .filter(|s| !is_grease(**s))
-            .map(|s| format!("{s:04x}"))
+            .copied()
+            .filter(|s| !is_grease(*s))
             .collect();
         if !sigs.is_empty() {
-            s.push('_');
-            s.push_str(&sigs.join(","));
+            text.push('_');
+            push_hex4_list(&mut text, &sigs);
         }
-        truncated_sha256(&s)
-    };
-    format!("{a}_{b}_{c}")
+        push_truncated_sha256(&mut out, &text);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -42,9 +42,15 @@ pub struct Handshake {
     pub certificate_request_seen: bool,
     pub server_ccs: bool,
     pub client_ccs: bool,
+    /// The side sent ChangeCipherSpec or protected records: its clear flight is over.
+    pub server_protected: bool,
+    pub client_protected: bool,
     pub server_chain: Vec<Vec<u8>>,
     pub client_chain: Vec<Vec<u8>>,
     pub alert: Option<u8>,
+    /// Level (1 warning, 2 fatal) and sender of that first alert.
+    pub alert_level: Option<u8>,
+    pub alert_from_client: Option<bool>,
     /// The handshake was followed to its end (not cut by a gap or the capture's end).
     pub complete: bool,
 }
@@ -168,28 +174,42 @@ fn on_event(
             } else {
                 hs.server_ccs = true;
             }
-            if hs.client_ccs && hs.server_ccs {
-                hs.complete = true;
-                Control::Done
-            } else {
-                Control::Continue
-            }
+            protected(hs, from_client)
         }
-        RecordEvent::Alert { description, .. } => {
-            hs.alert.get_or_insert(description);
+        RecordEvent::Alert { level, description } => {
+            if hs.alert.is_none() {
+                hs.alert = Some(description);
+                hs.alert_level = Some(level);
+                hs.alert_from_client = Some(from_client);
+            }
             hs.complete = true;
             Control::Done
         }
         RecordEvent::Encrypted => {
-            // Application data before both ChangeCipherSpecs: the handshake
-            // is over for this side (e.g. a TLS 1.3 server's flight).
             if hs.server_hello.is_some() {
-                hs.complete = true;
-                Control::Done
+                protected(hs, from_client)
             } else {
                 Control::Continue
             }
         }
+    }
+}
+
+/// One side's clear flight is over. The handshake is only over once both
+/// are: after the client's ChangeCipherSpec and encrypted Finished, a TLS
+/// 1.2 server still answers in clear, with its ChangeCipherSpec or with the
+/// alert that refuses the handshake (e.g. a missing client certificate).
+fn protected(hs: &mut Handshake, from_client: bool) -> Control {
+    if from_client {
+        hs.client_protected = true;
+    } else {
+        hs.server_protected = true;
+    }
+    if hs.client_protected && hs.server_protected {
+        hs.complete = true;
+        Control::Done
+    } else {
+        Control::Continue
     }
 }
 
@@ -252,5 +272,106 @@ fn parse_certificate_chain(msg: &[u8]) -> Option<Vec<Vec<u8>>> {
             Some(c.cert_chain.iter().map(|c| c.data.to_vec()).collect())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::record::{CONTENT_ALERT, CONTENT_CCS, CONTENT_HANDSHAKE};
+
+    fn record(ctype: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![ctype, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    fn message(htype: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![htype];
+        m.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// version, random, empty session id, then what follows it.
+    fn hello_body(rest: &[u8]) -> Vec<u8> {
+        let mut b = vec![3, 3];
+        b.extend([7u8; 32]);
+        b.push(0);
+        b.extend_from_slice(rest);
+        b
+    }
+
+    fn handshake_records(msgs: &[Vec<u8>]) -> Vec<u8> {
+        record(CONTENT_HANDSHAKE, &msgs.concat())
+    }
+
+    /// The exchange of tests/data/tls12-alert-no-client-cert.pcap: the server
+    /// asks for a certificate, the client sends none and finishes, and the
+    /// server refuses in clear after the client's encrypted Finished.
+    #[test]
+    fn server_alert_after_the_clients_finished_is_seen() {
+        let (client, server) = (Side::A, Side::B);
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        let mut feed =
+            |s: &mut TlsSession, side, bytes: &[u8]| s.on_data(side, bytes, 1 << 20, &mut stats);
+        // cipher_suites = [TLS_RSA_WITH_AES_128_CBC_SHA], compression = [null].
+        let ch = message(1, &hello_body(&[0, 2, 0, 0x2f, 1, 0]));
+        assert_eq!(
+            feed(&mut s, client, &handshake_records(&[ch])),
+            Control::Continue
+        );
+        let sh = message(2, &hello_body(&[0, 0x2f, 0]));
+        let flight = handshake_records(&[
+            sh,
+            message(11, &[0, 0, 0]),
+            message(13, &[1, 1, 0, 0]),
+            message(14, &[]),
+        ]);
+        assert_eq!(feed(&mut s, server, &flight), Control::Continue);
+        let mut answer = handshake_records(&[message(11, &[0, 0, 0]), message(16, &[0; 4])]);
+        answer.extend(record(CONTENT_CCS, &[1]));
+        answer.extend(record(CONTENT_HANDSHAKE, &[0x55; 40]));
+        assert_eq!(feed(&mut s, client, &answer), Control::Continue);
+        assert_eq!(
+            feed(&mut s, server, &record(CONTENT_ALERT, &[2, 40])),
+            Control::Done
+        );
+        let hs = &s.handshake;
+        assert_eq!(hs.alert, Some(40));
+        assert_eq!(hs.mutual(), Some(true));
+        assert_eq!(hs.resumed(), Some(false));
+        assert!(hs.complete);
+    }
+
+    #[test]
+    fn full_tls12_handshake_ends_with_the_servers_change_cipher_spec() {
+        let (client, server) = (Side::A, Side::B);
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        let ch = message(1, &hello_body(&[0, 2, 0, 0x2f, 1, 0]));
+        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut stats);
+        let flight = handshake_records(&[
+            message(2, &hello_body(&[0, 0x2f, 0])),
+            message(11, &[0, 0, 0]),
+            message(14, &[]),
+        ]);
+        s.on_data(server, &flight, 1 << 20, &mut stats);
+        let mut answer = handshake_records(&[message(16, &[0; 4])]);
+        answer.extend(record(CONTENT_CCS, &[1]));
+        answer.extend(record(CONTENT_HANDSHAKE, &[0x55; 40]));
+        assert_eq!(
+            s.on_data(client, &answer, 1 << 20, &mut stats),
+            Control::Continue
+        );
+        assert!(!s.handshake.complete);
+        let mut done = record(CONTENT_CCS, &[1]);
+        done.extend(record(CONTENT_HANDSHAKE, &[0x66; 40]));
+        assert_eq!(s.on_data(server, &done, 1 << 20, &mut stats), Control::Done);
+        assert!(s.handshake.complete);
+        assert_eq!(s.handshake.alert, None);
+        assert_eq!(s.handshake.resumed(), Some(false));
     }
 }

@@ -35,6 +35,8 @@ pub struct CertInfo {
     pub san: Sans,
     pub key: KeyInfo,
     pub signature_algorithm: String,
+    /// Dotted OID of the signature algorithm (names vary between registries).
+    pub signature_oid: String,
     pub is_ca: bool,
     pub self_signed: bool,
     /// The DER did not parse; only the fingerprint is known.
@@ -185,6 +187,7 @@ pub fn describe(der: &[u8]) -> CertInfo {
                     curve: None,
                 },
                 signature_algorithm: String::new(),
+                signature_oid: String::new(),
                 is_ca: false,
                 self_signed: false,
                 parse_error: Some(e.to_string()),
@@ -192,8 +195,9 @@ pub fn describe(der: &[u8]) -> CertInfo {
         }
     };
     let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
-    let same_name = cert.subject().as_raw() == cert.issuer().as_raw();
-    let self_signed = same_name && cert.verify_signature(None).is_ok();
+    // x509-parser's own check refuses 1024-bit RSA keys, so a weak
+    // self-signed certificate would not be recognised as self-signed.
+    let self_signed = super::signature::is_self_signed(&cert);
     CertInfo {
         sha256,
         subject: rfc4514(cert.subject()),
@@ -204,6 +208,7 @@ pub fn describe(der: &[u8]) -> CertInfo {
         san: sans(&cert),
         key: key_info(cert.public_key()),
         signature_algorithm: signature_name(&cert.signature_algorithm.algorithm),
+        signature_oid: cert.signature_algorithm.algorithm.to_id_string(),
         is_ca,
         self_signed,
         parse_error: None,
