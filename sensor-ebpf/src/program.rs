@@ -1,14 +1,14 @@
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::bindings::{BPF_F_MMAPABLE, BPF_NOEXIST};
 use aya_ebpf::helpers::generated::{
     bpf_ktime_get_ns, bpf_loop, bpf_ringbuf_output, bpf_skb_load_bytes,
 };
 use aya_ebpf::macros::{classifier, map};
-use aya_ebpf::maps::{HashMap, PerCpuArray, RingBuf};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
     COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, EVENT_HEADER_LEN,
-    EventHeader, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, MAX_CHUNK, MAX_CHUNKS, TCP_ACK, TCP_FIN,
-    TCP_RST, TCP_SYN,
+    EventHeader, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS, MAX_CHUNK, MAX_CHUNKS,
+    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix, gate_slot_mixed,
 };
 
 const TC_ACT_UNSPEC: i32 = -1;
@@ -25,6 +25,11 @@ static BUDGET: u32 = DEFAULT_BUDGET;
 
 #[map]
 static FLOWS: HashMap<FlowKey, FlowState> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+
+/// Open flows per gate slot (sensor_common::gate_slot); user space maps it
+/// to take flows it deleted off atomically.
+#[map]
+static GATE: Array<u64> = Array::with_max_entries(GATE_SLOTS, BPF_F_MMAPABLE);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
@@ -50,9 +55,9 @@ fn count(c: Counter, n: u64) {
     }
 }
 
-// Headers are read with bpf_skb_load_bytes: their offsets vary (VLAN tags,
-// IP options, IPv6 extension headers) and direct packet access at variable
-// offsets does not survive LLVM's rewriting of the bounds checks.
+// The slow path reads headers with bpf_skb_load_bytes: their offsets vary
+// (VLAN tags, IP options, IPv6 extension headers) and direct packet access
+// at variable offsets does not survive LLVM's rewriting of the bounds checks.
 #[inline(always)]
 fn bytes<const N: usize>(ctx: &TcContext, off: usize) -> Option<[u8; N]> {
     ctx.load::<[u8; N]>(off).ok()
@@ -68,6 +73,19 @@ struct Packet {
     flags: u8,
     payload_off: usize,
     payload_len: usize,
+    /// `gate_mix` of the addresses, computed where the family is known.
+    mix: u32,
+    /// Whether the payload starts with a ClientHello record, when the
+    /// direct-access parse could tell from the linear area.
+    hello: Hello,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    Yes,
+    No,
+    /// Not in the linear area: `opens_flow` reads them through the helper.
+    Unknown,
 }
 
 #[classifier]
@@ -102,11 +120,27 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     if pkt.payload_len == 0 && pkt.flags & (TCP_FIN | TCP_RST) == 0 {
         return None;
     }
+    let gate = GATE.get_ptr_mut(slot(&pkt));
+    // No open flow in this packet's slot: not one of ours, no lookup needed.
+    let maybe_open = match gate {
+        Some(g) => unsafe { core::ptr::read_volatile(g) != 0 },
+        None => true,
+    };
+    // The key is built only past this point: most packets never need it.
+    if !maybe_open && !opens_flow(ctx, &pkt) {
+        return None;
+    }
     let (key, dir) = flow_key(&pkt);
-    let state = match FLOWS.get_ptr_mut(&key) {
+    let found = if maybe_open {
+        FLOWS.get_ptr_mut(&key)
+    } else {
+        None
+    };
+    let state = match found {
         Some(s) => s,
         None => {
-            if pkt.payload_len == 0 || !starts_client_hello(ctx, pkt.payload_off) {
+            // A closed gate has asked opens_flow already.
+            if maybe_open && !opens_flow(ctx, &pkt) {
                 return None;
             }
             let budget = unsafe { core::ptr::read_volatile(&BUDGET) };
@@ -118,7 +152,11 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
                 opened_ns: now,
                 last_ns: now,
             };
+            // Raised before the insert: a packet on another CPU that finds
+            // the flow in the map must not find its slot at zero.
+            gate_add(gate, 1);
             if FLOWS.insert(&key, &fresh, BPF_NOEXIST as u64).is_err() {
+                gate_add(gate, u64::MAX);
                 count(Counter::MapFull, 1);
                 return None;
             }
@@ -149,18 +187,55 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
 }
 
 #[inline(always)]
-fn starts_client_hello(ctx: &TcContext, off: usize) -> bool {
-    // TLS payload is often outside the linear area: read through the helper.
-    let mut b = [0u8; 6];
-    let r = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const _,
-            off as u32,
-            b.as_mut_ptr() as *mut _,
-            6,
-        )
-    };
-    r == 0 && b[0] == 22 && b[1] == 3 && b[2] <= 4 && b[5] == 1
+fn slot(p: &Packet) -> u32 {
+    gate_slot_mixed(p.mix, p.sport ^ p.dport)
+}
+
+#[inline(always)]
+fn mix(saddr: &[u32; 4], daddr: &[u32; 4]) -> u32 {
+    let mut x = [0u32; 4];
+    for (i, w) in x.iter_mut().enumerate() {
+        *w = saddr[i] ^ daddr[i];
+    }
+    gate_mix(x)
+}
+
+/// Adds `n` (u64::MAX takes one off) to a gate slot.
+#[inline(always)]
+fn gate_add(gate: Option<*mut u64>, n: u64) {
+    if let Some(g) = gate {
+        // User space decrements the same word concurrently, so this must be
+        // BPF's atomic add. core's atomics offer no fetch_add on a target
+        // without compare-and-swap, hence the instruction itself.
+        unsafe {
+            core::arch::asm!(
+                "lock *(u64 *)({g} + 0) += {n}",
+                g = in(reg) g,
+                n = in(reg) n,
+                options(nostack),
+            )
+        };
+    }
+}
+
+/// A packet of no open flow opens one if its payload starts with a ClientHello.
+#[inline(always)]
+fn opens_flow(ctx: &TcContext, p: &Packet) -> bool {
+    p.payload_len != 0
+        && match p.hello {
+            Hello::Yes => true,
+            Hello::No => false,
+            // TLS payload is often outside the linear area: read through the helper.
+            Hello::Unknown => bytes::<6>(ctx, p.payload_off)
+                .is_some_and(|b| is_client_hello([b[0], b[1], b[2], b[5]])),
+        }
+}
+
+/// A handshake record (22), version 3.x, whose first message is a
+/// ClientHello (1): bytes 0, 1, 2 and 5 of the payload.
+#[inline(always)]
+fn is_client_hello(b: [u8; 4]) -> bool {
+    b[0] == 22 && b[1] == 3 && b[2] <= 4 && b[3] == 1
 }
 
 #[inline(always)]
@@ -178,35 +253,192 @@ fn flow_key(p: &Packet) -> (FlowKey, usize) {
         }
         lo
     };
-    if src_lo {
-        (
-            FlowKey {
-                lo_addr: p.saddr,
-                hi_addr: p.daddr,
-                lo_port: p.sport,
-                hi_port: p.dport,
-                family: p.family,
-                _pad: [0; 3],
-            },
-            0,
-        )
+    let (lo, hi, lo_port, hi_port, dir) = if src_lo {
+        (&p.saddr, &p.daddr, p.sport, p.dport, 0)
     } else {
-        (
-            FlowKey {
-                lo_addr: p.daddr,
-                hi_addr: p.saddr,
-                lo_port: p.dport,
-                hi_port: p.sport,
-                family: p.family,
-                _pad: [0; 3],
-            },
-            1,
-        )
+        (&p.daddr, &p.saddr, p.dport, p.sport, 1)
+    };
+    // Built as words: a FlowKey literal has LLVM zero the 3-byte `_pad`
+    // through a call to memset, a BPF-to-BPF call on every keyed packet.
+    let (l, h) = (lo_port.to_ne_bytes(), hi_port.to_ne_bytes());
+    let words: [u32; 10] = [
+        lo[0],
+        lo[1],
+        lo[2],
+        lo[3],
+        hi[0],
+        hi[1],
+        hi[2],
+        hi[3],
+        u32::from_ne_bytes([l[0], l[1], h[0], h[1]]),
+        u32::from_ne_bytes([p.family, 0, 0, 0]),
+    ];
+    // SAFETY: FlowKey is repr(C), 40 bytes of u32 words, u16 ports, family, padding.
+    (
+        unsafe { core::mem::transmute::<[u32; 10], FlowKey>(words) },
+        dir,
+    )
+}
+
+/// What the direct-access parse made of a packet.
+enum Fast {
+    /// Parsed: the same `Packet` the helper-based parse would have built.
+    Packet(Packet),
+    /// Not an unfragmented TCP segment, or one `observe` drops unread (no
+    /// payload, no FIN or RST): the helper-based parse would lead there too.
+    Skip,
+    /// VLAN tags, IPv4 options, IPv6 extension headers, headers outside the
+    /// linear area: left to the helper-based parse.
+    Slow,
+}
+
+/// Reads the packet's first bytes in place: the common case (untagged
+/// IPv4 without options, IPv6 without extension headers) at constant
+/// offsets after a bounds check against data_end, so it costs no helper
+/// call (each bpf_skb_load_bytes cost about as much as an empty program).
+/// Header fields only at constant offsets: the verifier rejected variable
+/// ones (IP options, extension header chains) once LLVM had rewritten
+/// their bounds checks; those go the slow way.
+#[inline(always)]
+fn parse_direct(ctx: &TcContext, ethernet: bool) -> Fast {
+    let data = ctx.data();
+    let data_end = ctx.data_end();
+    let l3 = if ethernet { ETH_HLEN } else { 0 };
+    // The smallest IP header: anything shorter goes the slow way.
+    if data + l3 + 20 > data_end {
+        return Fast::Slow;
     }
+    let at = |off: usize| -> u8 { unsafe { *((data + off) as *const u8) } };
+    let proto = if ethernet {
+        u16::from_be_bytes([at(12), at(13)])
+    } else {
+        u16::from_be(ctx.skb.protocol() as u16)
+    };
+    let skb_len = ctx.len() as usize;
+    match proto {
+        ETH_P_IP => {
+            let frag = u16::from_be_bytes([at(l3 + 6), at(l3 + 7)]);
+            let ihl = ((at(l3) & 0x0f) as usize) * 4;
+            if at(l3 + 9) != IPPROTO_TCP || frag & 0x3fff != 0 || ihl < 20 {
+                return Fast::Skip;
+            }
+            if ihl != 20 {
+                return Fast::Slow;
+            }
+            let l4 = l3 + 20;
+            if data + l4 + 14 > data_end {
+                return Fast::Slow;
+            }
+            let tot = u16::from_be_bytes([at(l3 + 2), at(l3 + 3)]) as usize;
+            let end = if tot == 0 { skb_len } else { l3 + tot };
+            let Some(mut p) = tcp_direct(data, data_end, l4, end, skb_len) else {
+                return Fast::Skip;
+            };
+            p.saddr[0] = u32::from_ne_bytes([at(l3 + 12), at(l3 + 13), at(l3 + 14), at(l3 + 15)]);
+            p.daddr[0] = u32::from_ne_bytes([at(l3 + 16), at(l3 + 17), at(l3 + 18), at(l3 + 19)]);
+            p.family = FAMILY_V4;
+            p.mix = gate_mix([p.saddr[0] ^ p.daddr[0], 0, 0, 0]);
+            Fast::Packet(p)
+        }
+        ETH_P_IPV6 => {
+            let l4 = l3 + 40;
+            if data + l4 + 14 > data_end {
+                return Fast::Slow;
+            }
+            match at(l3 + 6) {
+                IPPROTO_TCP => {}
+                // Extension headers: Hop-by-Hop, Routing, Fragment, AH, Destination Options.
+                0 | 43 | 44 | 51 | 60 => return Fast::Slow,
+                _ => return Fast::Skip,
+            }
+            let plen = u16::from_be_bytes([at(l3 + 4), at(l3 + 5)]) as usize;
+            let end = if plen == 0 { skb_len } else { l4 + plen };
+            let Some(mut p) = tcp_direct(data, data_end, l4, end, skb_len) else {
+                return Fast::Skip;
+            };
+            for i in 0..4 {
+                let a = l3 + 8 + 4 * i;
+                let b = l3 + 24 + 4 * i;
+                p.saddr[i] = u32::from_ne_bytes([at(a), at(a + 1), at(a + 2), at(a + 3)]);
+                p.daddr[i] = u32::from_ne_bytes([at(b), at(b + 1), at(b + 2), at(b + 3)]);
+            }
+            p.family = FAMILY_V6;
+            p.mix = mix(&p.saddr, &p.daddr);
+            Fast::Packet(p)
+        }
+        ETH_P_8021Q | ETH_P_8021AD if ethernet => Fast::Slow,
+        _ => Fast::Skip,
+    }
+}
+
+/// The TCP part of `parse_direct`, the header at the constant `l4` already
+/// bounds-checked for 14 bytes; `end` is where the IP packet says it ends.
+/// None for a segment `observe` drops unread (no payload, no FIN or RST),
+/// before its addresses are read: pure ACKs are the commonest packet.
+#[inline(always)]
+fn tcp_direct(
+    data: usize,
+    data_end: usize,
+    l4: usize,
+    end: usize,
+    skb_len: usize,
+) -> Option<Packet> {
+    let at = |off: usize| -> u8 { unsafe { *((data + off) as *const u8) } };
+    let doff = ((at(l4 + 12) >> 4) as usize) * 4;
+    let flags = tcp_flags(at(l4 + 13));
+    let payload_off = l4 + doff;
+    let end = if end > skb_len { skb_len } else { end };
+    let payload_len = end.saturating_sub(payload_off);
+    if payload_len == 0 && flags & (TCP_FIN | TCP_RST) == 0 {
+        return None;
+    }
+    let mut p = Packet {
+        saddr: [0; 4],
+        daddr: [0; 4],
+        family: 0,
+        sport: u16::from_be_bytes([at(l4), at(l4 + 1)]),
+        dport: u16::from_be_bytes([at(l4 + 2), at(l4 + 3)]),
+        seq: u32::from_be_bytes([at(l4 + 4), at(l4 + 5), at(l4 + 6), at(l4 + 7)]),
+        flags,
+        payload_off,
+        payload_len,
+        mix: 0,
+        hello: Hello::Unknown,
+    };
+    // The ClientHello test reads the payload's first bytes in place when
+    // they are linear: the offset varies only by the TCP header length,
+    // which the verifier knows to be at most 60.
+    let start = data + payload_off;
+    if start + 6 <= data_end {
+        let b = |i: usize| -> u8 { unsafe { *((start + i) as *const u8) } };
+        p.hello = if is_client_hello([b(0), b(1), b(2), b(5)]) {
+            Hello::Yes
+        } else {
+            Hello::No
+        };
+    }
+    Some(p)
+}
+
+#[inline(always)]
+fn tcp_flags(f: u8) -> u8 {
+    (if f & 0x02 != 0 { TCP_SYN } else { 0 })
+        | (if f & 0x01 != 0 { TCP_FIN } else { 0 })
+        | (if f & 0x04 != 0 { TCP_RST } else { 0 })
+        | (if f & 0x10 != 0 { TCP_ACK } else { 0 })
 }
 
 #[inline(always)]
 fn parse(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
+    match parse_direct(ctx, ethernet) {
+        Fast::Packet(p) => Some(p),
+        Fast::Skip => None,
+        Fast::Slow => parse_slow(ctx, ethernet),
+    }
+}
+
+#[inline(always)]
+fn parse_slow(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
     let mut off = 0usize;
     let mut proto = u16::from_be(ctx.skb.protocol() as u16);
     if ethernet {
@@ -234,6 +466,8 @@ fn parse(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
         flags: 0,
         payload_off: 0,
         payload_len: 0,
+        mix: 0,
+        hello: Hello::Unknown,
     };
     let l4;
     let end;
@@ -249,6 +483,7 @@ fn parse(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
             p.saddr[0] = u32::from_ne_bytes([h[12], h[13], h[14], h[15]]);
             p.daddr[0] = u32::from_ne_bytes([h[16], h[17], h[18], h[19]]);
             p.family = FAMILY_V4;
+            p.mix = gate_mix([p.saddr[0] ^ p.daddr[0], 0, 0, 0]);
             // GSO/BIG TCP packets may carry tot_len 0: the skb length rules then.
             end = if tot == 0 { skb_len } else { off + tot };
             l4 = off + ihl;
@@ -264,6 +499,7 @@ fn parse(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
                 p.daddr[i] = u32::from_ne_bytes([h[b], h[b + 1], h[b + 2], h[b + 3]]);
             }
             p.family = FAMILY_V6;
+            p.mix = mix(&p.saddr, &p.daddr);
             // Payload length 0 with a Hop-by-Hop jumbo option: BIG TCP.
             end = if plen == 0 { skb_len } else { off + 40 + plen };
             let mut at = off + 40;
@@ -298,11 +534,7 @@ fn parse(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
     p.dport = u16::from_be_bytes([t[2], t[3]]);
     p.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
     let doff = ((t[12] >> 4) as usize) * 4;
-    let f = t[13];
-    p.flags = (if f & 0x02 != 0 { TCP_SYN } else { 0 })
-        | (if f & 0x01 != 0 { TCP_FIN } else { 0 })
-        | (if f & 0x04 != 0 { TCP_RST } else { 0 })
-        | (if f & 0x10 != 0 { TCP_ACK } else { 0 });
+    p.flags = tcp_flags(t[13]);
     p.payload_off = l4 + doff;
     let end = if end > skb_len { skb_len } else { end };
     p.payload_len = end.saturating_sub(p.payload_off);

@@ -53,7 +53,12 @@ pub struct Analyzed {
 }
 
 pub fn analyze_files(files: &[PathBuf]) -> Analyzed {
-    let out = analyze(files, PipelineConfig::default(), Collect::default());
+    let out = analyze(
+        files,
+        PipelineConfig::default(),
+        sensor::analysis::Analysis::default(),
+        Collect::default(),
+    );
     Analyzed {
         records: out.sink,
         summary: out.summary,

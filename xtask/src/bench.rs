@@ -21,6 +21,12 @@ pub enum BenchCmd {
     /// Time `sensor analyze`, Suricata 7 and tshark on a generated capture
     /// (>= 100 MB of real TLS and plain traffic, thousands of handshakes).
     Analyze(AnalyzeArgs),
+    /// Kernel per-packet cost through BPF_PROG_TEST_RUN (root).
+    Bpf {
+        /// Passed to the benchmark: --repeat N --rounds N --shots N.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -48,6 +54,10 @@ pub struct AnalyzeArgs {
 pub fn main(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Analyze(a) => analyze(a),
+        BenchCmd::Bpf { args } => {
+            crate::setup::setup()?;
+            crate::bench_bpf::bench_bpf(&args)
+        }
     }
 }
 

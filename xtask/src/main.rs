@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
 
 mod bench;
+mod bench_bpf;
 mod demo;
 mod deploy_check;
 mod fixtures;

@@ -3,11 +3,13 @@
 
 mod caps;
 mod events;
+mod flows;
 mod interfaces;
 mod programs;
 
 pub use caps::check_capabilities;
 pub use events::{Clock, decode_event};
+pub use flows::FlowTable;
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
 pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, kernel_key, object};
 

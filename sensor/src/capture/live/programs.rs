@@ -1,17 +1,18 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
 use aya::programs::{SchedClassifier, tc};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
     COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, FAMILY_V4,
-    FAMILY_V6, FlowKey, FlowState,
+    FAMILY_V6, FlowKey,
 };
 
 use super::LiveError;
+use super::flows::FlowTable;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
 static AUX_OBJECT: &[u8] =
@@ -60,7 +61,7 @@ const PROGRAMS: [(&str, bool, TcAttachType); 4] = [
 /// The loaded object and where its programs are attached.
 pub struct Programs {
     ebpf: Ebpf,
-    flows: BpfHashMap<MapData, FlowKey, FlowState>,
+    flows: FlowTable,
     counts: PerCpuArray<MapData, [u64; COUNTERS]>,
     attached: BTreeMap<String, Vec<(&'static str, SchedClassifierLinkId)>>,
 }
@@ -122,7 +123,7 @@ impl Programs {
                 .ok_or_else(|| LiveError::Load(format!("map {name} missing from the object")))
         };
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| load_err(&e))?;
-        let flows = BpfHashMap::try_from(take(&mut ebpf, "FLOWS")?).map_err(|e| load_err(&e))?;
+        let flows = FlowTable::new(take(&mut ebpf, "FLOWS")?, take(&mut ebpf, "GATE")?)?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| load_err(&e))?;
         Ok((
             Self {
@@ -207,21 +208,20 @@ impl Programs {
 
     /// Stops the kernel following a connection (its handshake is done).
     pub fn close_flow(&mut self, a: SocketAddr, b: SocketAddr) -> bool {
-        self.flows.remove(&kernel_key(a, b)).is_ok()
+        self.flows.remove(&kernel_key(a, b))
     }
 
     /// Removes flows that shipped nothing for `idle_ns`; returns how many.
     pub fn expire_flows(&mut self, now_mono_ns: u64, idle_ns: u64) -> u64 {
         let stale: Vec<FlowKey> = self
             .flows
-            .iter()
-            .filter_map(Result::ok)
+            .flows()
             .filter(|(_, s)| now_mono_ns.saturating_sub(s.last_ns) > idle_ns)
             .map(|(k, _)| k)
             .collect();
         let mut n = 0;
         for k in stale {
-            if self.flows.remove(&k).is_ok() {
+            if self.flows.remove(&k) {
                 n += 1;
             }
         }
@@ -229,7 +229,7 @@ impl Programs {
     }
 
     pub fn open_flows(&self) -> usize {
-        self.flows.keys().filter(Result::is_ok).count()
+        self.flows.len()
     }
 
     pub fn counters(&self) -> KernelCounters {

@@ -1,0 +1,402 @@
+//! Per-packet cost of the kernel program, measured by the kernel itself
+//! through BPF_PROG_TEST_RUN (`cargo xtask bench bpf`, as root).
+//!
+//! Every case runs the ingress Ethernet program (`tls_tc_eth`) on one
+//! packet built with etherparse, `repeat` times in a row inside the kernel;
+//! the kernel reports the mean time per run in whole nanoseconds, including
+//! its own loop overhead (bottom halves off and on around each run). That
+//! overhead is the whole cost of `empty` (the aux object's `tc_empty`), so
+//! the ratio to `empty` is the price of our program on top of a program that
+//! does nothing. Each case is measured `rounds` times, interleaved with the
+//! others so load from elsewhere spreads evenly; the median is printed.
+//!
+//! `client-hello` cannot be repeated in place: the first run opens the flow
+//! and every later run of the same packet is a retransmission of an open
+//! flow, dropped by the duplicate check. What it measures is a ClientHello
+//! that opens a new flow and ships itself to the ring buffer: single runs
+//! (`repeat` = 1), the flow deleted and the ring buffer drained before each.
+//! A single run carries the timer's fixed cost (reading the clock once per
+//! run instead of once per million), so the same single-run measurement of
+//! `tc_empty` is subtracted and the steady-state `empty` figure added back:
+//! client-hello = empty + (median single ClientHello - median single empty).
+//! Draining before each run leaves the consumer caught up, so every record
+//! makes the kernel wake user space (irq_work, a self-IPI: most of the cost
+//! in a VM); the same measurement with the ring left undrained (no wakeup)
+//! is printed on stderr.
+//!
+//! The ClientHello is a real one: `openssl s_client` connects to a listener
+//! of ours on 127.0.0.1 and the first TLS record it sends is kept.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::SchedClassifier;
+use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
+use etherparse::PacketBuilder;
+use sensor::capture::live::{FlowTable, aux_object, check_capabilities, kernel_key, object};
+use sensor_common::{COUNTERS, Counter};
+
+/// TC_ACT_UNSPEC as the kernel hands the program's return value back.
+const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const CLIENT: [u8; 4] = [10, 77, 0, 1];
+const SERVER: [u8; 4] = [10, 77, 0, 2];
+
+struct Options {
+    repeat: u32,
+    rounds: usize,
+    shots: usize,
+}
+
+impl Options {
+    fn from_args() -> Result<Self> {
+        let mut o = Options {
+            repeat: 1_000_000,
+            rounds: 7,
+            shots: 20_000,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            let mut value = |name: &str| -> Result<u64> {
+                let v = args
+                    .next()
+                    .with_context(|| format!("{name} needs a value"))?;
+                v.parse()
+                    .with_context(|| format!("{name}: not a number: {v}"))
+            };
+            match a.as_str() {
+                "--repeat" => o.repeat = value("--repeat")?.try_into()?,
+                "--rounds" => o.rounds = value("--rounds")?.try_into()?,
+                "--shots" => o.shots = value("--shots")?.try_into()?,
+                // cargo bench passes --bench to every bench binary.
+                "--bench" => {}
+                other => bail!("unknown argument {other} (known: --repeat N --rounds N --shots N)"),
+            }
+        }
+        ensure!(
+            o.repeat > 0 && o.rounds > 0 && o.shots > 0,
+            "--repeat, --rounds and --shots must be positive"
+        );
+        Ok(o)
+    }
+}
+
+fn tcp_packet(sport: u16, seq: u32, payload: &[u8]) -> Result<Vec<u8>> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(CLIENT, SERVER, 64)
+        .tcp(sport, 443, seq, 64240)
+        .ack(1);
+    let b = if payload.is_empty() { b } else { b.psh() };
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload)?;
+    Ok(out)
+}
+
+fn udp_packet(payload: &[u8]) -> Result<Vec<u8>> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(CLIENT, SERVER, 64)
+        .udp(40000, 53);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload)?;
+    Ok(out)
+}
+
+/// Kills the openssl client however the capture ends.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first TLS record `openssl s_client` sends: its ClientHello.
+fn real_client_hello() -> Result<Vec<u8>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let child = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "bench.example"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting openssl s_client (cargo xtask setup installs openssl)")?;
+    let _reap = Reap(child);
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut conn: TcpStream = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                ensure!(
+                    Instant::now() < deadline,
+                    "openssl s_client did not connect"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut header = [0u8; 5];
+    conn.read_exact(&mut header)
+        .context("reading the ClientHello record header")?;
+    ensure!(
+        header[0] == 22 && header[1] == 3,
+        "openssl sent no handshake record: {header:02x?}"
+    );
+    let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+    let mut record = header.to_vec();
+    record.resize(5 + len, 0);
+    conn.read_exact(&mut record[5..])
+        .context("reading the ClientHello")?;
+    ensure!(
+        record[5] == 1,
+        "the first handshake message is not a ClientHello"
+    );
+    Ok(record)
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?;
+    prog.load().with_context(|| format!("loading {name}"))?;
+    Ok(prog)
+}
+
+/// One test run: the kernel's mean nanoseconds per run.
+fn run_ns(prog: &SchedClassifier, packet: &[u8], repeat: u32) -> Result<u32> {
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..TestRunOptions::new()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    ensure!(
+        r.return_value == TC_ACT_UNSPEC,
+        "the program returned {} instead of TC_ACT_UNSPEC",
+        r.return_value as i32
+    );
+    Ok(u32::try_from(r.duration.as_nanos()).unwrap_or(u32::MAX))
+}
+
+fn median(mut v: Vec<u32>) -> u32 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// The sensor's object with handles on the maps the benchmark checks.
+struct Sensor {
+    ebpf: Ebpf,
+    flows: FlowTable,
+    ring: RingBuf<MapData>,
+    counts: PerCpuArray<MapData, [u64; COUNTERS]>,
+}
+
+impl Sensor {
+    fn load() -> Result<Self> {
+        let mut ebpf = EbpfLoader::new().load(object())?;
+        classifier(&mut ebpf, "tls_tc_eth")?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the object"))
+        };
+        let flows = FlowTable::new(take("FLOWS")?, take("GATE")?)?;
+        let ring = RingBuf::try_from(take("EVENTS")?)?;
+        let counts = PerCpuArray::try_from(take("COUNTS")?)?;
+        Ok(Self {
+            ebpf,
+            flows,
+            ring,
+            counts,
+        })
+    }
+
+    fn prog(&self) -> Result<&SchedClassifier> {
+        Ok(self
+            .ebpf
+            .program("tls_tc_eth")
+            .context("tls_tc_eth missing")?
+            .try_into()?)
+    }
+
+    fn counter(&self, c: Counter) -> Result<u64> {
+        let per_cpu = self.counts.get(&0, 0)?;
+        Ok(per_cpu.iter().map(|cpu| cpu[c as usize]).sum())
+    }
+
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while self.ring.next().is_some() {
+            n += 1;
+        }
+        n
+    }
+}
+
+struct Case {
+    name: &'static str,
+    packet: Vec<u8>,
+    /// Whether the case runs `tc_empty` rather than the sensor's program.
+    empty: bool,
+}
+
+fn main() -> Result<()> {
+    let opts = Options::from_args()?;
+    check_capabilities().context("the BPF benchmark loads kernel programs")?;
+
+    let hello = real_client_hello()?;
+    let client_hello_port = 40005;
+    let cases = [
+        Case {
+            name: "empty",
+            packet: tcp_packet(40000, 1, b"")?,
+            empty: true,
+        },
+        Case {
+            name: "udp",
+            packet: udp_packet(&[0u8; 40])?,
+            empty: false,
+        },
+        Case {
+            name: "tcp-ack",
+            packet: tcp_packet(40002, 1000, b"")?,
+            empty: false,
+        },
+        Case {
+            name: "tcp-payload",
+            packet: tcp_packet(
+                40003,
+                1000,
+                b"GET / HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n",
+            )?,
+            empty: false,
+        },
+        Case {
+            name: "tls-untracked",
+            packet: {
+                // A full-sized application_data segment of a connection the
+                // sensor never saw open (no flow in the map).
+                let mut record = vec![23, 3, 3, 0x05, 0x7b];
+                record.extend((0..1403u32).map(|i| (i * 131 % 251) as u8));
+                tcp_packet(40004, 1000, &record)?
+            },
+            empty: false,
+        },
+    ];
+    let hello_packet = tcp_packet(client_hello_port, 1, &hello)?;
+    let hello_key = kernel_key(
+        SocketAddr::from((CLIENT, client_hello_port)),
+        SocketAddr::from((SERVER, 443)),
+    );
+
+    let mut aux = EbpfLoader::new().load(aux_object())?;
+    classifier(&mut aux, "tc_empty")?;
+    let empty: &SchedClassifier = aux.program("tc_empty").context("tc_empty")?.try_into()?;
+    let mut sensor = Sensor::load()?;
+
+    // One run of each packet first: the benchmark only means something if
+    // each case takes the path it is named for.
+    for c in cases.iter().filter(|c| !c.empty) {
+        run_ns(sensor.prog()?, &c.packet, 1)?;
+    }
+    ensure!(
+        sensor.counter(Counter::FlowsOpened)? == 0 && sensor.drain() == 0,
+        "a packet that is not a ClientHello opened a flow or shipped a record"
+    );
+    run_ns(sensor.prog()?, &hello_packet, 1)?;
+    ensure!(
+        sensor.counter(Counter::FlowsOpened)? == 1 && sensor.drain() == 1,
+        "the ClientHello did not open a flow and ship one record"
+    );
+    ensure!(
+        sensor.flows.remove(&hello_key),
+        "the ClientHello's flow is not in FLOWS under kernel_key"
+    );
+
+    let mut samples: Vec<Vec<u32>> = vec![Vec::new(); cases.len()];
+    for _ in 0..opts.rounds {
+        for (c, s) in cases.iter().zip(samples.iter_mut()) {
+            let prog = if c.empty { empty } else { sensor.prog()? };
+            s.push(run_ns(prog, &c.packet, opts.repeat)?);
+        }
+    }
+    ensure!(
+        sensor.counter(Counter::FlowsOpened)? == 1,
+        "a steady-state case opened a flow"
+    );
+
+    let mut hello_shots = Vec::with_capacity(opts.shots);
+    let mut empty_shots = Vec::with_capacity(opts.shots);
+    for _ in 0..opts.shots {
+        empty_shots.push(run_ns(empty, &hello_packet, 1)?);
+        hello_shots.push(run_ns(sensor.prog()?, &hello_packet, 1)?);
+        // Removing the flow proves the run opened it.
+        ensure!(
+            sensor.flows.remove(&hello_key),
+            "a ClientHello run did not open its flow"
+        );
+        ensure!(sensor.drain() == 1, "a ClientHello run shipped no record");
+    }
+    // The same with the ring left undrained: the consumer is behind, so the
+    // kernel does not wake it (the drain before each run above makes every
+    // record a wakeup). Shown on stderr to tell the wakeup's share.
+    let mut quiet_shots = Vec::with_capacity(opts.shots);
+    for i in 0..opts.shots {
+        if i % 256 == 0 {
+            sensor.drain();
+        }
+        quiet_shots.push(run_ns(sensor.prog()?, &hello_packet, 1)?);
+        ensure!(
+            sensor.flows.remove(&hello_key),
+            "a ClientHello run did not open its flow"
+        );
+    }
+    sensor.drain();
+
+    let medians: Vec<u32> = samples.into_iter().map(median).collect();
+    let base = medians[0].max(1);
+    let (hello_single, empty_single) = (median(hello_shots), median(empty_shots));
+    let hello_ns = base + hello_single.saturating_sub(empty_single);
+    let quiet_ns = base + median(quiet_shots).saturating_sub(empty_single);
+    eprintln!(
+        "bench bpf: kernel {}, repeat {} x {} rounds (median); client-hello: {} single runs, \
+         {} ns - {} ns empty single run + {} ns empty; ClientHello {} bytes; \
+         {} ns/packet of it without the ring buffer's wakeup of user space",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        opts.repeat,
+        opts.rounds,
+        opts.shots,
+        hello_single,
+        empty_single,
+        base,
+        hello.len(),
+        quiet_ns,
+    );
+    let lines = cases
+        .iter()
+        .map(|c| c.name)
+        .zip(medians)
+        .chain([("client-hello", hello_ns)]);
+    for (name, ns) in lines {
+        println!(
+            "{name}: {ns} ns/packet ({:.2}x empty)",
+            f64::from(ns) / f64::from(base)
+        );
+    }
+    Ok(())
+}

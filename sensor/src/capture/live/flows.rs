@@ -1,0 +1,126 @@
+//! The kernel's flow map as user space sees it, with the gate in front of it
+//! (sensor_common::GATE_SLOTS): a flow user space deletes is taken off its
+//! gate slot, so packets of that slot skip the hash lookup again.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use sensor_common::{FlowKey, FlowState, GATE_SLOTS};
+
+use super::LiveError;
+
+/// The GATE array mapped into this process: the kernel adds to its slots
+/// with atomic adds, so user space must take off with atomics too, which
+/// the map syscalls (read, then write the whole value) cannot do.
+struct Gate {
+    slots: NonNull<AtomicU64>,
+    bytes: usize,
+    // Keeps the map alive as long as the mapping.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is only touched through atomics.
+unsafe impl Send for Gate {}
+unsafe impl Sync for Gate {}
+
+impl Gate {
+    fn new(map: Map) -> Result<Self, LiveError> {
+        let Map::Array(map) = map else {
+            return Err(LiveError::Load(format!(
+                "map GATE is a {map:?}, not an array"
+            )));
+        };
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+        let bytes = (GATE_SLOTS as usize * size_of::<u64>()).next_multiple_of(page);
+        // SAFETY: a shared mapping of the whole array (BPF_F_MMAPABLE);
+        // the kernel checks the length against the map's size.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(LiveError::Load(format!(
+                "mapping GATE: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let slots = NonNull::new(ptr.cast::<AtomicU64>())
+            .ok_or_else(|| LiveError::Load("mapping GATE returned null".into()))?;
+        Ok(Self {
+            slots,
+            bytes,
+            _map: map,
+        })
+    }
+
+    fn slot(&self, index: u32) -> &AtomicU64 {
+        let index = (index % GATE_SLOTS) as usize;
+        // SAFETY: in bounds, page-aligned mapping, lives as long as self.
+        unsafe { &*self.slots.as_ptr().add(index) }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, not used after this.
+        unsafe { libc::munmap(self.slots.as_ptr().cast(), self.bytes) };
+    }
+}
+
+/// FLOWS and GATE together: every removal goes through here.
+pub struct FlowTable {
+    flows: BpfHashMap<MapData, FlowKey, FlowState>,
+    gate: Gate,
+}
+
+impl FlowTable {
+    /// From the object's FLOWS and GATE maps (taken from the loaded Ebpf).
+    pub fn new(flows: Map, gate: Map) -> Result<Self, LiveError> {
+        let flows = BpfHashMap::try_from(flows).map_err(|e| LiveError::Load(e.to_string()))?;
+        Ok(Self {
+            flows,
+            gate: Gate::new(gate)?,
+        })
+    }
+
+    /// Deletes a flow; true if it was there. Only a flow this call deleted
+    /// is taken off its slot, after the delete, so the slot of a flow still
+    /// in the map never reads zero.
+    pub fn remove(&mut self, key: &FlowKey) -> bool {
+        if self.flows.remove(key).is_err() {
+            return false;
+        }
+        // Were the count already zero (it cannot be), wrapping would leave
+        // the slot open for good: lookups, never a missed flow.
+        self.gate
+            .slot(key.gate_slot())
+            .fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Every flow in the kernel's map (entries that fail to read are skipped).
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, FlowState)> + '_ {
+        self.flows.iter().filter_map(Result::ok)
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.keys().filter(Result::is_ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Open flows the gate counts in `key`'s slot.
+    pub fn gate_count(&self, key: &FlowKey) -> u64 {
+        self.gate.slot(key.gate_slot()).load(Ordering::SeqCst)
+    }
+}
