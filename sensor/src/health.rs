@@ -23,9 +23,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// `--health-listen` default. Not 9808: the CSI liveness-probe sidecar
-/// takes that one on the host network of many nodes.
-pub const DEFAULT_LISTEN: &str = "0.0.0.0:9878";
+/// `--health-listen` default: off, so a sensor run by hand opens no port
+/// and two of them in one network namespace do not collide. The DaemonSet
+/// passes 0.0.0.0:9878 (not 9808: the CSI liveness-probe sidecar takes
+/// that one on the host network of many nodes).
+pub const DEFAULT_LISTEN: &str = "none";
 
 /// The loop beats at least once a second (its sweep timer); this much
 /// silence means it is stuck.
@@ -329,8 +331,9 @@ mod tests {
     #[test]
     fn listen_flag_values() {
         assert_eq!(parse_listen("none").unwrap(), None);
+        assert_eq!(parse_listen(DEFAULT_LISTEN).unwrap(), None);
         assert_eq!(
-            parse_listen(DEFAULT_LISTEN).unwrap(),
+            parse_listen("0.0.0.0:9878").unwrap(),
             Some("0.0.0.0:9878".parse().unwrap())
         );
         assert_eq!(

@@ -98,7 +98,7 @@ struct RunArgs {
     /// Seconds a kernel flow may stay idle before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     flow_idle: f64,
-    /// Address of the /healthz and /readyz endpoint, or `none`.
+    /// Serve /healthz and /readyz (Kubernetes probes) on this address, e.g. 0.0.0.0:9878; `none`: off.
     #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
     health_listen: String,
     #[command(flatten)]

@@ -9,7 +9,7 @@ use std::path::Path;
 use promql_parser::parser::{self, Expr, LabelModifier};
 use sensor::export::metric_names::{self, Metric, RESOURCE_ATTRIBUTES};
 use serde_json::Value;
-use tests::root;
+use tests::workspace_root as root;
 
 fn read(rel: &str) -> String {
     let p = root().join(rel);
@@ -332,6 +332,21 @@ fn the_checker_catches_wrong_names() {
             .map(String::from)
             .into_iter()
             .collect()
+    );
+}
+
+#[test]
+fn shipped_policy_passes_policy_check() {
+    let out = std::process::Command::new(tests::sensor_bin())
+        .args(["policy", "check"])
+        .arg(root().join("deploy/base/policy.yaml"))
+        .output()
+        .expect("sensor policy check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

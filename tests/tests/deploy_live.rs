@@ -13,12 +13,15 @@ use sensor::capture::live::{LiveConfig, Programs, object};
 use serde_json::Value;
 use tests::netns::Netns;
 use tests::proc::Watched;
-use tests::{require_root, root, sensor_bin};
+use tests::{require_root, sensor_bin, workspace_root as root};
 
 /// Flags the manifests pass that come from branches not merged into this
 /// build yet. Each is dropped when running the container's command here,
 /// and the test fails as soon as the binary knows one (then remove it).
-const PENDING: &[&str] = &["--policy", "--read-secrets"];
+const PENDING: &[&str] = &["--kube", "--read-secrets"];
+
+/// Where the DaemonSet mounts the policy ConfigMap.
+const CONFIG_MOUNT: &str = "/etc/tls-sensor";
 
 struct Container {
     args: Vec<String>,
@@ -161,13 +164,25 @@ fn probes_follow_attachment_with_exactly_the_daemonsets_capabilities() {
     require_root();
     let c = daemonset();
     let ns = Netns::new("dh");
+    // The ConfigMap's files where the DaemonSet mounts them.
+    let config = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        root().join("deploy/base/policy.yaml"),
+        config.path().join("policy.yaml"),
+    )
+    .expect("policy.yaml");
+    let mount = config.path().to_str().expect("utf-8");
     // The container's own arguments; its port is free in a namespace of our own.
     let mut args: Vec<String> = c
         .args
         .iter()
         .filter(|a| !flag(a).is_some_and(|f| PENDING.contains(&f)))
-        .cloned()
+        .map(|a| a.replace(CONFIG_MOUNT, mount))
         .collect();
+    assert!(
+        args.iter().any(|a| a.contains(mount)),
+        "the DaemonSet no longer reads its policy from {CONFIG_MOUNT}"
+    );
     // Watch one interface that does not exist yet, so readiness must wait.
     args.extend(["--interface=tsv0".into(), "--stats-interval=3600".into()]);
     let mut cmd = with_capabilities(&ns, &c.capabilities);
