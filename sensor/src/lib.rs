@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod analyze;
 pub mod capture;
 pub mod export;
+pub mod health;
 pub mod inventory;
 pub mod pipeline;
 pub mod reassembly;

@@ -169,6 +169,9 @@ struct RunArgs {
     /// Seconds a kernel flow may stay idle before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     flow_idle: f64,
+    /// Serve /healthz and /readyz (Kubernetes probes) on this address, e.g. 0.0.0.0:9878; `none`: off.
+    #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
+    health_listen: String,
     #[command(flatten)]
     analysis: AnalysisArgs,
     #[command(flatten)]
@@ -347,6 +350,12 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         inventory: a.kube.inventory(kube.is_some())?,
         ..PipelineConfig::default()
     };
+    let health_listen = sensor::health::parse_listen(&a.health_listen)?;
+    let health = sensor::health::Health::new();
+    // With live watches, ready means the first lists are in as well.
+    if kube.is_some() {
+        health.require_inventory();
+    }
     let opts = RunOptions {
         filter: InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?,
         duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
@@ -358,11 +367,16 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             ring_bytes: a.ring_bytes,
         },
         pipeline,
+        health: health.clone(),
         analysis: build_analysis(&a.analysis, Clock::Wall)?,
         kube,
         telemetry: otlp.as_ref().map(OtlpExporter::sink),
     };
     let otlp_sink = otlp.as_ref().map(OtlpExporter::sink);
+    if let Some(addr) = health_listen {
+        let server = rt.block_on(sensor::health::HealthServer::bind(addr, health))?;
+        rt.spawn(server.serve());
+    }
     let stdout = std::io::LineWriter::new(std::io::stdout());
     let write_error = if a.json {
         let out = rt.block_on(run(opts, Tee(JsonLines::new(stdout), otlp_sink)))?;

@@ -1,6 +1,7 @@
 //! `sensor run`: live capture through the pipeline until stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
@@ -13,6 +14,7 @@ use crate::capture::live::{
 };
 use crate::export::otlp::{OtlpSink, SensorSnapshot};
 use crate::export::{RecordSink, Summary};
+use crate::health::Health;
 use crate::inventory::watch::{self, WatchConfig};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
@@ -26,6 +28,8 @@ pub struct RunOptions {
     /// `pipeline.inventory` holds the index; with this set, live watches
     /// of the Kubernetes API keep it current.
     pub pipeline: PipelineConfig,
+    /// Beaten every turn of the loop; told how many interfaces are attached.
+    pub health: Arc<Health>,
     pub analysis: Analysis,
     /// A client (see `inventory::watch::client`) and its watch settings.
     pub kube: Option<(kube::Client, WatchConfig)>,
@@ -113,6 +117,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let clock = Clock::new();
     let mut refused = BTreeSet::new();
     reconcile(&mut programs, &opts.filter, &mut refused);
+    opts.health.set_attached(programs.attached().count());
     if programs.attached().next().is_none() {
         tracing::warn!("no interface matched; waiting for one to appear");
     }
@@ -137,6 +142,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let mut malformed: u64 = 0;
     let mut expired: u64 = 0;
     loop {
+        opts.health.beat();
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
@@ -156,13 +162,16 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 if guard.get_inner().drain() {
                     reconcile(&mut programs, &opts.filter, &mut refused);
+                    opts.health.set_attached(programs.attached().count());
                 }
                 guard.clear_ready();
             }
             _ = sweep.tick() => {
                 expired += programs.expire_flows(mono_ns(), opts.flow_idle.as_nanos() as u64);
-                if inventory.is_some() {
+                if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
+                    let r = inv.readiness();
+                    opts.health.set_inventory_synced(r.peers && r.certificates);
                 }
                 if let Some(t) = &opts.telemetry {
                     let mut s = pipeline.totals();
@@ -177,6 +186,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     segments, tls, handshakes, open_connections = open,
                     kernel_flows = programs.open_flows(), ?k,
                     inventory_objects = inventory.as_ref().map(|i| i.read().len()),
+                    health_connections_rejected = opts.health.rejected_connections(),
                     "statistics"
                 );
             }
@@ -189,6 +199,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     kernel.insert("flows_expired", expired);
     kernel.insert("malformed_records", malformed);
     programs.detach_all();
+    opts.health.set_attached(0);
     let (sink, summary) = pipeline.finish_with(|s| {
         s.kernel = kernel.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     });

@@ -823,6 +823,8 @@ fn sensor_run_watching_the_api_correlates_live_traffic() {
             "3600",
             "-i",
             "lo",
+            "--health-listen",
+            "127.0.0.1:19878",
             "--kubeconfig",
         ])
         .arg(&kc);
@@ -831,6 +833,16 @@ fn sensor_run_watching_the_api_correlates_live_traffic() {
     // Every followed kind listed (no Secrets without --read-secrets).
     for _ in 0..9 {
         sensor.wait_for("inventory synced", Duration::from_secs(60));
+    }
+    // Ready: attached and listed (the flag is refreshed every second).
+    let start = std::time::Instant::now();
+    while readyz(&ns, 19878).0 != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            readyz(&ns, 19878)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     scenario::play(&ns, &pki);
     std::thread::sleep(Duration::from_millis(300));
@@ -842,6 +854,48 @@ fn sensor_run_watching_the_api_correlates_live_traffic() {
             .iter()
             .any(|r| r.starts_with("/api/v1/pods?") && r.contains("watch=true"))
     );
+    drop(rt);
+}
+
+/// `/readyz` on `port` in `ns`: status and body.
+fn readyz(ns: &Netns, port: u16) -> (u16, String) {
+    let out = ns
+        .cmd("curl")
+        .args(["-s", "--max-time", "5", "-w", "\\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/readyz"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// With live watches, the sensor is not ready until the inventory is
+/// listed: here the API server is gone, so attached is not enough.
+#[test]
+fn not_ready_while_the_inventory_is_not_listed() {
+    tests::require_root();
+    let ns = Netns::new("kn");
+    ns.sh("ip link set lo up");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(FakeApi::start_in_netns(&ns.name));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.kubeconfig(dir.path());
+    api.stop();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let bin = sensor_bin();
+    let mut cmd = ns.cmd(bin.to_str().unwrap());
+    cmd.env("RUST_LOG", "info")
+        .args(["run", "--json", "--stats-interval", "3600", "-i", "lo"])
+        .args(["--health-listen", "127.0.0.1:19879", "--kubeconfig"])
+        .arg(&kc);
+    let mut sensor = Watched::spawn(&mut cmd, out.reopen().unwrap());
+    sensor.wait_for("attached", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = readyz(&ns, 19879);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("inventory not synced"), "{body}");
+    sensor.stop();
     drop(rt);
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_bpf;
 mod demo;
+mod deploy_check;
 mod fixtures;
 mod setup;
 
@@ -25,6 +26,8 @@ enum Cmd {
     Setup,
     /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
     Test,
+    /// The checks of deploy/ alone (kustomize, schemas, checkov, promtool, hadolint).
+    DeployCheck,
     /// Record the test captures of tests/data anew between real peers in network
     /// namespaces (root), with their certificates and expected records.
     RecordFixtures {
@@ -63,6 +66,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 fn test() -> Result<()> {
     setup::setup()?;
+    deploy_check::check()?;
     let root = root();
     run(Command::new("cargo").current_dir(&root).args([
         "build",
@@ -110,6 +114,10 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Setup => setup::setup(),
         Cmd::Test => test(),
+        Cmd::DeployCheck => {
+            setup::deploy_tools::install()?;
+            deploy_check::check()
+        }
         Cmd::RecordFixtures { out } => {
             fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir))
         }

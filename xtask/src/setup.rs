@@ -1,6 +1,8 @@
 //! Installs the build and test prerequisites; each step checks first, so a
 //! second run does nothing.
 
+pub mod deploy_tools;
+
 use std::process::Command;
 
 use anyhow::Result;
@@ -80,5 +82,6 @@ pub fn setup() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     receivers::setup()?;
+    deploy_tools::install()?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! OTLP metrics and logs.
 
 pub mod json;
+pub mod metric_names;
 pub mod otlp;
 pub mod records;
 pub mod table;

@@ -34,15 +34,18 @@ pub use self::config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 use self::queue::{BoundedLogProcessor, ExportStats, FailureLog, QueueConfig};
 use self::transport::{CountingMetricExporter, TransportError};
 use self::window::{CertSighting, CertWindow, DedupWindow, StreamClock};
+use crate::export::metric_names;
 use crate::export::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::inventory::Phase;
 use crate::x509::CertInfo;
 
-pub const M_HANDSHAKES: &str = "tls.handshakes";
-pub const M_NOT_AFTER: &str = "tls.certificate.not_after";
-pub const M_CERTIFICATES: &str = "tls.certificates";
-pub const M_FINDINGS: &str = "tls.findings";
-pub const M_TRAFFIC: &str = "tls.traffic.bytes";
+// Named from the one list that the deployment's dashboard and alerts are
+// checked against.
+pub const M_HANDSHAKES: &str = metric_names::HANDSHAKES.name;
+pub const M_NOT_AFTER: &str = metric_names::CERTIFICATE_NOT_AFTER.name;
+pub const M_CERTIFICATES: &str = metric_names::CERTIFICATES.name;
+pub const M_FINDINGS: &str = metric_names::FINDINGS.name;
+pub const M_TRAFFIC: &str = metric_names::TRAFFIC_BYTES.name;
 
 /// Certificates remembered for their log record (client chains reach the
 /// sink only on first sighting, through `certificate`).
@@ -281,26 +284,26 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
             .build();
     };
     snap_counter(
-        "sensor.packets",
+        metric_names::PACKETS.name,
         "{packet}",
         "Packets seen by the capture",
         |s| s.packets,
     );
     snap_counter(
-        "sensor.events.lost",
+        metric_names::EVENTS_LOST.name,
         "{event}",
         "Capture events lost between kernel and user space",
         |s| s.events_lost,
     );
     snap_counter(
-        "sensor.flows.evicted",
+        metric_names::FLOWS_EVICTED.name,
         "{flow}",
         "Flows evicted from a full flow map or connection table",
         |s| s.flows_evicted,
     );
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.parse.errors")
+        .u64_observable_counter(metric_names::PARSE_ERRORS.name)
         .with_unit("{error}")
         .with_description("Bad input counted and skipped, by kind")
         .with_callback(move |o| {
@@ -311,7 +314,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_gauge("sensor.inventory.synced")
+        .u64_observable_gauge(metric_names::INVENTORY_SYNCED.name)
         .with_description("1 when the inventory watch of a resource is synced, else 0")
         .with_callback(move |o| {
             for (k, v) in &s.lock().snapshot.inventory_synced {
@@ -324,7 +327,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.export.failures")
+        .u64_observable_counter(metric_names::EXPORT_FAILURES.name)
         .with_unit("{request}")
         .with_description("OTLP export requests that failed, by signal")
         .with_callback(move |o| {
@@ -341,7 +344,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.export.dropped")
+        .u64_observable_counter(metric_names::EXPORT_DROPPED.name)
         .with_unit("{record}")
         .with_description("Log records dropped: queue full, or their export failed")
         .with_callback(move |o| {
@@ -362,7 +365,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.export.records")
+        .u64_observable_counter(metric_names::EXPORT_RECORDS.name)
         .with_unit("{record}")
         .with_description("Log records the collector accepted")
         .with_callback(move |o| {
@@ -374,7 +377,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.cardinality.overflows")
+        .u64_observable_counter(metric_names::CARDINALITY_OVERFLOWS.name)
         .with_unit("{value}")
         .with_description(
             "Attribute values (or whole series) replaced by _overflow because a limit was reached",
@@ -393,7 +396,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
-        .u64_observable_counter("sensor.dedup.evictions")
+        .u64_observable_counter(metric_names::DEDUP_EVICTIONS.name)
         .with_unit("{key}")
         .with_description(
             "Log deduplication keys forgotten before their window ended (the table was full)",
