@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
 use crate::analysis::{AlertSeen, Analysis, Chain, Observation};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
 use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
-use crate::tls::{TlsSession, TlsStats};
+use crate::tls::{Handshake, TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct PipelineConfig {
     pub max_handshake_message: usize,
     /// Distinct certificates kept parsed.
     pub cert_cache_entries: usize,
+    /// Plaintext connections counted at once (flow accounting).
+    pub max_plaintext_flows: usize,
 }
 
 impl Default for PipelineConfig {
@@ -28,6 +31,7 @@ impl Default for PipelineConfig {
             reassembly: ReassemblyConfig::default(),
             max_handshake_message: 1 << 20,
             cert_cache_entries: 100_000,
+            max_plaintext_flows: 1 << 16,
         }
     }
 }
@@ -36,6 +40,7 @@ impl Default for PipelineConfig {
 struct Conn {
     tls: TlsSession,
     reported: bool,
+    flow: FlowClass,
 }
 
 /// The TLS and certificate stages, as the reassembly table's consumer.
@@ -47,9 +52,48 @@ struct Stages<K> {
     max_message: usize,
     tls_connections: u64,
     handshakes: u64,
+    accounting: Accounting,
 }
 
 impl<K: RecordSink> Stages<K> {
+    /// An ended connection that never started TLS: `tls.plaintext` when
+    /// the inventory knows both peers as workloads.
+    fn plaintext(&mut self, flow: &PlaintextFlow) {
+        // The correlator and the finding line take a handshake record: an
+        // empty one carries the endpoints and the time (it is not printed).
+        let record = HandshakeRecord::new(
+            &Handshake::default(),
+            flow.client,
+            flow.server,
+            flow.first_us,
+            Vec::new(),
+            Vec::new(),
+        );
+        let correlation = self.analysis.correlator().correlate(&record, None);
+        let eval = self.analysis.plaintext(
+            &Observation {
+                time_us: flow.first_us,
+                client: flow.client,
+                server: flow.server,
+                sni: None,
+                mesh: None,
+                version: None,
+                cipher: None,
+                alert: None,
+                server_chain: Chain::EMPTY,
+                client_chain: Chain::EMPTY,
+                correlation: &correlation,
+            },
+            flow.bytes_to_server,
+            flow.bytes_to_client,
+        );
+        for (f, first) in eval.findings.iter().zip(&eval.first) {
+            if *first {
+                self.sink.finding(&FindingRecord::new(f, &record));
+            }
+        }
+    }
+
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
         if conn.reported {
             return;
@@ -135,6 +179,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
         if !was_tls && conn.tls.is_tls() {
             self.tls_connections += 1;
         }
+        if conn.flow == FlowClass::Undecided && !bytes.is_empty() {
+            conn.flow = self.accounting.classify(bytes, conn.tls.is_tls());
+        }
         if control == Control::Done {
             self.report(conn, meta);
         }
@@ -151,6 +198,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
+        if self.accounting.close(conn.flow) {
+            self.plaintext(&PlaintextFlow::from_meta(&meta));
+        }
     }
 }
 
@@ -180,6 +230,7 @@ impl<K: RecordSink> Pipeline<K> {
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
                 handshakes: 0,
+                accounting: Accounting::new(cfg.max_plaintext_flows),
             },
             summary: Summary {
                 kind: "summary",
@@ -209,6 +260,13 @@ impl<K: RecordSink> Pipeline<K> {
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
         self.table.ingest(seg, &mut self.stages);
+    }
+
+    /// A plaintext connection the kernel followed and saw end (live
+    /// capture: its packets never reach the reassembly table).
+    pub fn plaintext_flow(&mut self, flow: &PlaintextFlow) {
+        self.stages.accounting.stats.plaintext_flows += 1;
+        self.stages.plaintext(flow);
     }
 
     /// Asks for the list of connections that stopped being followed.
@@ -263,6 +321,7 @@ impl<K: RecordSink> Pipeline<K> {
         s.connections = r.connections;
         s.tls_connections = st.tls_connections;
         s.handshakes = st.handshakes;
+        s.plaintext_flows = st.accounting.stats.plaintext_flows;
         s.certificates = st.certs.stats.parsed;
         let by_rule = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
             m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -293,6 +352,7 @@ impl<K: RecordSink> Pipeline<K> {
         }
         add("x509_unparsable", st.certs.stats.parse_errors);
         add("certificate_cache_full", st.certs.stats.not_cached);
+        add("plaintext_flow_table_full", st.accounting.stats.table_full);
         let v = &st.analysis.verifier().stats;
         add("chain_verify_cache_full", v.cache_full);
         add("intermediate_pool_full", v.pool_full);
@@ -305,5 +365,226 @@ impl<K: RecordSink> Pipeline<K> {
         let summary = self.summary.clone();
         self.stages.sink.finish(&summary);
         (self.stages.sink, summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::analysis::{Correlation, Correlator, Workload};
+    use crate::capture::{FlowKey, TcpFlags};
+    use crate::export::FindingRecord;
+
+    /// An inventory that knows every address as a workload.
+    struct AllWorkloads;
+
+    impl Correlator for AllWorkloads {
+        fn correlate(&mut self, _: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
+            let w = Workload {
+                namespace: Some("default".into()),
+                kind: Some("Pod".into()),
+                name: Some("p".into()),
+            };
+            Correlation {
+                source: Some(w.clone()),
+                destination: Some(w),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Findings(Vec<FindingRecord>);
+
+    impl RecordSink for Findings {
+        fn handshake(&mut self, _: &HandshakeRecord, _: &[Arc<CertInfo>]) {}
+        fn certificate(&mut self, _: &CertInfo) {}
+        fn finding(&mut self, f: &FindingRecord) {
+            self.0.push(f.clone());
+        }
+    }
+
+    fn pipeline(workloads: bool, max_plaintext_flows: usize) -> Pipeline<Findings> {
+        let mut analysis = Analysis::default();
+        if workloads {
+            analysis.set_correlator(Box::new(AllWorkloads));
+        }
+        let cfg = PipelineConfig {
+            max_plaintext_flows,
+            ..Default::default()
+        };
+        Pipeline::with_analysis(cfg, analysis, Findings::default())
+    }
+
+    fn seg<'a>(
+        src: &str,
+        dst: &str,
+        seq: u32,
+        flags: TcpFlags,
+        t: i64,
+        payload: &'a [u8],
+    ) -> Segment<'a> {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        Segment {
+            flow: FlowKey { src, dst },
+            seq,
+            flags,
+            timestamp_us: t,
+            payload,
+        }
+    }
+
+    const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+    };
+    const SYN_ACK: TcpFlags = TcpFlags {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const RST: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: true,
+    };
+
+    /// One connection: SYN from the client (port 8080 on the server, so
+    /// the port heuristic alone would not tell), request, answer, RST.
+    fn exchange(p: &mut Pipeline<Findings>, client: &str, server: &str, req: &[u8], t: i64) {
+        p.segment(&seg(client, server, 100, SYN, t, b""));
+        p.segment(&seg(server, client, 500, SYN_ACK, t + 1, b""));
+        p.segment(&seg(client, server, 101, ACK, t + 2, req));
+        p.segment(&seg(
+            server,
+            client,
+            501,
+            ACK,
+            t + 3,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ));
+        p.segment(&seg(
+            client,
+            server,
+            101 + req.len() as u32,
+            RST,
+            t + 4,
+            b"",
+        ));
+    }
+
+    #[test]
+    fn plaintext_between_workloads_is_one_finding_per_server() {
+        let mut p = pipeline(true, 16);
+        let t = 1_700_000_000_000_000;
+        exchange(
+            &mut p,
+            "10.0.0.2:40000",
+            "10.0.0.1:8080",
+            b"GET / HTTP/1.1\r\n\r\n",
+            t,
+        );
+        exchange(
+            &mut p,
+            "10.0.0.3:40001",
+            "10.0.0.1:8080",
+            b"GET /a HTTP/1.1\r\n\r\n",
+            t + 10,
+        );
+        exchange(
+            &mut p,
+            "10.0.0.2:40002",
+            "10.0.0.9:9000",
+            b"PING\r\n",
+            t + 20,
+        );
+        let (sink, summary) = p.finish();
+        assert_eq!(summary.plaintext_flows, 3);
+        assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
+        let lines: Vec<_> = sink
+            .0
+            .iter()
+            .map(|f| (f.client.port, f.server.port))
+            .collect();
+        assert_eq!(lines, [(40000, 8080), (40002, 9000)]);
+        let first = &sink.0[0];
+        assert_eq!(first.rule, "tls.plaintext");
+        assert_eq!(first.evidence["bytes_to_server"], 18);
+        assert_eq!(first.evidence["bytes_to_client"], 19);
+        assert_eq!(first.time_us, t);
+    }
+
+    #[test]
+    fn tls_and_unknown_peers_are_not_plaintext_findings() {
+        let t = 1_700_000_000_000_000;
+        // Application data first (capture started mid-connection): TLS.
+        let mut p = pipeline(true, 16);
+        exchange(
+            &mut p,
+            "10.0.0.2:40000",
+            "10.0.0.1:443",
+            &[23, 3, 3, 0, 2, 1, 2],
+            t,
+        );
+        let (sink, summary) = p.finish();
+        assert!(sink.0.is_empty());
+        assert_eq!(summary.plaintext_flows, 0);
+        // Plaintext, but no inventory says who the peers are.
+        let mut p = pipeline(false, 16);
+        exchange(&mut p, "10.0.0.2:40000", "10.0.0.1:80", b"GET /", t);
+        let (sink, summary) = p.finish();
+        assert!(sink.0.is_empty());
+        assert_eq!(summary.plaintext_flows, 1);
+        assert!(summary.findings.is_empty());
+    }
+
+    #[test]
+    fn an_open_plaintext_flow_is_reported_at_the_end_of_input() {
+        let mut p = pipeline(true, 16);
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:80");
+        p.segment(&seg(c, s, 1, ACK, 5, b"GET / HTTP/1.1\r\n"));
+        p.segment(&seg(c, s, 17, ACK, 6, b"Host: x\r\n"));
+        let (sink, _) = p.finish();
+        assert_eq!(sink.0.len(), 1);
+        // No SYN seen: the lower port is the server.
+        assert_eq!(sink.0[0].server.port, 80);
+        assert_eq!(sink.0[0].evidence["bytes_to_server"], 25);
+    }
+
+    #[test]
+    fn the_bound_on_plaintext_flows_is_counted() {
+        let mut p = pipeline(true, 2);
+        let t = 1_700_000_000_000_000;
+        // Three connections open at once: the third is not counted.
+        let clients = ["10.0.0.2:40000", "10.0.0.3:40000", "10.0.0.4:40000"];
+        for (i, c) in clients.iter().enumerate() {
+            p.segment(&seg(c, "10.0.0.1:80", 1, ACK, t + i as i64, b"GET /"));
+        }
+        // Once one ended, there is room again.
+        p.segment(&seg(clients[0], "10.0.0.1:80", 6, RST, t + 5, b""));
+        p.segment(&seg(
+            "10.0.0.5:40000",
+            "10.0.0.1:80",
+            1,
+            ACK,
+            t + 6,
+            b"GET /",
+        ));
+        let (_, summary) = p.finish();
+        assert_eq!(summary.plaintext_flows, 3);
+        assert_eq!(summary.errors.get("plaintext_flow_table_full"), Some(&1));
+        assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
     }
 }
