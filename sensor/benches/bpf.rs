@@ -213,7 +213,7 @@ impl Sensor {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
         };
-        let flows = FlowTable::new(take("FLOWS")?, take("GATE")?)?;
+        let flows = FlowTable::new(take("FLOWS")?, take("PLAIN")?, take("GATE")?)?;
         let ring = RingBuf::try_from(take("EVENTS")?)?;
         let counts = PerCpuArray::try_from(take("COUNTS")?)?;
         Ok(Self {
