@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
-use crate::analysis::{AlertSeen, Analysis, Chain, Observation};
+use crate::analysis::{AlertSeen, Analysis, Chain, Observation, Rule};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
 use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
@@ -59,17 +59,13 @@ impl<K: RecordSink> Stages<K> {
     /// An ended connection that never started TLS: `tls.plaintext` when
     /// the inventory knows both peers as workloads.
     fn plaintext(&mut self, flow: &PlaintextFlow) {
-        // The correlator and the finding line take a handshake record: an
-        // empty one carries the endpoints and the time (it is not printed).
-        let record = HandshakeRecord::new(
-            &Handshake::default(),
-            flow.client,
-            flow.server,
-            flow.first_us,
-            Vec::new(),
-            Vec::new(),
-        );
-        let correlation = self.analysis.correlator().correlate(&record, None);
+        if !self.analysis.policy().enabled(Rule::TlsPlaintext) {
+            return;
+        }
+        let correlation =
+            self.analysis
+                .correlator()
+                .correlate_flow(flow.client, flow.server, flow.first_us);
         let eval = self.analysis.plaintext(
             &Observation {
                 time_us: flow.first_us,
@@ -86,6 +82,19 @@ impl<K: RecordSink> Stages<K> {
             },
             flow.bytes_to_server,
             flow.bytes_to_client,
+        );
+        if !eval.first.contains(&true) {
+            return;
+        }
+        // A finding line takes a handshake record: an empty one carries the
+        // endpoints and the time (it is not printed).
+        let record = HandshakeRecord::new(
+            &Handshake::default(),
+            flow.client,
+            flow.server,
+            flow.first_us,
+            Vec::new(),
+            Vec::new(),
         );
         for (f, first) in eval.findings.iter().zip(&eval.first) {
             if *first {
