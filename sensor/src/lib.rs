@@ -1,13 +1,14 @@
 //! tls-sensor: TLS handshake and certificate visibility for Kubernetes.
 //!
 //! Stages, in the order data flows: [`capture`] → [`reassembly`] → [`tls`]
-//! → [`x509`] → [`analysis`] → [`export`], wired by [`pipeline`].
+//! → [`x509`] → [`inventory`] → [`analysis`] → [`export`], wired by [`pipeline`].
 
 pub mod accounting;
 pub mod analysis;
 pub mod analyze;
 pub mod capture;
 pub mod export;
+pub mod inventory;
 pub mod pipeline;
 pub mod reassembly;
 pub mod run;

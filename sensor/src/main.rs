@@ -8,6 +8,9 @@ use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
 use sensor::export::json::JsonLines;
 use sensor::export::table::Table;
+use sensor::inventory::snapshot::SnapshotOptions;
+use sensor::inventory::watch::{self, WatchConfig};
+use sensor::inventory::{Inventory, InventoryConfig, Limits};
 use sensor::pipeline::PipelineConfig;
 use sensor::x509::{SystemRoots, TrustStore};
 use time::OffsetDateTime;
@@ -66,6 +69,71 @@ struct AnalysisArgs {
     findings_window: i64,
 }
 
+/// Kubernetes inventory flags shared by `run` and `analyze`.
+#[derive(Args, Clone)]
+struct KubeArgs {
+    /// Kubernetes objects from `kubectl get pods,services,endpointslices,nodes,certificates,certificaterequests,issuers,clusterissuers -A -o yaml` (YAML or JSON; repeatable).
+    #[arg(long = "inventory", value_name = "FILE")]
+    inventory: Vec<PathBuf>,
+    /// Kubeconfig of the live Kubernetes API to correlate with.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Use the Kubernetes API without --kubeconfig: $KUBECONFIG, ~/.kube/config, or in-cluster.
+    #[arg(long)]
+    kube: bool,
+    /// Also read kubernetes.io/tls Secrets (tls.crt and ca.crt only; tls.key is dropped on receipt).
+    #[arg(long)]
+    read_secrets: bool,
+    /// Objects kept in the inventory at most.
+    #[arg(long, default_value_t = 1_000_000)]
+    inventory_max_objects: usize,
+}
+
+impl KubeArgs {
+    fn wants_api(&self) -> bool {
+        self.kube || self.kubeconfig.is_some() || self.context.is_some()
+    }
+
+    fn watch_config(&self) -> WatchConfig {
+        WatchConfig {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            ..WatchConfig::default()
+        }
+    }
+
+    /// The inventory with every `--inventory` file read, or `None` when
+    /// no Kubernetes source was asked for.
+    fn inventory(&self, api: bool) -> Result<Option<Inventory>> {
+        if self.inventory.is_empty() && !api {
+            if self.read_secrets {
+                anyhow::bail!(
+                    "--read-secrets needs --inventory, --kubeconfig, --context or --kube"
+                );
+            }
+            return Ok(None);
+        }
+        if self.inventory_max_objects == 0 {
+            anyhow::bail!("--inventory-max-objects must be at least 1");
+        }
+        let inv = Inventory::new(InventoryConfig {
+            limits: Limits {
+                max_objects: self.inventory_max_objects,
+                ..Limits::default()
+            },
+            read_secrets: self.read_secrets,
+        });
+        for f in &self.inventory {
+            let r = inv.load_snapshot(f, &SnapshotOptions::default())?;
+            tracing::info!(file = %f.display(), objects = r.objects, ignored = ?r.ignored, rejected = ?r.rejected, "inventory file read");
+        }
+        Ok(Some(inv))
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Interface to watch (repeatable); default: every interface but loopback, followed as they come and go.
@@ -103,6 +171,8 @@ struct RunArgs {
     flow_idle: f64,
     #[command(flatten)]
     analysis: AnalysisArgs,
+    #[command(flatten)]
+    kube: KubeArgs,
 }
 
 #[derive(Args)]
@@ -124,6 +194,11 @@ struct AnalyzeArgs {
     max_handshake_message: usize,
     #[command(flatten)]
     analysis: AnalysisArgs,
+    #[command(flatten)]
+    kube: KubeArgs,
+    /// Seconds to wait for the Kubernetes API to list everything.
+    #[arg(long, default_value_t = 60.0)]
+    kube_timeout: f64,
 }
 
 fn parse_rfc3339(s: &str) -> Result<i64, String> {
@@ -166,6 +241,15 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;
     let analysis = build_analysis(&a.analysis, Clock::PacketTime)?;
+    let api = a.kube.wants_api();
+    cfg.inventory = a.kube.inventory(api)?;
+    if api && let Some(inv) = &cfg.inventory {
+        let timeout = seconds("kube-timeout", a.kube_timeout)?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(watch::list_once(inv, &a.kube.watch_config(), timeout))?;
+    }
     let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let (failed, write_error) = if a.json {
         let out = analyze(&a.files, cfg, analysis, JsonLines::new(stdout));
@@ -213,6 +297,26 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     if a.plain_entries == 0 {
         anyhow::bail!("--plain-entries must be at least 1");
     }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Inside a pod the API is there to be used: correlate by default, but
+    // only flags make a configuration failure fatal. An unreachable API is
+    // never fatal: the watches retry, correlation waits for the first lists.
+    let asked = a.kube.wants_api();
+    let mut kube = None;
+    if asked || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        let cfg = a.kube.watch_config();
+        match rt.block_on(watch::client(&cfg)) {
+            Ok(client) => kube = Some((client, cfg)),
+            Err(e) if !asked => tracing::warn!("running without Kubernetes correlation: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let pipeline = PipelineConfig {
+        inventory: a.kube.inventory(kube.is_some())?,
+        ..PipelineConfig::default()
+    };
     let opts = RunOptions {
         filter: InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?,
         duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
@@ -224,12 +328,10 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             ring_bytes: a.ring_bytes,
             plain_entries: a.plain_entries,
         },
-        pipeline: PipelineConfig::default(),
+        pipeline,
         analysis: build_analysis(&a.analysis, Clock::Wall)?,
+        kube,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let stdout = std::io::LineWriter::new(std::io::stdout());
     let write_error = if a.json {
         rt.block_on(run(opts, JsonLines::new(stdout)))?.sink.error

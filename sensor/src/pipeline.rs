@@ -2,14 +2,17 @@
 //! analysis → a record sink. The same pipeline serves capture files and
 //! live capture.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
-use crate::analysis::{AlertSeen, Analysis, Chain, Observation, Rule};
+use crate::analysis::{AlertSeen, Analysis, Chain, Correlation, Observation, Rule, mesh};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
 use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
+use crate::inventory::Inventory;
+use crate::inventory::correlate::{self, Facts};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{Handshake, TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
@@ -23,6 +26,8 @@ pub struct PipelineConfig {
     pub cert_cache_entries: usize,
     /// Plaintext connections counted at once (flow accounting).
     pub max_plaintext_flows: usize,
+    /// Kubernetes state for correlation (snapshot files or live watches).
+    pub inventory: Option<Inventory>,
 }
 
 impl Default for PipelineConfig {
@@ -32,6 +37,7 @@ impl Default for PipelineConfig {
             max_handshake_message: 1 << 20,
             cert_cache_entries: 100_000,
             max_plaintext_flows: 1 << 16,
+            inventory: None,
         }
     }
 }
@@ -52,20 +58,96 @@ struct Stages<K> {
     max_message: usize,
     tls_connections: u64,
     handshakes: u64,
+    /// Kubernetes state; without it `source`, `destination`, `verdict`
+    /// and `cert_manager` stay null.
+    inventory: Option<Inventory>,
     accounting: Accounting,
 }
 
 impl<K: RecordSink> Stages<K> {
+    /// Mesh, inventory identities, verdict, and (TLS 1.3) the inferred
+    /// certificate, which joins the chain and the certificate records; its
+    /// DER is returned so the rules judge it like an observed one. Returns
+    /// what the findings rules need of the correlation.
+    fn correlate(
+        &mut self,
+        record: &mut HandshakeRecord,
+        client: SocketAddr,
+        server: SocketAddr,
+        server_certs: &mut Vec<Arc<CertInfo>>,
+    ) -> (Correlation, Option<Arc<[u8]>>) {
+        if let Some(m) = mesh::classify(
+            record.sni.as_deref(),
+            &record.alpn_offered,
+            record.server.port,
+        ) {
+            record.mesh = Some(m.kind.name().to_string());
+            record.mesh_identity = m.identity;
+        }
+        let Some(inv) = &self.inventory else {
+            let leaf = server_certs.first().map(|c| c.as_ref());
+            return (self.analysis.correlator().correlate(record, leaf), None);
+        };
+        let ready = inv.readiness();
+        if !ready.peers {
+            return (Correlation::default(), None);
+        }
+        let mut c = correlate::correlate(
+            &inv.read(),
+            &Facts {
+                client,
+                server,
+                sni: record.sni.as_deref(),
+                leaf_sha256: record.server_chain.first().map(String::as_str),
+            },
+        );
+        if !ready.certificates {
+            c.without_certificates();
+        }
+        let mut inferred = None;
+        if let Some(leaf) = c.inferred.take() {
+            let (info, first) = self.certs.get(&leaf.der);
+            if first {
+                self.sink.certificate(&info);
+            }
+            record.server_chain = vec![info.sha256.clone()];
+            server_certs.clear();
+            server_certs.push(info);
+            record.certificate_source = Some("inferred");
+            inferred = Some(leaf.der);
+        }
+        let for_analysis = c.for_analysis();
+        record.source = Some(c.source);
+        record.destination = Some(c.destination);
+        record.verdict = c.verdict;
+        record.cert_manager = c.cert_manager;
+        (for_analysis, inferred)
+    }
+
     /// An ended connection that never started TLS: `tls.plaintext` when
-    /// the inventory knows both peers as workloads.
+    /// the inventory (or the analysis' correlator) knows both peers as
+    /// workloads.
     fn plaintext(&mut self, flow: &PlaintextFlow) {
         if !self.analysis.policy().enabled(Rule::TlsPlaintext) {
             return;
         }
-        let correlation =
-            self.analysis
-                .correlator()
-                .correlate_flow(flow.client, flow.server, flow.first_us);
+        let mut peers = None;
+        let correlation = match &self.inventory {
+            Some(inv) => {
+                if !inv.readiness().peers {
+                    return;
+                }
+                let c = correlate::peers(&inv.read(), flow.client, flow.server);
+                let for_analysis = c.for_analysis();
+                peers = Some((c.source, c.destination));
+                for_analysis
+            }
+            None => {
+                self.analysis
+                    .correlator()
+                    .correlate_flow(flow.client, flow.server, flow.first_us)
+            }
+        };
         let eval = self.analysis.plaintext(
             &Observation {
                 time_us: flow.first_us,
@@ -87,8 +169,8 @@ impl<K: RecordSink> Stages<K> {
             return;
         }
         // A finding line takes a handshake record: an empty one carries the
-        // endpoints and the time (it is not printed).
-        let record = HandshakeRecord::new(
+        // endpoints, the time and who the peers are (it is not printed).
+        let mut record = HandshakeRecord::new(
             &Handshake::default(),
             flow.client,
             flow.server,
@@ -96,6 +178,10 @@ impl<K: RecordSink> Stages<K> {
             Vec::new(),
             Vec::new(),
         );
+        if let Some((source, destination)) = peers {
+            record.source = Some(source);
+            record.destination = Some(destination);
+        }
         for (f, first) in eval.findings.iter().zip(&eval.first) {
             if *first {
                 self.sink.finding(&FindingRecord::new(f, &record));
@@ -138,13 +224,18 @@ impl<K: RecordSink> Stages<K> {
             server_chain,
             client_chain,
         );
-        let correlation = self
-            .analysis
-            .correlator()
-            .correlate(&record, server_certs.first().map(|c| c.as_ref()));
-        if record.verdict.is_none() {
-            record.verdict = correlation.verdict.map(|v| v.name().to_string());
-        }
+        let (correlation, inferred) = self.correlate(
+            &mut record,
+            meta.addr(client),
+            meta.addr(client.other()),
+            &mut server_certs,
+        );
+        let inferred_chain: Vec<Vec<u8>> = inferred.iter().map(|d| d.to_vec()).collect();
+        let server_ders = if inferred.is_some() {
+            &inferred_chain
+        } else {
+            &hs.server_chain
+        };
         let (sni, mesh) = (record.sni.clone(), record.mesh.clone());
         let eval = self.analysis.evaluate(&Observation {
             time_us: meta.first_seen_us,
@@ -160,7 +251,7 @@ impl<K: RecordSink> Stages<K> {
                 from_client: hs.alert_from_client,
             }),
             server_chain: Chain {
-                ders: &hs.server_chain,
+                ders: server_ders,
                 certs: &server_certs,
             },
             client_chain: Chain {
@@ -219,6 +310,13 @@ pub struct Pipeline<K: RecordSink> {
     stages: Stages<K>,
     summary: Summary,
     skips: BTreeMap<&'static str, u64>,
+    /// Cluster CA bundles already given to the trust store (by content hash).
+    trust_seen: HashSet<u64>,
+}
+
+fn pem_key(pem: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(pem)
 }
 
 impl<K: RecordSink> Pipeline<K> {
@@ -229,7 +327,7 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     pub fn with_analysis(cfg: PipelineConfig, analysis: Analysis, sink: K) -> Self {
-        Self {
+        let mut p = Self {
             table: ConnTable::new(cfg.reassembly),
             stages: Stages {
                 sink,
@@ -240,12 +338,42 @@ impl<K: RecordSink> Pipeline<K> {
                 tls_connections: 0,
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
+                inventory: cfg.inventory,
             },
             summary: Summary {
                 kind: "summary",
                 ..Default::default()
             },
             skips: BTreeMap::new(),
+            trust_seen: HashSet::new(),
+        };
+        p.refresh_trust();
+        p
+    }
+
+    /// Adds the cluster's published CA bundles (trust-manager Bundles,
+    /// `ca.crt` of TLS Secrets) to the trust anchors. Anchors are only
+    /// added: one that leaves the cluster stays trusted until restart,
+    /// which errs towards fewer `cert.untrusted` findings, not more.
+    pub fn refresh_trust(&mut self) {
+        let Some(inv) = &self.stages.inventory else {
+            return;
+        };
+        for pem in inv.trust_pems() {
+            if !self.trust_seen.insert(pem_key(&pem)) {
+                continue;
+            }
+            if let Err(e) = self
+                .stages
+                .analysis
+                .trust_mut()
+                .add_bundle(pem.as_bytes(), "cluster bundle")
+            {
+                if !self.skips.contains_key("trust_bundle_bad") {
+                    tracing::warn!(error = %e, "a cluster CA bundle is not usable; skipped (logged once)");
+                }
+                *self.skips.entry("trust_bundle_bad").or_default() += 1;
+            }
         }
     }
 
@@ -309,8 +437,7 @@ impl<K: RecordSink> Pipeline<K> {
         &mut self.stages.sink
     }
 
-    /// The analysis stage: trust bundles and the inventory's correlator
-    /// are plugged in here.
+    /// The analysis stage (trust anchors, policy).
     pub fn analysis(&mut self) -> &mut Analysis {
         &mut self.stages.analysis
     }
@@ -370,6 +497,7 @@ impl<K: RecordSink> Pipeline<K> {
             st.analysis.dedup_stats().table_full,
         );
         s.errors = errors;
+        s.inventory = st.inventory.as_ref().map(Inventory::stats);
         extra(s);
         let summary = self.summary.clone();
         self.stages.sink.finish(&summary);

@@ -12,6 +12,7 @@ use crate::capture::live::{
     check_capabilities, decode, list_interfaces, plain_flow,
 };
 use crate::export::{RecordSink, Summary};
+use crate::inventory::watch::{self, WatchConfig};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 pub struct RunOptions {
@@ -21,8 +22,12 @@ pub struct RunOptions {
     /// A kernel flow that shipped nothing for this long is dropped.
     pub flow_idle: Duration,
     pub live: LiveConfig,
+    /// `pipeline.inventory` holds the index; with this set, live watches
+    /// of the Kubernetes API keep it current.
     pub pipeline: PipelineConfig,
     pub analysis: Analysis,
+    /// A client (see `inventory::watch::client`) and its watch settings.
+    pub kube: Option<(kube::Client, WatchConfig)>,
 }
 
 pub struct RunOutcome<K> {
@@ -80,7 +85,14 @@ fn mono_ns() -> u64 {
 
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
     check_capabilities()?;
+    // Started before the programs load so the first list overlaps it;
+    // they stop when `_watches` drops at the end of the run.
+    let _watches = match (&opts.kube, &opts.pipeline.inventory) {
+        (Some((client, cfg)), Some(inv)) => Some(watch::start(client.clone(), inv, cfg)),
+        _ => None,
+    };
     let (mut programs, ring) = Programs::load(&opts.live)?;
+    let inventory = opts.pipeline.inventory.clone();
     let mut pipeline = Pipeline::with_analysis(opts.pipeline, opts.analysis, sink);
     pipeline.report_finished();
     let clock = Clock::new();
@@ -144,13 +156,18 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 for (k, s) in ended {
                     pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
                 }
+                if inventory.is_some() {
+                    pipeline.refresh_trust();
+                }
             }
             _ = stats.tick() => {
                 let (segments, tls, handshakes, open) = pipeline.snapshot();
                 let k = programs.counters();
                 tracing::info!(
                     segments, tls, handshakes, open_connections = open,
-                    kernel_flows = programs.open_flows(), ?k, "statistics"
+                    kernel_flows = programs.open_flows(), ?k,
+                    inventory_objects = inventory.as_ref().map(|i| i.read().len()),
+                    "statistics"
                 );
             }
             _ = &mut deadline => break,

@@ -140,6 +140,73 @@ impl Pki {
         ]);
     }
 
+    /// A leaf `name.pem`/`name.key` with CN `cn` and these DNS/IP SANs
+    /// (`DNS:x`, `IP:y`), signed by the intermediate; `name.csr` is kept.
+    pub fn leaf_sans(&self, name: &str, cn: &str, sans: &[&str]) {
+        self.write(
+            &format!("{name}.ext"),
+            &format!(
+                "subjectAltName={}\nbasicConstraints=CA:false\nextendedKeyUsage=serverAuth,clientAuth\n",
+                sans.join(",")
+            ),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "int.pem",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "3650",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+
+    /// A self-signed leaf `name.pem`/`name.key` for `cn` (no CA involved).
+    pub fn self_signed(&self, name: &str, cn: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "3650",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}"),
+        ]);
+    }
+
+    /// A file of the PKI as text.
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).expect("read PKI file")
+    }
+
     /// SHA-256 of a PEM certificate's DER, lowercase hex.
     pub fn fingerprint(&self, name: &str) -> String {
         let out = run(Command::new("openssl").current_dir(self.dir.path()).args([

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod collect;
 pub mod compare;
+pub mod kube;
 pub mod netns;
 pub mod pcap_writer;
 pub mod proc;

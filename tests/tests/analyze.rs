@@ -317,6 +317,49 @@ fn plain_http_between_pods_is_tls_plaintext() {
     assert_eq!(got.records.findings().count(), 0);
 }
 
+/// The CLI with a Kubernetes snapshot naming both peers of plain-http.pcap
+/// as pods: the capture read twice is two plaintext connections to one
+/// server endpoint in one window, so one tls.plaintext line (both counted
+/// in the summary), naming the pods. Without the snapshot: none.
+#[test]
+fn plain_http_with_an_inventory_is_one_finding_per_server() {
+    let pcap = data_dir().join("plain-http.pcap");
+    let pods = data_dir().join("plaintext-pods.yaml");
+    let out = sensor_cli::run([
+        "analyze".as_ref(),
+        "--json".as_ref(),
+        "--inventory".as_ref(),
+        pods.as_os_str(),
+        pcap.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines = parse_lines(&out.stdout).expect("JSON lines");
+    let found = kind(&lines, "finding");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = found[0];
+    assert_eq!(f["rule"], "tls.plaintext");
+    assert_eq!(
+        f["server"],
+        serde_json::json!({"ip": "10.123.0.1", "port": 80})
+    );
+    assert_eq!(f["source"]["kind"], "pod");
+    assert_eq!(f["source"]["name"], "client");
+    assert_eq!(f["destination"]["name"], "web");
+    assert_eq!(f["destination"]["namespace"], "shop");
+    assert_eq!(f["evidence"]["bytes_to_server"], 74);
+    let summary = kind(&lines, "summary")[0];
+    assert_eq!(summary["plaintext_flows"], 2);
+    assert_eq!(summary["findings"]["tls.plaintext"], 2);
+
+    let out = sensor_cli::run(["analyze".as_ref(), "--json".as_ref(), pcap.as_os_str()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines = parse_lines(&out.stdout).expect("JSON lines");
+    assert!(kind(&lines, "finding").is_empty());
+    assert_eq!(kind(&lines, "summary")[0]["plaintext_flows"], 1);
+}
+
 /// Every TLS capture, peers known as pods: TLS is never plaintext.
 #[test]
 fn tls_captures_are_never_plaintext() {

@@ -592,3 +592,81 @@ fn plain_http_is_accounted_as_plaintext() {
     let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(summary(&offline)["plaintext_flows"], 3);
 }
+
+/// The same with a Kubernetes snapshot naming both namespaces' addresses
+/// as pods: three plaintext connections to one server endpoint are one
+/// tls.plaintext line, with the bytes `sensor analyze` counts in a capture
+/// of the same traffic (with the same snapshot); the TLS connection beside
+/// them raises none.
+#[test]
+fn plain_http_between_pods_is_one_tls_plaintext_finding() {
+    require_root();
+    let pki = pki_with_leaf();
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let lab = Pair::new("q");
+    let _http = http_server(&lab.server, 8081);
+    let _tls = s_server(&lab.server, &pki, 4439, "leaf", &[]);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let mut tcpdump = lab.client.cmd("tcpdump");
+    tcpdump
+        .args([
+            "-i",
+            &lab.client_if,
+            "--immediate-mode",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(pcap.path())
+        .arg("tcp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
+    dump.wait_for("listening on", Duration::from_secs(10));
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    for path in ["/", "/a", "/b"] {
+        curl(&lab.client, &format!("http://{SERVER4}:8081{path}"));
+    }
+    s_client(&lab.client, SERVER4, 4439, SNI, &["-tls1_3"]);
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop();
+
+    let found = of_kind(&lines, "finding");
+    let plain: Vec<_> = found
+        .iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(plain.len(), 1, "{found:#?}");
+    let f = plain[0];
+    assert_eq!(f["client"]["ip"], CLIENT4);
+    assert_eq!(
+        f["server"],
+        serde_json::json!({"ip": SERVER4, "port": 8081})
+    );
+    assert_eq!(f["source"]["name"], "client");
+    assert_eq!(f["destination"]["name"], "web");
+    assert_eq!(summary(&lines)["findings"]["tls.plaintext"], 3);
+
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        "--inventory",
+        pods,
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let off: Vec<_> = of_kind(&offline, "finding")
+        .into_iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(off.len(), 1, "{offline:#?}");
+    assert_eq!(
+        off[0]["client"], f["client"],
+        "the first connection in both"
+    );
+    assert_eq!(off[0]["evidence"], f["evidence"], "live and offline bytes");
+    assert!(f["evidence"]["bytes_to_client"].as_u64().unwrap() > 100);
+}

@@ -450,7 +450,7 @@ fn inventory(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
                 d.name.as_deref().unwrap_or("?")
             )
         })
-        .unwrap_or_else(|| "this server".into());
+        .unwrap_or_else(|| format!("the server {}", cx.obs.server));
     match corr.verdict {
         Some(Verdict::Unmanaged) if cx.on(Rule::CertUnmanaged) => out.push(cx.finding(
             Rule::CertUnmanaged,

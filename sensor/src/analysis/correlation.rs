@@ -11,7 +11,8 @@ use crate::tls::Handshake;
 use crate::x509::CertInfo;
 
 /// RECORDS.md `verdict` for the server's certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Managed,
     Stale,

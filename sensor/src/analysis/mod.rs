@@ -6,6 +6,7 @@ mod cert_rules;
 pub mod ciphers;
 pub mod correlation;
 pub mod dedup;
+pub mod mesh;
 pub mod policy;
 pub mod rules;
 mod text;

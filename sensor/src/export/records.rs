@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::timefmt;
+use crate::analysis::correlation::Verdict;
+use crate::inventory::correlate::CertManagerRef;
+use crate::inventory::{Identity, InventoryStats};
 use crate::tls::Handshake;
 use crate::tls::names::{alert_name, cipher_name, version_name};
 use crate::x509::{CertInfo, KeyInfo, Sans};
@@ -66,9 +69,9 @@ pub struct FindingRecord {
     pub ja3: Option<String>,
     pub ja4: Option<String>,
     pub server_chain: Vec<String>,
-    pub source: Option<serde_json::Value>,
-    pub destination: Option<serde_json::Value>,
-    pub verdict: Option<String>,
+    pub source: Option<Identity>,
+    pub destination: Option<Identity>,
+    pub verdict: Option<Verdict>,
     pub evidence: serde_json::Value,
     #[serde(skip)]
     pub time_us: i64,
@@ -98,7 +101,7 @@ impl FindingRecord {
             server_chain: hs.server_chain.clone(),
             source: hs.source.clone(),
             destination: hs.destination.clone(),
-            verdict: hs.verdict.clone(),
+            verdict: hs.verdict,
             evidence: f.evidence.clone(),
             time_us: hs.time_us,
             rule_id: Some(f.rule),
@@ -128,11 +131,13 @@ pub struct HandshakeRecord {
     pub certificate_source: Option<&'static str>,
     pub alert: Option<String>,
     pub mesh: Option<String>,
+    /// Not in RECORDS.md: the identity the mesh SNI carries (see analysis::mesh).
+    pub mesh_identity: Option<String>,
     pub findings: Vec<Finding>,
-    pub source: Option<serde_json::Value>,
-    pub destination: Option<serde_json::Value>,
-    pub verdict: Option<String>,
-    pub cert_manager: Option<serde_json::Value>,
+    pub source: Option<Identity>,
+    pub destination: Option<Identity>,
+    pub verdict: Option<Verdict>,
+    pub cert_manager: Option<CertManagerRef>,
     /// Not in RECORDS.md: false when the handshake was cut short (gap,
     /// end of capture, bound) so its nulls mean "not seen" rather than "absent".
     pub complete: bool,
@@ -185,6 +190,7 @@ impl HandshakeRecord {
             certificate_source: source,
             alert: hs.alert.map(alert_name),
             mesh: None,
+            mesh_identity: None,
             findings: Vec::new(),
             source: None,
             destination: None,
@@ -258,6 +264,9 @@ pub struct Summary {
     /// Live capture only: the kernel program's counters.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub kernel: BTreeMap<String, u64>,
+    /// With an inventory: objects, drops, rejections and sync state per kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<InventoryStats>,
 }
 
 /// Where records go: JSON lines, the table, OTLP later.

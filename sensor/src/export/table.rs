@@ -104,7 +104,7 @@ impl<W: Write> Table<W> {
         if !self.header_done {
             self.header_done = true;
             self.write(format!(
-                "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20}\n",
+                "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20} {}\n",
                 "TIME",
                 "CLIENT -> SERVER",
                 "SNI",
@@ -113,7 +113,8 @@ impl<W: Write> Table<W> {
                 "ALPN",
                 "CHAIN",
                 "LEAF SUBJECT",
-                "NOT AFTER"
+                "NOT AFTER",
+                "VERDICT"
             ));
         }
     }
@@ -129,7 +130,7 @@ impl<W: Write> RecordSink for Table<W> {
             hs.client.ip, hs.client.port, hs.server.ip, hs.server.port
         );
         let row = format!(
-            "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20}\n",
+            "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20} {}\n",
             timefmt::seconds(hs.time_us.div_euclid(1_000_000)),
             clip(&flow, 47),
             clip(hs.sni.as_deref().unwrap_or("-"), 28),
@@ -139,6 +140,7 @@ impl<W: Write> RecordSink for Table<W> {
             hs.server_chain.len(),
             clip(leaf.map_or("-", |c| c.subject.as_str()), 40),
             leaf.map_or_else(dash, |c| timefmt::seconds(c.not_after)),
+            hs.verdict.map_or("-", |v| v.name()),
         );
         self.write(row);
     }

@@ -1,0 +1,179 @@
+//! Service-mesh classification from the ClientHello alone (SNI, offered
+//! ALPN, server port), with the identity the SNI carries.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeshKind {
+    Istio,
+    Linkerd,
+    Consul,
+}
+
+impl MeshKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MeshKind::Istio => "istio",
+            MeshKind::Linkerd => "linkerd",
+            MeshKind::Consul => "consul",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mesh {
+    pub kind: MeshKind,
+    /// Istio: the destination `host:port` (`/subset` when set) of its
+    /// `outbound_` SNI; Linkerd: `system:serviceaccount:NS:SA` of the
+    /// server's identity; Consul: the destination service name.
+    pub identity: Option<String>,
+}
+
+/// Istio ambient's HBONE tunnel port (ztunnel to ztunnel, mTLS over HTTP/2 CONNECT).
+pub const HBONE_PORT: u16 = 15008;
+
+const ISTIO_ALPN: [&str; 5] = [
+    "istio-peer-exchange",
+    "istio",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
+
+const LINKERD_ALPN: &str = "transport.l5d.io/v1";
+const LINKERD_MARK: &str = ".serviceaccount.identity.linkerd.";
+
+/// `outbound_.PORT_.SUBSET_.HOST` → `host:port[/subset]`.
+fn istio_sni(sni: &str) -> Option<String> {
+    let mut parts = sni.splitn(4, "_.");
+    if parts.next()? != "outbound" {
+        return None;
+    }
+    let port = parts.next()?;
+    let subset = parts.next()?;
+    let host = parts.next()?;
+    if host.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match subset {
+        "" | "_" => format!("{host}:{port}"),
+        s => format!("{host}:{port}/{s}"),
+    })
+}
+
+/// `SA.NS.serviceaccount.identity.linkerd.TRUST-DOMAIN` → `system:serviceaccount:NS:SA`.
+fn linkerd_sni(sni: &str) -> Option<String> {
+    let (who, _) = sni.split_once(LINKERD_MARK)?;
+    let (sa, ns) = who.rsplit_once('.')?;
+    (!sa.is_empty() && !ns.is_empty()).then(|| format!("system:serviceaccount:{ns}:{sa}"))
+}
+
+fn consul_sni(sni: &str) -> Option<String> {
+    let host = sni.strip_suffix(".consul")?;
+    let service = host.split('.').next().filter(|s| !s.is_empty())?;
+    Some(service.to_string())
+}
+
+pub fn classify(sni: Option<&str>, alpn_offered: &[String], server_port: u16) -> Option<Mesh> {
+    let sni = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+    let sni = sni.as_deref();
+    let offers = |p: &str| alpn_offered.iter().any(|a| a == p);
+    let istio_identity = sni.and_then(istio_sni);
+    if istio_identity.is_some() || ISTIO_ALPN.iter().any(|p| offers(p)) {
+        return Some(Mesh {
+            kind: MeshKind::Istio,
+            identity: istio_identity,
+        });
+    }
+    let linkerd_identity = sni.and_then(linkerd_sni);
+    if linkerd_identity.is_some() || offers(LINKERD_ALPN) {
+        return Some(Mesh {
+            kind: MeshKind::Linkerd,
+            identity: linkerd_identity,
+        });
+    }
+    if let Some(service) = sni.and_then(consul_sni) {
+        return Some(Mesh {
+            kind: MeshKind::Consul,
+            identity: Some(service),
+        });
+    }
+    if server_port == HBONE_PORT {
+        return Some(Mesh {
+            kind: MeshKind::Istio,
+            identity: None,
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(sni: Option<&str>, alpn: &[&str], port: u16) -> Option<(MeshKind, Option<String>)> {
+        let alpn: Vec<String> = alpn.iter().map(|s| s.to_string()).collect();
+        classify(sni, &alpn, port).map(|m| (m.kind, m.identity))
+    }
+
+    #[test]
+    fn istio() {
+        assert_eq!(
+            c(
+                Some("outbound_.9080_._.reviews.default.svc.cluster.local"),
+                &["istio-peer-exchange", "istio"],
+                15006
+            ),
+            Some((
+                MeshKind::Istio,
+                Some("reviews.default.svc.cluster.local:9080".into())
+            ))
+        );
+        assert_eq!(
+            c(
+                Some("outbound_.8080_.v2_.ratings.shop.svc.cluster.local"),
+                &[],
+                8080
+            ),
+            Some((
+                MeshKind::Istio,
+                Some("ratings.shop.svc.cluster.local:8080/v2".into())
+            ))
+        );
+        assert_eq!(c(None, &["istio-h2"], 443), Some((MeshKind::Istio, None)));
+        assert_eq!(c(None, &["h2"], HBONE_PORT), Some((MeshKind::Istio, None)));
+    }
+
+    #[test]
+    fn linkerd() {
+        assert_eq!(
+            c(
+                Some("web.shop.serviceaccount.identity.linkerd.cluster.local"),
+                &["transport.l5d.io/v1"],
+                4143
+            ),
+            Some((
+                MeshKind::Linkerd,
+                Some("system:serviceaccount:shop:web".into())
+            ))
+        );
+        assert_eq!(
+            c(Some("api.example.com"), &["transport.l5d.io/v1"], 4143),
+            Some((MeshKind::Linkerd, None))
+        );
+    }
+
+    #[test]
+    fn consul_and_none() {
+        assert_eq!(
+            c(Some("web.default.dc1.internal.1a2b3c.consul"), &[], 20000),
+            Some((MeshKind::Consul, Some("web".into())))
+        );
+        assert_eq!(c(Some("www.example.com"), &["h2", "http/1.1"], 443), None);
+        assert_eq!(c(None, &[], 443), None);
+        // Look-alikes are not meshes.
+        assert_eq!(c(Some("outbound_.x_._.a"), &[], 443), None);
+        assert_eq!(c(Some("consul"), &[], 443), None);
+    }
+}
