@@ -34,6 +34,8 @@ fn config() -> PipelineConfig {
         },
         max_handshake_message: 64 << 10,
         cert_cache_entries: 8,
+        max_plaintext_flows: 2,
+        inventory: None,
     }
 }
 

@@ -13,6 +13,8 @@ pub const DEFAULT_BUDGET: u32 = 64 * 1024;
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// Flows in the handshake phase tracked at once.
 pub const DEFAULT_FLOW_ENTRIES: u32 = 16384;
+/// Connections followed for plaintext accounting at once (from their SYN).
+pub const DEFAULT_PLAIN_ENTRIES: u32 = 65536;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -21,6 +23,9 @@ pub const TCP_SYN: u8 = 1;
 pub const TCP_FIN: u8 = 2;
 pub const TCP_RST: u8 = 4;
 pub const TCP_ACK: u8 = 8;
+/// In `EventHeader::tcp_flags`: the record is a `PlainSummary` of a
+/// plaintext connection that ended, not a segment.
+pub const EVENT_PLAIN_SUMMARY: u8 = 0x80;
 
 /// A connection, both directions: the endpoint with the lower (port, addr)
 /// is `lo`, so either direction's packet finds the same entry with one lookup.
@@ -94,6 +99,46 @@ pub struct FlowState {
     pub last_ns: u64,
 }
 
+/// A connection followed for plaintext accounting (the PLAIN map, keyed
+/// like FLOWS and behind the same gate). Opened by the client's SYN; its
+/// first payload decides: a ClientHello hands it to FLOWS, anything else
+/// makes it a plaintext flow whose bytes are counted (never shipped) until
+/// RST, both FINs, or user space expires it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainState {
+    /// Payload bytes per direction, index as in `FlowState`.
+    pub bytes: [u64; 2],
+    /// Duplicate detection, as in `FlowState` (veth pairs, loopback).
+    pub last_seq: [u32; 2],
+    pub last_len: [u32; 2],
+    /// The SYN (bpf_ktime_get_ns).
+    pub opened_ns: u64,
+    pub last_ns: u64,
+    /// Which end sent the SYN: 0 `lo`, 1 `hi`.
+    pub client: u8,
+    /// `PLAIN_PENDING` until the first payload, then `PLAIN_COUNTING`.
+    pub phase: u8,
+    /// FIN seen per direction (bit 0: sent by `lo`, bit 1: by `hi`).
+    pub fins: u8,
+    pub _pad: [u8; 5],
+}
+
+pub const PLAIN_PENDING: u8 = 0;
+pub const PLAIN_COUNTING: u8 = 1;
+
+/// The payload of an `EVENT_PLAIN_SUMMARY` record; the header's source is
+/// the client, its destination the server, `ts_ns` the end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainSummary {
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+    pub opened_ns: u64,
+}
+
+pub const PLAIN_SUMMARY_LEN: usize = core::mem::size_of::<PlainSummary>();
+
 /// Header of every ring-buffer record; `len` payload bytes follow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -130,9 +175,17 @@ pub enum Counter {
     Truncated = 5,
     Duplicates = 6,
     Records = 7,
+    /// SYNs that opened an entry in the PLAIN map.
+    PlainOpened = 8,
+    /// PLAIN entries whose first payload was not a ClientHello.
+    PlainFlows = 9,
+    PlainMapFull = 10,
+    /// Plaintext connections that ended in the kernel (RST, both FINs)
+    /// and were summarised; a full ring buffer loses the summary.
+    PlainSummaries = 11,
 }
 
-pub const COUNTERS: usize = 8;
+pub const COUNTERS: usize = 12;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -144,6 +197,10 @@ impl Counter {
         Counter::Truncated,
         Counter::Duplicates,
         Counter::Records,
+        Counter::PlainOpened,
+        Counter::PlainFlows,
+        Counter::PlainMapFull,
+        Counter::PlainSummaries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -156,6 +213,10 @@ impl Counter {
             Counter::Truncated => "truncated",
             Counter::Duplicates => "duplicates",
             Counter::Records => "records",
+            Counter::PlainOpened => "plain_opened",
+            Counter::PlainFlows => "plain_flows",
+            Counter::PlainMapFull => "plain_map_full",
+            Counter::PlainSummaries => "plain_summaries",
         }
     }
 }
@@ -167,4 +228,5 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::PlainState {}
 }

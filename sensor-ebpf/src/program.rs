@@ -1,3 +1,5 @@
+use core::mem::MaybeUninit;
+
 use aya_ebpf::bindings::{BPF_F_MMAPABLE, BPF_NOEXIST};
 use aya_ebpf::helpers::generated::{
     bpf_ktime_get_ns, bpf_loop, bpf_ringbuf_output, bpf_skb_load_bytes,
@@ -6,9 +8,10 @@ use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
-    COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, EVENT_HEADER_LEN,
-    EventHeader, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS, MAX_CHUNK, MAX_CHUNKS,
-    TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix, gate_slot_mixed,
+    COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES,
+    DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EventHeader, FAMILY_V4, FAMILY_V6,
+    FlowKey, FlowState, GATE_SLOTS, MAX_CHUNK, MAX_CHUNKS, PLAIN_COUNTING, PLAIN_PENDING,
+    PLAIN_SUMMARY_LEN, PlainState, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix, gate_slot_mixed,
 };
 
 const TC_ACT_UNSPEC: i32 = -1;
@@ -18,6 +21,7 @@ const ETH_P_IPV6: u16 = 0x86DD;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 const IPPROTO_TCP: u8 = 6;
+const EEXIST: i32 = 17;
 
 /// Set by user space before loading: bytes shipped per direction.
 #[unsafe(no_mangle)]
@@ -25,6 +29,12 @@ static BUDGET: u32 = DEFAULT_BUDGET;
 
 #[map]
 static FLOWS: HashMap<FlowKey, FlowState> = HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+
+/// Connections from their SYN to their first payload, and plaintext ones
+/// after it (sensor_common::PlainState). Behind the same gate as FLOWS: a
+/// packet of a slot with neither costs no lookup.
+#[map]
+static PLAIN: HashMap<FlowKey, PlainState> = HashMap::with_max_entries(DEFAULT_PLAIN_ENTRIES, 0);
 
 /// Open flows per gate slot (sensor_common::gate_slot); user space maps it
 /// to take flows it deleted off atomically.
@@ -118,6 +128,9 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     count(Counter::Packets, 1);
     let pkt = parse(ctx, ethernet)?;
     if pkt.payload_len == 0 && pkt.flags & (TCP_FIN | TCP_RST) == 0 {
+        if pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+            open_plain(&pkt);
+        }
         return None;
     }
     let gate = GATE.get_ptr_mut(slot(&pkt));
@@ -140,22 +153,24 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
         Some(s) => s,
         None => {
             // A closed gate has asked opens_flow already.
-            if maybe_open && !opens_flow(ctx, &pkt) {
-                return None;
+            if maybe_open {
+                let hello = match PLAIN.get_ptr_mut(&key) {
+                    Some(p) => plain(ctx, &pkt, &key, dir, p, gate, direction),
+                    None => opens_flow(ctx, &pkt),
+                };
+                if !hello {
+                    return None;
+                }
             }
-            let budget = unsafe { core::ptr::read_volatile(&BUDGET) };
+            let budget = unsafe { core::ptr::read_volatile(&BUDGET) } as u64;
             let now = unsafe { bpf_ktime_get_ns() };
-            let fresh = FlowState {
-                budget: [budget, budget],
-                last_seq: [0, 0],
-                last_len: [0, 0],
-                opened_ns: now,
-                last_ns: now,
-            };
+            // budget[2], last_seq[2], last_len[2], opened_ns, last_ns.
+            let mut fresh = MaybeUninit::<FlowState>::uninit();
+            let fresh = words_into(&mut fresh, [budget | budget << 32, 0, 0, now, now]);
             // Raised before the insert: a packet on another CPU that finds
             // the flow in the map must not find its slot at zero.
             gate_add(gate, 1);
-            if FLOWS.insert(&key, &fresh, BPF_NOEXIST as u64).is_err() {
+            if FLOWS.insert(&key, fresh, BPF_NOEXIST as u64).is_err() {
                 gate_add(gate, u64::MAX);
                 count(Counter::MapFull, 1);
                 return None;
@@ -184,6 +199,148 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     state.budget[dir] = budget - len;
     ship(ctx, &pkt, len as usize, direction);
     Some(())
+}
+
+/// Fills a map value on the stack one volatile word at a time: LLVM turns
+/// runs of zero stores in a struct literal into a call to memset (a
+/// BPF-to-BPF call, and a stack copy), as it did for FlowState.
+#[inline(always)]
+fn words_into<T, const N: usize>(v: &mut MaybeUninit<T>, words: [u64; N]) -> &T {
+    const { assert!(core::mem::size_of::<T>() == N * 8) };
+    let w = v.as_mut_ptr() as *mut u64;
+    for (i, x) in words.into_iter().enumerate() {
+        // SAFETY: in bounds (size checked above); the stack slot is 8-aligned
+        // for the u64 fields of every T used here.
+        unsafe { core::ptr::write_volatile(w.add(i), x) };
+    }
+    // SAFETY: every byte was written; the T used here are plain data.
+    unsafe { v.assume_init_ref() }
+}
+
+/// A client's SYN: the connection is followed in PLAIN until its first
+/// payload says whether it is TLS. Only SYNs pay for this, once per
+/// connection; a retransmitted or twice-seen SYN finds its entry there.
+#[inline(always)]
+fn open_plain(pkt: &Packet) {
+    let gate = GATE.get_ptr_mut(slot(pkt));
+    let (key, dir) = flow_key(pkt);
+    let now = unsafe { bpf_ktime_get_ns() };
+    // bytes[2], last_seq[2] and last_len[2], opened_ns, last_ns, then
+    // client, phase, fins and padding in the last word (little-endian BPF).
+    let mut fresh = MaybeUninit::<PlainState>::uninit();
+    let last = u64::from_le_bytes([dir as u8, PLAIN_PENDING, 0, 0, 0, 0, 0, 0]);
+    let fresh = words_into(&mut fresh, [0, 0, 0, 0, now, now, last]);
+    // Raised before the insert, as for FLOWS.
+    gate_add(gate, 1);
+    match PLAIN.insert(&key, fresh, BPF_NOEXIST as u64) {
+        Ok(()) => count(Counter::PlainOpened, 1),
+        Err(e) => {
+            gate_add(gate, u64::MAX);
+            if e != -EEXIST {
+                count(Counter::PlainMapFull, 1);
+            }
+        }
+    }
+}
+
+/// A packet of a connection in PLAIN. Returns true when it is the
+/// ClientHello of a pending connection, which FLOWS takes over.
+#[inline(always)]
+fn plain(
+    ctx: &TcContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    dir: usize,
+    p: *mut PlainState,
+    gate: Option<*mut u64>,
+    direction: u8,
+) -> bool {
+    let s = unsafe { &mut *p };
+    let len = pkt.payload_len as u32;
+    if s.phase == PLAIN_PENDING {
+        if len == 0 {
+            // Closed before a byte was sent: nothing went in clear.
+            drop_plain(key, gate);
+            return false;
+        }
+        if opens_flow(ctx, pkt) {
+            drop_plain(key, gate);
+            return true;
+        }
+        s.phase = PLAIN_COUNTING;
+        count(Counter::PlainFlows, 1);
+    } else if len > 0 && s.last_seq[dir] == pkt.seq && s.last_len[dir] == len {
+        count(Counter::Duplicates, 1);
+        return false;
+    }
+    // Plain adds: two CPUs updating one connection at once may lose a
+    // count, which costs less than atomics on every plaintext packet.
+    s.last_seq[dir] = pkt.seq;
+    s.last_len[dir] = len;
+    s.bytes[dir] += len as u64;
+    s.last_ns = unsafe { bpf_ktime_get_ns() };
+    if pkt.flags & TCP_FIN != 0 {
+        s.fins |= 1 << dir;
+    }
+    if pkt.flags & TCP_RST != 0 || s.fins == 3 {
+        summarise(ctx, key, s, direction);
+        drop_plain(key, gate);
+    }
+    false
+}
+
+/// Removes a PLAIN entry; only the remover (kernel or user space) takes
+/// it off its gate slot.
+#[inline(always)]
+fn drop_plain(key: &FlowKey, gate: Option<*mut u64>) {
+    if PLAIN.remove(key).is_ok() {
+        gate_add(gate, u64::MAX);
+    }
+}
+
+/// One `EVENT_PLAIN_SUMMARY` record for a plaintext connection that ended.
+#[inline(always)]
+fn summarise(ctx: &TcContext, key: &FlowKey, s: &PlainState, direction: u8) {
+    let Some(sc) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let sc = unsafe { &mut *sc };
+    let c = (s.client & 1) as usize;
+    let h = &mut sc.header;
+    let (client, server, cport, sport) = if c == 0 {
+        (&key.lo_addr, &key.hi_addr, key.lo_port, key.hi_port)
+    } else {
+        (&key.hi_addr, &key.lo_addr, key.hi_port, key.lo_port)
+    };
+    // Word by word: array assignments become memmove calls.
+    for i in 0..4 {
+        h.saddr[i] = client[i];
+        h.daddr[i] = server[i];
+    }
+    h.sport = cport;
+    h.dport = sport;
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.seq = 0;
+    h.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    h.len = PLAIN_SUMMARY_LEN as u16;
+    h.tcp_flags = EVENT_PLAIN_SUMMARY;
+    h.family = key.family;
+    h.direction = direction;
+    // SAFETY: data is MAX_CHUNK bytes, far more than a PlainSummary; one
+    // word at a time, for the same reason as the addresses.
+    unsafe {
+        let d = sc.data.as_mut_ptr() as *mut u64;
+        core::ptr::write_unaligned(d, s.bytes[c]);
+        core::ptr::write_unaligned(d.add(1), s.bytes[c ^ 1]);
+        core::ptr::write_unaligned(d.add(2), s.opened_ns);
+    }
+    if output(
+        sc as *mut Scratch as *mut _,
+        (EVENT_HEADER_LEN + PLAIN_SUMMARY_LEN) as u64,
+        0,
+    ) {
+        count(Counter::PlainSummaries, 1);
+    }
 }
 
 #[inline(always)]
@@ -285,7 +442,7 @@ enum Fast {
     /// Parsed: the same `Packet` the helper-based parse would have built.
     Packet(Packet),
     /// Not an unfragmented TCP segment, or one `observe` drops unread (no
-    /// payload, no FIN or RST): the helper-based parse would lead there too.
+    /// payload, no FIN, RST or SYN): the helper-based parse would lead there too.
     Skip,
     /// VLAN tags, IPv4 options, IPv6 extension headers, headers outside the
     /// linear area: left to the helper-based parse.
@@ -373,8 +530,8 @@ fn parse_direct(ctx: &TcContext, ethernet: bool) -> Fast {
 
 /// The TCP part of `parse_direct`, the header at the constant `l4` already
 /// bounds-checked for 14 bytes; `end` is where the IP packet says it ends.
-/// None for a segment `observe` drops unread (no payload, no FIN or RST),
-/// before its addresses are read: pure ACKs are the commonest packet.
+/// None for a segment `observe` drops unread (no payload, no FIN, RST or
+/// SYN), before its addresses are read: pure ACKs are the commonest packet.
 #[inline(always)]
 fn tcp_direct(
     data: usize,
@@ -389,7 +546,7 @@ fn tcp_direct(
     let payload_off = l4 + doff;
     let end = if end > skb_len { skb_len } else { end };
     let payload_len = end.saturating_sub(payload_off);
-    if payload_len == 0 && flags & (TCP_FIN | TCP_RST) == 0 {
+    if payload_len == 0 && flags & (TCP_FIN | TCP_RST | TCP_SYN) == 0 {
         return None;
     }
     let mut p = Packet {

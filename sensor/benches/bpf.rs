@@ -98,6 +98,17 @@ fn tcp_packet(sport: u16, seq: u32, payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A client's SYN (no ACK): opens a PLAIN entry.
+fn syn_packet(sport: u16) -> Result<Vec<u8>> {
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
+        .ipv4(CLIENT, SERVER, 64)
+        .tcp(sport, 443, 0, 64240)
+        .syn();
+    let mut out = Vec::with_capacity(b.size(0));
+    b.write(&mut out, &[])?;
+    Ok(out)
+}
+
 fn udp_packet(payload: &[u8]) -> Result<Vec<u8>> {
     let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
         .ipv4(CLIENT, SERVER, 64)
@@ -213,7 +224,7 @@ impl Sensor {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
         };
-        let flows = FlowTable::new(take("FLOWS")?, take("GATE")?)?;
+        let flows = FlowTable::new(take("FLOWS")?, take("PLAIN")?, take("GATE")?)?;
         let ring = RingBuf::try_from(take("EVENTS")?)?;
         let counts = PerCpuArray::try_from(take("COUNTS")?)?;
         Ok(Self {
@@ -285,6 +296,18 @@ fn main() -> Result<()> {
             empty: false,
         },
         Case {
+            // A segment of a plaintext connection the kernel counts (opened
+            // by the SYN below): repeated in place it is the same segment
+            // again, so this is the two lookups and the duplicate check.
+            name: "plaintext-tracked",
+            packet: tcp_packet(
+                40006,
+                1,
+                b"GET / HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n",
+            )?,
+            empty: false,
+        },
+        Case {
             name: "tls-untracked",
             packet: {
                 // A full-sized application_data segment of a connection the
@@ -309,9 +332,14 @@ fn main() -> Result<()> {
 
     // One run of each packet first: the benchmark only means something if
     // each case takes the path it is named for.
+    run_ns(sensor.prog()?, &syn_packet(40006)?, 1)?;
     for c in cases.iter().filter(|c| !c.empty) {
         run_ns(sensor.prog()?, &c.packet, 1)?;
     }
+    ensure!(
+        sensor.counter(Counter::PlainOpened)? == 1 && sensor.counter(Counter::PlainFlows)? == 1,
+        "the SYN and the HTTP request did not make one counted plaintext flow"
+    );
     ensure!(
         sensor.counter(Counter::FlowsOpened)? == 0 && sensor.drain() == 0,
         "a packet that is not a ClientHello opened a flow or shipped a record"

@@ -3,6 +3,7 @@
 //! Stages, in the order data flows: [`capture`] → [`reassembly`] → [`tls`]
 //! → [`x509`] → [`inventory`] → [`analysis`] → [`export`], wired by [`pipeline`].
 
+pub mod accounting;
 pub mod analysis;
 pub mod analyze;
 pub mod capture;

@@ -163,6 +163,9 @@ struct RunArgs {
     /// Handshakes the kernel follows at once.
     #[arg(long, default_value_t = sensor_common::DEFAULT_FLOW_ENTRIES)]
     flow_entries: u32,
+    /// Connections the kernel follows from their SYN for plaintext accounting.
+    #[arg(long, default_value_t = sensor_common::DEFAULT_PLAIN_ENTRIES)]
+    plain_entries: u32,
     /// Ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, default_value_t = sensor_common::DEFAULT_RING_BYTES)]
     ring_bytes: u32,
@@ -325,6 +328,9 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     if a.flow_entries == 0 {
         anyhow::bail!("--flow-entries must be at least 1");
     }
+    if a.plain_entries == 0 {
+        anyhow::bail!("--plain-entries must be at least 1");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -365,6 +371,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             budget: a.handshake_budget,
             flow_entries: a.flow_entries,
             ring_bytes: a.ring_bytes,
+            plain_entries: a.plain_entries,
         },
         pipeline,
         health: health.clone(),

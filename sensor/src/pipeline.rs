@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::analysis::{AlertSeen, Analysis, Chain, Correlation, Observation, mesh};
+use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
+use crate::analysis::{AlertSeen, Analysis, Chain, Correlation, Observation, Rule, mesh};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
 use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::inventory::Inventory;
 use crate::inventory::correlate::{self, Facts};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
-use crate::tls::{TlsSession, TlsStats};
+use crate::tls::{Handshake, TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct PipelineConfig {
     pub max_handshake_message: usize,
     /// Distinct certificates kept parsed.
     pub cert_cache_entries: usize,
+    /// Plaintext connections counted at once (flow accounting).
+    pub max_plaintext_flows: usize,
     /// Kubernetes state for correlation (snapshot files or live watches).
     pub inventory: Option<Inventory>,
 }
@@ -33,6 +36,7 @@ impl Default for PipelineConfig {
             reassembly: ReassemblyConfig::default(),
             max_handshake_message: 1 << 20,
             cert_cache_entries: 100_000,
+            max_plaintext_flows: 1 << 16,
             inventory: None,
         }
     }
@@ -42,6 +46,7 @@ impl Default for PipelineConfig {
 struct Conn {
     tls: TlsSession,
     reported: bool,
+    flow: FlowClass,
 }
 
 /// The TLS and certificate stages, as the reassembly table's consumer.
@@ -56,6 +61,7 @@ struct Stages<K> {
     /// Kubernetes state; without it `source`, `destination`, `verdict`
     /// and `cert_manager` stay null.
     inventory: Option<Inventory>,
+    accounting: Accounting,
 }
 
 impl<K: RecordSink> Stages<K> {
@@ -116,6 +122,71 @@ impl<K: RecordSink> Stages<K> {
         record.verdict = c.verdict;
         record.cert_manager = c.cert_manager;
         (for_analysis, inferred)
+    }
+
+    /// An ended connection that never started TLS: `tls.plaintext` when
+    /// the inventory (or the analysis' correlator) knows both peers as
+    /// workloads.
+    fn plaintext(&mut self, flow: &PlaintextFlow) {
+        if !self.analysis.policy().enabled(Rule::TlsPlaintext) {
+            return;
+        }
+        let mut peers = None;
+        let correlation = match &self.inventory {
+            Some(inv) => {
+                if !inv.readiness().peers {
+                    return;
+                }
+                let c = correlate::peers(&inv.read(), flow.client, flow.server);
+                let for_analysis = c.for_analysis();
+                peers = Some((c.source, c.destination));
+                for_analysis
+            }
+            None => {
+                self.analysis
+                    .correlator()
+                    .correlate_flow(flow.client, flow.server, flow.first_us)
+            }
+        };
+        let eval = self.analysis.plaintext(
+            &Observation {
+                time_us: flow.first_us,
+                client: flow.client,
+                server: flow.server,
+                sni: None,
+                mesh: None,
+                version: None,
+                cipher: None,
+                alert: None,
+                server_chain: Chain::EMPTY,
+                client_chain: Chain::EMPTY,
+                correlation: &correlation,
+            },
+            flow.bytes_to_server,
+            flow.bytes_to_client,
+        );
+        if !eval.first.contains(&true) {
+            return;
+        }
+        // A finding line takes a handshake record: an empty one carries the
+        // endpoints, the time and who the peers are (it is not printed).
+        let mut record = HandshakeRecord::new(
+            &Handshake::default(),
+            flow.client,
+            flow.server,
+            flow.first_us,
+            Vec::new(),
+            Vec::new(),
+        );
+        if let Some((source, destination)) = peers {
+            record.source = Some(source);
+            record.destination = Some(destination);
+        }
+        for (f, first) in eval.findings.iter().zip(&eval.first) {
+            if *first {
+                self.sink.finding(&FindingRecord::new(f, &record));
+            }
+        }
     }
 
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
@@ -208,6 +279,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
         if !was_tls && conn.tls.is_tls() {
             self.tls_connections += 1;
         }
+        if conn.flow == FlowClass::Undecided && !bytes.is_empty() {
+            conn.flow = self.accounting.classify(bytes, conn.tls.is_tls());
+        }
         if control == Control::Done {
             self.report(conn, meta);
         }
@@ -224,6 +298,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
+        if self.accounting.close(conn.flow) {
+            self.plaintext(&PlaintextFlow::from_meta(&meta));
+        }
     }
 }
 
@@ -260,6 +337,7 @@ impl<K: RecordSink> Pipeline<K> {
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
                 handshakes: 0,
+                accounting: Accounting::new(cfg.max_plaintext_flows),
                 inventory: cfg.inventory,
             },
             summary: Summary {
@@ -319,6 +397,13 @@ impl<K: RecordSink> Pipeline<K> {
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
         self.table.ingest(seg, &mut self.stages);
+    }
+
+    /// A plaintext connection the kernel followed and saw end (live
+    /// capture: its packets never reach the reassembly table).
+    pub fn plaintext_flow(&mut self, flow: &PlaintextFlow) {
+        self.stages.accounting.stats.plaintext_flows += 1;
+        self.stages.plaintext(flow);
     }
 
     /// Asks for the list of connections that stopped being followed.
@@ -381,6 +466,7 @@ impl<K: RecordSink> Pipeline<K> {
         s.connections = r.connections;
         s.tls_connections = st.tls_connections;
         s.handshakes = st.handshakes;
+        s.plaintext_flows = st.accounting.stats.plaintext_flows;
         s.certificates = st.certs.stats.parsed;
         let by_rule = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
             m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
@@ -411,6 +497,7 @@ impl<K: RecordSink> Pipeline<K> {
         }
         add("x509_unparsable", st.certs.stats.parse_errors);
         add("certificate_cache_full", st.certs.stats.not_cached);
+        add("plaintext_flow_table_full", st.accounting.stats.table_full);
         let v = &st.analysis.verifier().stats;
         add("chain_verify_cache_full", v.cache_full);
         add("intermediate_pool_full", v.pool_full);
@@ -421,5 +508,226 @@ impl<K: RecordSink> Pipeline<K> {
         s.errors = errors;
         s.inventory = st.inventory.as_ref().map(Inventory::stats);
         summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::analysis::{Correlation, Correlator, Workload};
+    use crate::capture::{FlowKey, TcpFlags};
+    use crate::export::FindingRecord;
+
+    /// An inventory that knows every address as a workload.
+    struct AllWorkloads;
+
+    impl Correlator for AllWorkloads {
+        fn correlate(&mut self, _: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
+            let w = Workload {
+                namespace: Some("default".into()),
+                kind: Some("Pod".into()),
+                name: Some("p".into()),
+            };
+            Correlation {
+                source: Some(w.clone()),
+                destination: Some(w),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Findings(Vec<FindingRecord>);
+
+    impl RecordSink for Findings {
+        fn handshake(&mut self, _: &HandshakeRecord, _: &[Arc<CertInfo>]) {}
+        fn certificate(&mut self, _: &CertInfo) {}
+        fn finding(&mut self, f: &FindingRecord) {
+            self.0.push(f.clone());
+        }
+    }
+
+    fn pipeline(workloads: bool, max_plaintext_flows: usize) -> Pipeline<Findings> {
+        let mut analysis = Analysis::default();
+        if workloads {
+            analysis.set_correlator(Box::new(AllWorkloads));
+        }
+        let cfg = PipelineConfig {
+            max_plaintext_flows,
+            ..Default::default()
+        };
+        Pipeline::with_analysis(cfg, analysis, Findings::default())
+    }
+
+    fn seg<'a>(
+        src: &str,
+        dst: &str,
+        seq: u32,
+        flags: TcpFlags,
+        t: i64,
+        payload: &'a [u8],
+    ) -> Segment<'a> {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        Segment {
+            flow: FlowKey { src, dst },
+            seq,
+            flags,
+            timestamp_us: t,
+            payload,
+        }
+    }
+
+    const SYN: TcpFlags = TcpFlags {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+    };
+    const SYN_ACK: TcpFlags = TcpFlags {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const ACK: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    const RST: TcpFlags = TcpFlags {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: true,
+    };
+
+    /// One connection: SYN from the client (port 8080 on the server, so
+    /// the port heuristic alone would not tell), request, answer, RST.
+    fn exchange(p: &mut Pipeline<Findings>, client: &str, server: &str, req: &[u8], t: i64) {
+        p.segment(&seg(client, server, 100, SYN, t, b""));
+        p.segment(&seg(server, client, 500, SYN_ACK, t + 1, b""));
+        p.segment(&seg(client, server, 101, ACK, t + 2, req));
+        p.segment(&seg(
+            server,
+            client,
+            501,
+            ACK,
+            t + 3,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ));
+        p.segment(&seg(
+            client,
+            server,
+            101 + req.len() as u32,
+            RST,
+            t + 4,
+            b"",
+        ));
+    }
+
+    #[test]
+    fn plaintext_between_workloads_is_one_finding_per_server() {
+        let mut p = pipeline(true, 16);
+        let t = 1_700_000_000_000_000;
+        exchange(
+            &mut p,
+            "10.0.0.2:40000",
+            "10.0.0.1:8080",
+            b"GET / HTTP/1.1\r\n\r\n",
+            t,
+        );
+        exchange(
+            &mut p,
+            "10.0.0.3:40001",
+            "10.0.0.1:8080",
+            b"GET /a HTTP/1.1\r\n\r\n",
+            t + 10,
+        );
+        exchange(
+            &mut p,
+            "10.0.0.2:40002",
+            "10.0.0.9:9000",
+            b"PING\r\n",
+            t + 20,
+        );
+        let (sink, summary) = p.finish();
+        assert_eq!(summary.plaintext_flows, 3);
+        assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
+        let lines: Vec<_> = sink
+            .0
+            .iter()
+            .map(|f| (f.client.port, f.server.port))
+            .collect();
+        assert_eq!(lines, [(40000, 8080), (40002, 9000)]);
+        let first = &sink.0[0];
+        assert_eq!(first.rule, "tls.plaintext");
+        assert_eq!(first.evidence["bytes_to_server"], 18);
+        assert_eq!(first.evidence["bytes_to_client"], 19);
+        assert_eq!(first.time_us, t);
+    }
+
+    #[test]
+    fn tls_and_unknown_peers_are_not_plaintext_findings() {
+        let t = 1_700_000_000_000_000;
+        // Application data first (capture started mid-connection): TLS.
+        let mut p = pipeline(true, 16);
+        exchange(
+            &mut p,
+            "10.0.0.2:40000",
+            "10.0.0.1:443",
+            &[23, 3, 3, 0, 2, 1, 2],
+            t,
+        );
+        let (sink, summary) = p.finish();
+        assert!(sink.0.is_empty());
+        assert_eq!(summary.plaintext_flows, 0);
+        // Plaintext, but no inventory says who the peers are.
+        let mut p = pipeline(false, 16);
+        exchange(&mut p, "10.0.0.2:40000", "10.0.0.1:80", b"GET /", t);
+        let (sink, summary) = p.finish();
+        assert!(sink.0.is_empty());
+        assert_eq!(summary.plaintext_flows, 1);
+        assert!(summary.findings.is_empty());
+    }
+
+    #[test]
+    fn an_open_plaintext_flow_is_reported_at_the_end_of_input() {
+        let mut p = pipeline(true, 16);
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:80");
+        p.segment(&seg(c, s, 1, ACK, 5, b"GET / HTTP/1.1\r\n"));
+        p.segment(&seg(c, s, 17, ACK, 6, b"Host: x\r\n"));
+        let (sink, _) = p.finish();
+        assert_eq!(sink.0.len(), 1);
+        // No SYN seen: the lower port is the server.
+        assert_eq!(sink.0[0].server.port, 80);
+        assert_eq!(sink.0[0].evidence["bytes_to_server"], 25);
+    }
+
+    #[test]
+    fn the_bound_on_plaintext_flows_is_counted() {
+        let mut p = pipeline(true, 2);
+        let t = 1_700_000_000_000_000;
+        // Three connections open at once: the third is not counted.
+        let clients = ["10.0.0.2:40000", "10.0.0.3:40000", "10.0.0.4:40000"];
+        for (i, c) in clients.iter().enumerate() {
+            p.segment(&seg(c, "10.0.0.1:80", 1, ACK, t + i as i64, b"GET /"));
+        }
+        // Once one ended, there is room again.
+        p.segment(&seg(clients[0], "10.0.0.1:80", 6, RST, t + 5, b""));
+        p.segment(&seg(
+            "10.0.0.5:40000",
+            "10.0.0.1:80",
+            1,
+            ACK,
+            t + 6,
+            b"GET /",
+        ));
+        let (_, summary) = p.finish();
+        assert_eq!(summary.plaintext_flows, 3);
+        assert_eq!(summary.errors.get("plaintext_flow_table_full"), Some(&1));
+        assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
     }
 }

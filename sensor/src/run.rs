@@ -9,8 +9,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::analysis::Analysis;
 use crate::capture::live::{
-    Clock, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
-    check_capabilities, decode_event, list_interfaces,
+    Clock, Event, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
+    check_capabilities, decode, list_interfaces, plain_flow,
 };
 use crate::export::otlp::{OtlpSink, SensorSnapshot};
 use crate::export::{RecordSink, Summary};
@@ -141,6 +141,8 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     tokio::pin!(deadline);
     let mut malformed: u64 = 0;
     let mut expired: u64 = 0;
+    let mut plain_expired: u64 = 0;
+    let mut plain_pending_expired: u64 = 0;
     loop {
         opts.health.beat();
         tokio::select! {
@@ -148,8 +150,9 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
-                    match decode_event(&item, clock) {
-                        Some(seg) => pipeline.segment(&seg),
+                    match decode(&item, clock) {
+                        Some(Event::Segment(seg)) => pipeline.segment(&seg),
+                        Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
                         None => malformed += 1,
                     }
                 }
@@ -167,7 +170,14 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 guard.clear_ready();
             }
             _ = sweep.tick() => {
-                expired += programs.expire_flows(mono_ns(), opts.flow_idle.as_nanos() as u64);
+                let idle = opts.flow_idle.as_nanos() as u64;
+                expired += programs.expire_flows(mono_ns(), idle);
+                let (ended, pending) = programs.expire_plain(mono_ns(), idle);
+                plain_pending_expired += pending;
+                plain_expired += ended.len() as u64;
+                for (k, s) in ended {
+                    pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
+                }
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
                     let r = inv.readiness();
@@ -195,8 +205,24 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
             _ = sigint.recv() => break,
         }
     }
+    // Records already in the ring (summaries of connections that just
+    // ended) come before the connections still open.
+    while let Some(item) = ring.get_mut().next() {
+        match decode(&item, clock) {
+            Some(Event::Segment(seg)) => pipeline.segment(&seg),
+            Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
+            None => malformed += 1,
+        }
+    }
+    // Plaintext connections still open end with the capture, as at the end of a file.
+    let (open, _) = programs.expire_plain(mono_ns(), 0);
+    for (k, s) in open {
+        pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
+    }
     let mut kernel = programs.counters();
     kernel.insert("flows_expired", expired);
+    kernel.insert("plain_flows_expired", plain_expired);
+    kernel.insert("plain_pending_expired", plain_pending_expired);
     kernel.insert("malformed_records", malformed);
     programs.detach_all();
     opts.health.set_attached(0);

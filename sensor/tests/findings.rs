@@ -626,7 +626,7 @@ fn plaintext_needs_flow_accounting_and_workloads() {
     let mut c = Conn::default();
     // Handshake evaluation never claims plaintext.
     assert_eq!(rules(&run(&mut a, &c)), Vec::<&str>::new());
-    assert!(a.plaintext(&obs(&c), 1000).findings.is_empty());
+    assert!(a.plaintext(&obs(&c), 1000, 0).findings.is_empty());
     c.correlation.source = Some(Workload {
         namespace: Some("a".into()),
         ..Workload::default()
@@ -635,12 +635,17 @@ fn plaintext_needs_flow_accounting_and_workloads() {
         namespace: Some("b".into()),
         ..Workload::default()
     });
-    let e = a.plaintext(&obs(&c), 1000);
+    let e = a.plaintext(&obs(&c), 1000, 24);
     assert_eq!(rules(&e), vec!["tls.plaintext"]);
     assert_eq!(
         e.findings[0].message,
-        "1000 bytes from 10.0.0.1:40000 to 10.0.0.2:8080 without TLS"
+        "1024 bytes between 10.0.0.1:40000 and 10.0.0.2:8080 without TLS (1000 to the server, 24 back)"
     );
+    assert_eq!(e.first, vec![true]);
+    // Another client of the same server in the same window: no new line.
+    let mut other = obs(&c);
+    other.client = "10.0.0.7:41000".parse().unwrap();
+    assert_eq!(a.plaintext(&other, 5, 5).first, vec![false]);
 }
 
 #[test]

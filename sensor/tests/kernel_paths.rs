@@ -3,18 +3,22 @@
 //! options, IPv6 without extension headers) and the helper-based one (VLAN,
 //! IPv4 options, IPv6 extension headers) must open, follow and ignore flows
 //! alike; a flow user space closes must take its gate slot back to zero,
-//! and a failed insert must not leave the slot raised.
+//! and a failed insert must not leave the slot raised. Connections opened
+//! by a SYN whose first payload is not a ClientHello are counted in PLAIN,
+//! never shipped, and summarised when they end.
 
 use std::net::{IpAddr, SocketAddr};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 use etherparse::{
     IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader,
     PacketBuilder, VlanId,
 };
-use sensor::capture::live::{Clock, FlowTable, decode_event, kernel_key, object};
+use sensor::accounting::PlaintextFlow;
+use sensor::capture::live::{Clock, Event, FlowTable, decode, kernel_key, object};
+use sensor_common::{COUNTERS, Counter, PLAIN_COUNTING, PLAIN_PENDING};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -59,8 +63,29 @@ fn v6(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flags {
+    /// A client's SYN: no ACK.
+    Syn,
+    SynAck,
+    Ack,
+    Fin,
+    Rst,
+}
+
 /// A TCP segment `src` → `dst` on `path`, built with etherparse.
 fn segment(path: Path, src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8]) -> Vec<u8> {
+    segment_with(path, src, dst, seq, Flags::Ack, payload)
+}
+
+fn segment_with(
+    path: Path,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seq: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
     let (s, d) = (src.ip(), dst.ip());
     let ip = match path {
@@ -95,7 +120,14 @@ fn segment(path: Path, src: SocketAddr, dst: SocketAddr, seq: u32, payload: &[u8
             eth.ip(IpHeaders::Ipv6(h, exts))
         }
     };
-    let b = ip.tcp(src.port(), dst.port(), seq, 64240).ack(1);
+    let b = ip.tcp(src.port(), dst.port(), seq, 64240);
+    let b = match flags {
+        Flags::Syn => b.syn(),
+        Flags::SynAck => b.syn().ack(1),
+        Flags::Ack => b.ack(1),
+        Flags::Fin => b.fin().ack(1),
+        Flags::Rst => b.rst().ack(1),
+    };
     let b = if payload.is_empty() { b } else { b.psh() };
     let mut out = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut out, payload).unwrap();
@@ -126,10 +158,15 @@ struct Kernel {
     ebpf: Ebpf,
     flows: FlowTable,
     ring: RingBuf<MapData>,
+    counts: PerCpuArray<MapData, [u64; COUNTERS]>,
 }
 
 impl Kernel {
     fn load(flow_entries: Option<u32>) -> Self {
+        Self::load_with(flow_entries, None)
+    }
+
+    fn load_with(flow_entries: Option<u32>, plain_entries: Option<u32>) -> Self {
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
@@ -139,17 +176,32 @@ impl Kernel {
         if let Some(n) = flow_entries {
             loader.map_max_entries("FLOWS", n);
         }
+        if let Some(n) = plain_entries {
+            loader.map_max_entries("PLAIN", n);
+        }
         let mut ebpf = loader.load(object()).expect("loading the sensor's object");
         let prog: &mut SchedClassifier =
             ebpf.program_mut("tls_tc_eth").unwrap().try_into().unwrap();
         prog.load().expect("the verifier accepts tls_tc_eth");
         let flows = FlowTable::new(
             ebpf.take_map("FLOWS").unwrap(),
+            ebpf.take_map("PLAIN").unwrap(),
             ebpf.take_map("GATE").unwrap(),
         )
-        .expect("FLOWS and GATE");
+        .expect("FLOWS, PLAIN and GATE");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
-        Self { ebpf, flows, ring }
+        let counts = PerCpuArray::try_from(ebpf.take_map("COUNTS").unwrap()).unwrap();
+        Self {
+            ebpf,
+            flows,
+            ring,
+            counts,
+        }
+    }
+
+    fn counter(&self, c: Counter) -> u64 {
+        let per_cpu = self.counts.get(&0, 0).unwrap();
+        per_cpu.iter().map(|cpu| cpu[c as usize]).sum()
     }
 
     fn run(&self, packet: &[u8]) {
@@ -163,14 +215,30 @@ impl Kernel {
         assert_eq!(r.return_value as i32, -1, "TC_ACT_UNSPEC, always");
     }
 
-    /// (source, destination, seq, payload) of every record shipped since the last call.
-    fn shipped(&mut self) -> Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)> {
-        let mut out = Vec::new();
+    /// Segment records as (source, destination, seq, payload), and
+    /// plaintext summaries, shipped since the last call.
+    #[allow(clippy::type_complexity)]
+    fn drain(
+        &mut self,
+    ) -> (
+        Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)>,
+        Vec<PlaintextFlow>,
+    ) {
+        let (mut segs, mut plain) = (Vec::new(), Vec::new());
         while let Some(item) = self.ring.next() {
-            let s = decode_event(&item, Clock::new()).expect("a well-formed record");
-            out.push((s.flow.src, s.flow.dst, s.seq, s.payload.to_vec()));
+            match decode(&item, Clock::new()).expect("a well-formed record") {
+                Event::Segment(s) => segs.push((s.flow.src, s.flow.dst, s.seq, s.payload.to_vec())),
+                Event::Plaintext(f) => plain.push(f),
+            }
         }
-        out
+        (segs, plain)
+    }
+
+    /// Segment records shipped since the last call; there must be no summary.
+    fn shipped(&mut self) -> Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)> {
+        let (segs, plain) = self.drain();
+        assert!(plain.is_empty(), "unexpected plaintext summaries {plain:?}");
+        segs
     }
 }
 
@@ -248,4 +316,139 @@ fn a_failed_insert_leaves_the_gate_closed() {
     assert_eq!(k.flows.gate_count(&kernel_key(second, server)), 0);
     assert_eq!(k.flows.gate_count(&kernel_key(first, server)), 1);
     assert_eq!(k.flows.len(), 1);
+}
+
+#[test]
+fn plaintext_connections_are_counted_never_shipped_and_summarised() {
+    let mut k = Kernel::load(None);
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answer = vec![b'x'; 300];
+    for (i, path) in PATHS.into_iter().enumerate() {
+        let (c, s) = addrs(path);
+        let client = SocketAddr::new(c, 43000 + i as u16);
+        // The server's port is the higher one: only the SYN tells the client.
+        let server = SocketAddr::new(s, 50080);
+        let key = kernel_key(client, server);
+        let state = |k: &Kernel| k.flows.plain_flows().find(|(f, _)| *f == key).map(|x| x.1);
+
+        k.run(&segment_with(path, client, server, 999, Flags::Syn, b""));
+        // Seen twice (loopback, veth pairs): one entry, nothing counted as full.
+        k.run(&segment_with(path, client, server, 999, Flags::Syn, b""));
+        k.run(&segment_with(
+            path,
+            server,
+            client,
+            4999,
+            Flags::SynAck,
+            b"",
+        ));
+        assert_eq!(state(&k).map(|s| s.phase), Some(PLAIN_PENDING), "{path:?}");
+        assert_eq!(k.flows.gate_count(&key), 1, "{path:?}: gate slot");
+
+        k.run(&segment(path, client, server, 1000, request));
+        k.run(&segment(path, client, server, 1000, request));
+        k.run(&segment(path, server, client, 5000, &answer));
+        assert!(k.shipped().is_empty(), "{path:?}: plaintext shipped");
+        let st = state(&k).expect("counting");
+        assert_eq!(st.phase, PLAIN_COUNTING, "{path:?}");
+
+        k.run(&segment_with(
+            path,
+            client,
+            server,
+            1000 + request.len() as u32,
+            Flags::Fin,
+            b"",
+        ));
+        assert!(k.shipped().is_empty(), "{path:?}: one FIN ends nothing");
+        k.run(&segment_with(path, server, client, 5300, Flags::Fin, b""));
+        let (segs, plain) = k.drain();
+        assert!(segs.is_empty());
+        assert_eq!(plain.len(), 1, "{path:?}: one summary");
+        let f = plain[0];
+        assert_eq!((f.client, f.server), (client, server), "{path:?}");
+        assert_eq!(
+            (f.bytes_to_server, f.bytes_to_client),
+            (request.len() as u64, answer.len() as u64),
+            "{path:?}: the duplicate is counted once"
+        );
+        assert!(f.first_us <= f.last_us);
+        assert!(state(&k).is_none(), "{path:?}: entry left after both FINs");
+        assert_eq!(k.flows.gate_count(&key), 0, "{path:?}: gate after the end");
+
+        // A SYN then a ClientHello: the TLS path takes the connection over.
+        let tls_client = SocketAddr::new(c, 44000 + i as u16);
+        let tls_key = kernel_key(tls_client, server);
+        k.run(&segment_with(path, tls_client, server, 9, Flags::Syn, b""));
+        let hello = client_hello();
+        k.run(&segment(path, tls_client, server, 10, &hello));
+        assert_eq!(
+            k.shipped(),
+            vec![(tls_client, server, 10, hello)],
+            "{path:?}"
+        );
+        assert!(k.flows.plain_flows().all(|(f, _)| f != tls_key));
+        assert_eq!(k.flows.gate_count(&tls_key), 1, "{path:?}: FLOWS holds it");
+        assert!(k.flows.remove(&tls_key));
+        assert_eq!(k.flows.gate_count(&tls_key), 0);
+
+        // Refused (RST) before any payload: forgotten, no summary.
+        let refused = SocketAddr::new(c, 45000 + i as u16);
+        let refused_key = kernel_key(refused, server);
+        k.run(&segment_with(path, refused, server, 77, Flags::Syn, b""));
+        k.run(&segment_with(path, server, refused, 0, Flags::Rst, b""));
+        assert!(k.drain().1.is_empty(), "{path:?}: summary without payload");
+        assert_eq!(k.flows.gate_count(&refused_key), 0, "{path:?}");
+    }
+    assert_eq!(k.counter(Counter::PlainOpened), 3 * PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::PlainFlows), PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::PlainSummaries), PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::PlainMapFull), 0);
+    assert_eq!(k.flows.plain_flows().count(), 0);
+}
+
+#[test]
+fn a_full_plain_map_is_counted_and_user_space_expiry_frees_it() {
+    let mut k = Kernel::load_with(None, Some(2));
+    let (c, s) = addrs(Path::V4);
+    let server = SocketAddr::new(s, 80);
+    let clients: Vec<SocketAddr> = (46000..46004).map(|p| SocketAddr::new(c, p)).collect();
+    for a in &clients {
+        k.run(&segment_with(Path::V4, *a, server, 1, Flags::Syn, b""));
+    }
+    assert_eq!(k.counter(Counter::PlainOpened), 2);
+    assert_eq!(k.counter(Counter::PlainMapFull), 2);
+    for a in &clients[2..] {
+        let key = kernel_key(*a, server);
+        // Unless it shares a slot with one of the two that got in.
+        let shared = clients[..2]
+            .iter()
+            .any(|b| kernel_key(*b, server).gate_slot() == key.gate_slot());
+        if !shared {
+            assert_eq!(
+                k.flows.gate_count(&key),
+                0,
+                "a refused insert raised the gate"
+            );
+        }
+    }
+    // A payload on a connection the map had no room for: not followed.
+    k.run(&segment(Path::V4, clients[3], server, 2, b"GET /"));
+    k.run(&segment(Path::V4, clients[0], server, 2, b"GET /"));
+    assert_eq!(k.counter(Counter::PlainFlows), 1);
+    assert!(k.shipped().is_empty());
+    // User space removes them, with their gate slots.
+    for (key, _) in k.flows.plain_flows().collect::<Vec<_>>() {
+        assert!(k.flows.remove_plain(&key));
+        assert_eq!(k.flows.gate_count(&key), 0);
+    }
+    k.run(&segment_with(
+        Path::V4,
+        clients[3],
+        server,
+        1,
+        Flags::Syn,
+        b"",
+    ));
+    assert_eq!(k.counter(Counter::PlainOpened), 3);
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sensor::analyze::analyze;
-use sensor::export::{CertificateRecord, HandshakeRecord, RecordSink, Summary};
+use sensor::export::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};
 use sensor::pipeline::PipelineConfig;
 use sensor::x509::CertInfo;
 use serde_json::Value;
@@ -24,6 +24,10 @@ impl Collect {
     pub fn certificates(&self) -> impl Iterator<Item = &Value> {
         self.lines.iter().filter(|l| l["kind"] == "certificate")
     }
+
+    pub fn findings(&self) -> impl Iterator<Item = &Value> {
+        self.lines.iter().filter(|l| l["kind"] == "finding")
+    }
 }
 
 impl RecordSink for Collect {
@@ -37,6 +41,11 @@ impl RecordSink for Collect {
             serde_json::to_value(CertificateRecord::from(cert))
                 .expect("a certificate record serializes"),
         );
+    }
+
+    fn finding(&mut self, f: &FindingRecord) {
+        self.lines
+            .push(serde_json::to_value(f).expect("a finding record serializes"));
     }
 
     fn finish(&mut self, summary: &Summary) {
@@ -53,10 +62,15 @@ pub struct Analyzed {
 }
 
 pub fn analyze_files(files: &[PathBuf]) -> Analyzed {
+    analyze_with(files, sensor::analysis::Analysis::default())
+}
+
+/// `analyze_files` with an analysis of the caller's (a correlator, a policy).
+pub fn analyze_with(files: &[PathBuf], analysis: sensor::analysis::Analysis) -> Analyzed {
     let out = analyze(
         files,
         PipelineConfig::default(),
-        sensor::analysis::Analysis::default(),
+        analysis,
         Collect::default(),
     );
     Analyzed {

@@ -4,8 +4,11 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use sensor::analysis::{Analysis, Correlation, Correlator, Workload};
+use sensor::export::HandshakeRecord;
+use sensor::x509::CertInfo;
 use serde_json::Value;
-use tests::collect::analyze_files;
+use tests::collect::{analyze_files, analyze_with};
 use tests::compare::{mismatches, parse_lines};
 use tests::pcap_writer::{Noise, PcapWriter, TCP_ACK, TCP_PSH, TCP_SYN, TcpPacket, ipv4_tcp_frame};
 use tests::{captures, data_dir, sensor_cli};
@@ -248,6 +251,134 @@ fn plain_http_is_no_handshake() {
     assert_eq!((s.connections, s.tls_connections, s.handshakes), (1, 0, 0));
     assert!(s.tcp_segments > 5, "the HTTP exchange was read: {s:?}");
     assert!(s.errors.is_empty(), "{:?}", s.errors);
+}
+
+/// Stands in for the Kubernetes inventory: the listed addresses are pods.
+struct Pods(Vec<&'static str>);
+
+impl Pods {
+    fn workload(&self, ip: &str) -> Option<Workload> {
+        self.0.contains(&ip).then(|| Workload {
+            namespace: Some("default".into()),
+            kind: Some("Pod".into()),
+            name: Some(format!("pod-{ip}")),
+        })
+    }
+}
+
+impl Correlator for Pods {
+    fn correlate(&mut self, r: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
+        Correlation {
+            source: self.workload(&r.client.ip),
+            destination: self.workload(&r.server.ip),
+            ..Default::default()
+        }
+    }
+}
+
+fn analysis_with_pods(pods: &[&'static str]) -> Analysis {
+    let mut a = Analysis::default();
+    a.set_correlator(Box::new(Pods(pods.to_vec())));
+    a
+}
+
+/// curl against nginx without TLS, both peers pods: one finding, with the
+/// client that sent the SYN and the bytes each way tshark shows (74 and 153).
+#[test]
+fn plain_http_between_pods_is_tls_plaintext() {
+    let pcap = data_dir().join("plain-http.pcap");
+    let got = analyze_with(
+        std::slice::from_ref(&pcap),
+        analysis_with_pods(&["10.123.0.1", "10.123.0.2"]),
+    );
+    let f: Vec<&Value> = got.records.findings().collect();
+    assert_eq!(f.len(), 1, "{f:?}");
+    let f = f[0];
+    assert_eq!(f["rule"], "tls.plaintext");
+    assert_eq!(f["severity"], "medium");
+    assert_eq!(f["client"]["ip"], "10.123.0.2");
+    assert_eq!(f["server"]["ip"], "10.123.0.1");
+    assert_eq!(f["server"]["port"], 80);
+    assert_eq!(f["evidence"]["bytes_to_server"], 74);
+    assert_eq!(f["evidence"]["bytes_to_client"], 153);
+    assert_eq!(got.summary.plaintext_flows, 1);
+    assert_eq!(got.summary.findings.get("tls.plaintext"), Some(&1));
+    assert!(got.summary.errors.is_empty(), "{:?}", got.summary.errors);
+
+    // One peer unknown to the inventory: not "between workloads".
+    let got = analyze_with(
+        std::slice::from_ref(&pcap),
+        analysis_with_pods(&["10.123.0.1"]),
+    );
+    assert_eq!(got.records.findings().count(), 0);
+    assert_eq!(got.summary.plaintext_flows, 1);
+    // No inventory at all.
+    let got = analyze_files(std::slice::from_ref(&pcap));
+    assert_eq!(got.records.findings().count(), 0);
+}
+
+/// The CLI with a Kubernetes snapshot naming both peers of plain-http.pcap
+/// as pods: the capture read twice is two plaintext connections to one
+/// server endpoint in one window, so one tls.plaintext line (both counted
+/// in the summary), naming the pods. Without the snapshot: none.
+#[test]
+fn plain_http_with_an_inventory_is_one_finding_per_server() {
+    let pcap = data_dir().join("plain-http.pcap");
+    let pods = data_dir().join("plaintext-pods.yaml");
+    let out = sensor_cli::run([
+        "analyze".as_ref(),
+        "--json".as_ref(),
+        "--inventory".as_ref(),
+        pods.as_os_str(),
+        pcap.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    out.assert_no_panic();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines = parse_lines(&out.stdout).expect("JSON lines");
+    let found = kind(&lines, "finding");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let f = found[0];
+    assert_eq!(f["rule"], "tls.plaintext");
+    assert_eq!(
+        f["server"],
+        serde_json::json!({"ip": "10.123.0.1", "port": 80})
+    );
+    assert_eq!(f["source"]["kind"], "pod");
+    assert_eq!(f["source"]["name"], "client");
+    assert_eq!(f["destination"]["name"], "web");
+    assert_eq!(f["destination"]["namespace"], "shop");
+    assert_eq!(f["evidence"]["bytes_to_server"], 74);
+    let summary = kind(&lines, "summary")[0];
+    assert_eq!(summary["plaintext_flows"], 2);
+    assert_eq!(summary["findings"]["tls.plaintext"], 2);
+
+    let out = sensor_cli::run(["analyze".as_ref(), "--json".as_ref(), pcap.as_os_str()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines = parse_lines(&out.stdout).expect("JSON lines");
+    assert!(kind(&lines, "finding").is_empty());
+    assert_eq!(kind(&lines, "summary")[0]["plaintext_flows"], 1);
+}
+
+/// Every TLS capture, peers known as pods: TLS is never plaintext.
+#[test]
+fn tls_captures_are_never_plaintext() {
+    for (name, pcap, _) in captures() {
+        if name == "plain-http" {
+            continue;
+        }
+        let got = analyze_with(
+            std::slice::from_ref(&pcap),
+            analysis_with_pods(&["10.123.0.1", "10.123.0.2", "fd00:123::1", "fd00:123::2"]),
+        );
+        let plain: Vec<&Value> = got
+            .records
+            .findings()
+            .filter(|f| f["rule"] == "tls.plaintext")
+            .collect();
+        assert!(plain.is_empty(), "{name}: {plain:?}");
+        assert_eq!(got.summary.plaintext_flows, 0, "{name}");
+    }
 }
 
 #[test]

@@ -512,3 +512,161 @@ fn without_capabilities_it_names_the_missing_ones() {
         assert!(err.contains(cap), "{cap} not named in: {err}");
     }
 }
+
+/// `python3 -m http.server` in the server namespace (HTTP/1.0: it closes
+/// each connection after the answer).
+fn http_server(ns: &Netns, port: u16) -> Reaped {
+    let mut cmd = ns.cmd("python3");
+    cmd.args(["-m", "http.server", &port.to_string(), "--bind", SERVER4])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let r = Reaped::spawn(&mut cmd);
+    ns.wait_listen(port);
+    r
+}
+
+fn curl(ns: &Netns, url: &str) {
+    run(ns
+        .cmd("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10", url]));
+}
+
+/// Plain HTTP between two namespaces: the kernel follows each connection
+/// from its SYN, counts it without shipping its payload, and summarises it
+/// when it closes; a TLS connection next to it is not plaintext. Live and
+/// `sensor analyze` of a capture of the same traffic count the same flows.
+/// Without an inventory nobody is a workload: no tls.plaintext finding.
+#[test]
+fn plain_http_is_accounted_as_plaintext() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("p");
+    let _http = http_server(&lab.server, 8080);
+    let _tls = s_server(&lab.server, &pki, 4438, "leaf", &[]);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let mut tcpdump = lab.client.cmd("tcpdump");
+    tcpdump
+        .args([
+            "-i",
+            &lab.client_if,
+            "--immediate-mode",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(pcap.path())
+        .arg("tcp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
+    dump.wait_for("listening on", Duration::from_secs(10));
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    for path in ["/", "/nothing-here", "/"] {
+        curl(&lab.client, &format!("http://{SERVER4}:8080{path}"));
+    }
+    s_client(&lab.client, SERVER4, 4438, SNI, &["-tls1_3"]);
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop();
+
+    let s = summary(&lines);
+    assert_eq!(s["plaintext_flows"], 3, "{s}");
+    assert_eq!(kernel(&lines, "plain_flows"), 3);
+    // Both sides closed each connection: the kernel summarised all three.
+    assert_eq!(kernel(&lines, "plain_summaries"), 3);
+    assert_eq!(kernel(&lines, "plain_map_full"), 0);
+    assert_eq!(one(by_sni(&lines, SNI), "tls")["version"], "TLS 1.3");
+    assert!(
+        s["findings"].get("tls.plaintext").is_none(),
+        "no inventory, no workloads: {s}"
+    );
+
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(summary(&offline)["plaintext_flows"], 3);
+}
+
+/// The same with a Kubernetes snapshot naming both namespaces' addresses
+/// as pods: three plaintext connections to one server endpoint are one
+/// tls.plaintext line, with the bytes `sensor analyze` counts in a capture
+/// of the same traffic (with the same snapshot); the TLS connection beside
+/// them raises none.
+#[test]
+fn plain_http_between_pods_is_one_tls_plaintext_finding() {
+    require_root();
+    let pki = pki_with_leaf();
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let lab = Pair::new("q");
+    let _http = http_server(&lab.server, 8081);
+    let _tls = s_server(&lab.server, &pki, 4439, "leaf", &[]);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let mut tcpdump = lab.client.cmd("tcpdump");
+    tcpdump
+        .args([
+            "-i",
+            &lab.client_if,
+            "--immediate-mode",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
+        .arg(pcap.path())
+        .arg("tcp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
+    dump.wait_for("listening on", Duration::from_secs(10));
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    for path in ["/", "/a", "/b"] {
+        curl(&lab.client, &format!("http://{SERVER4}:8081{path}"));
+    }
+    s_client(&lab.client, SERVER4, 4439, SNI, &["-tls1_3"]);
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop();
+
+    let found = of_kind(&lines, "finding");
+    let plain: Vec<_> = found
+        .iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(plain.len(), 1, "{found:#?}");
+    let f = plain[0];
+    assert_eq!(f["client"]["ip"], CLIENT4);
+    assert_eq!(
+        f["server"],
+        serde_json::json!({"ip": SERVER4, "port": 8081})
+    );
+    assert_eq!(f["source"]["name"], "client");
+    assert_eq!(f["destination"]["name"], "web");
+    assert_eq!(summary(&lines)["findings"]["tls.plaintext"], 3);
+
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        "--inventory",
+        pods,
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let off: Vec<_> = of_kind(&offline, "finding")
+        .into_iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(off.len(), 1, "{offline:#?}");
+    assert_eq!(
+        off[0]["client"], f["client"],
+        "the first connection in both"
+    );
+    assert_eq!(off[0]["evidence"], f["evidence"], "live and offline bytes");
+    assert!(f["evidence"]["bytes_to_client"].as_u64().unwrap() > 100);
+}

@@ -4,7 +4,10 @@
 //! and the rules that need it (cert.unmanaged, cert.stale, the managed form
 //! of cert.expiring_soon, per-namespace issuers) stay silent.
 
+use std::net::SocketAddr;
+
 use crate::export::HandshakeRecord;
+use crate::tls::Handshake;
 use crate::x509::CertInfo;
 
 /// RECORDS.md `verdict` for the server's certificate.
@@ -63,12 +66,37 @@ pub struct Correlation {
 /// implements it; `NoInventory` answers "unknown" to everything.
 pub trait Correlator: Send {
     fn correlate(&mut self, record: &HandshakeRecord, leaf: Option<&CertInfo>) -> Correlation;
+
+    /// The same for a connection that had no handshake (flow accounting's
+    /// plaintext flows): by default, `correlate` on an empty record with
+    /// the endpoints and the time.
+    fn correlate_flow(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        time_us: i64,
+    ) -> Correlation {
+        let record = HandshakeRecord::new(
+            &Handshake::default(),
+            client,
+            server,
+            time_us,
+            Vec::new(),
+            Vec::new(),
+        );
+        self.correlate(&record, None)
+    }
 }
 
 pub struct NoInventory;
 
 impl Correlator for NoInventory {
     fn correlate(&mut self, _: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
+        Correlation::default()
+    }
+
+    // Every plaintext connection asks: answered without building a record.
+    fn correlate_flow(&mut self, _: SocketAddr, _: SocketAddr, _: i64) -> Correlation {
         Correlation::default()
     }
 }

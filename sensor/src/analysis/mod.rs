@@ -243,12 +243,18 @@ impl Analysis {
     }
 
     /// `tls.plaintext` for a TCP flow between workloads that carried
-    /// `bytes` without a TLS handshake; flow accounting calls it.
-    pub fn plaintext(&mut self, obs: &Observation<'_>, bytes: u64) -> Evaluation {
+    /// payload without a TLS handshake; flow accounting calls it.
+    pub fn plaintext(
+        &mut self,
+        obs: &Observation<'_>,
+        bytes_to_server: u64,
+        bytes_to_client: u64,
+    ) -> Evaluation {
         let now = self.now(obs.time_us);
-        let found: Vec<Finding> = tls_rules::plaintext_flow(&self.policy, obs, bytes)
-            .into_iter()
-            .collect();
+        let found: Vec<Finding> =
+            tls_rules::plaintext_flow(&self.policy, obs, bytes_to_server, bytes_to_client)
+                .into_iter()
+                .collect();
         let mut eval = Evaluation::default();
         self.finish(obs, now, found, &mut eval);
         eval

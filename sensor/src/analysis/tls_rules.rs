@@ -111,15 +111,20 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fin
             json!({"alert": alert_name(a.description), "level": a.level, "from_client": a.from_client}),
         ));
     }
-    // tls.plaintext needs flow accounting (TCP flows between workloads
-    // that never start a TLS handshake), which capture files and the
-    // handshake pipeline do not provide: the rule exists so policies can
-    // name it, and fires from `plaintext_flow`.
+    // tls.plaintext is not about a handshake: flow accounting feeds
+    // `plaintext_flow` with the connections that never started one.
 }
 
-/// cert.plaintext's finding for a TCP flow between two workloads that
+/// tls.plaintext's finding for a TCP flow between two workloads that
 /// carried payload without a TLS handshake (fed by flow accounting).
-pub fn plaintext_flow(policy: &Policy, obs: &Observation<'_>, bytes: u64) -> Option<Finding> {
+/// Deduplicated per server endpoint: many clients talking plaintext to one
+/// service are one problem to fix, at the service.
+pub fn plaintext_flow(
+    policy: &Policy,
+    obs: &Observation<'_>,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+) -> Option<Finding> {
     if !policy.enabled(Rule::TlsPlaintext) {
         return None;
     }
@@ -127,14 +132,21 @@ pub fn plaintext_flow(policy: &Policy, obs: &Observation<'_>, bytes: u64) -> Opt
     if !both_workloads {
         return None;
     }
-    Some(finding(
+    let bytes = bytes_to_server + bytes_to_client;
+    let mut f = finding(
         policy,
         obs,
         Rule::TlsPlaintext,
         format!(
-            "{} bytes from {} to {} without TLS",
-            bytes, obs.client, obs.server
+            "{bytes} bytes between {} and {} without TLS ({bytes_to_server} to the server, {bytes_to_client} back)",
+            obs.client, obs.server
         ),
-        json!({"bytes": bytes}),
-    ))
+        json!({
+            "bytes": bytes,
+            "bytes_to_server": bytes_to_server,
+            "bytes_to_client": bytes_to_client,
+        }),
+    );
+    f.dedup_key = obs.server.to_string();
+    Some(f)
 }

@@ -254,6 +254,8 @@ pub struct Summary {
     pub tls_connections: u64,
     pub handshakes: u64,
     pub certificates: u64,
+    /// TCP connections that carried payload and never started TLS.
+    pub plaintext_flows: u64,
     /// Findings in handshake records, by rule.
     pub findings: BTreeMap<String, u64>,
     /// Findings suppressed by policy exceptions, by rule.

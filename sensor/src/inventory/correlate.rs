@@ -172,6 +172,20 @@ pub fn correlate(index: &Index, f: &Facts<'_>) -> Correlation {
     }
 }
 
+/// The peers of a connection without a handshake (flow accounting's
+/// plaintext flows): who they are, nothing about certificates.
+pub fn peers(index: &Index, client: SocketAddr, server: SocketAddr) -> Correlation {
+    Correlation {
+        source: index.identify(client.ip(), None),
+        destination: index.identify(server.ip(), Some(server.port())),
+        verdict: None,
+        cert_manager: None,
+        renewal_time: None,
+        not_after: None,
+        inferred: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

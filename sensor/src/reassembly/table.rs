@@ -38,6 +38,12 @@ pub struct ConnMeta {
     pub b: SocketAddr,
     pub first_seen_us: i64,
     pub last_seen_us: i64,
+    /// TCP payload bytes seen per side, retransmissions included: flow
+    /// accounting reads them once the connection is no longer followed.
+    pub payload_bytes: [u64; 2],
+    /// The side that sent a SYN without ACK: the client, when the capture
+    /// saw the connection open.
+    pub syn_from: Option<Side>,
 }
 
 impl ConnMeta {
@@ -240,6 +246,8 @@ impl<S: Default> ConnTable<S> {
                         b: seg.flow.dst,
                         first_seen_us: seg.timestamp_us,
                         last_seen_us: seg.timestamp_us,
+                        payload_bytes: [0, 0],
+                        syn_from: None,
                     },
                     streams: [Stream::default(), Stream::default()],
                     syn_seq: [None, None],
@@ -256,6 +264,10 @@ impl<S: Default> ConnTable<S> {
             Side::B
         };
         let i = side as usize;
+        conn.meta.payload_bytes[i] += seg.payload.len() as u64;
+        if fresh_syn {
+            conn.meta.syn_from.get_or_insert(side);
+        }
         if seg.flags.rst {
             self.close(key, h);
             return;

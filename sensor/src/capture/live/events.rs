@@ -1,7 +1,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use sensor_common::{EVENT_HEADER_LEN, EventHeader, FAMILY_V4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use std::net::SocketAddr;
 
+use sensor_common::{
+    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EventHeader, FAMILY_V4, FlowKey as KernelKey,
+    PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+};
+
+use crate::accounting::PlaintextFlow;
 use crate::capture::{FlowKey, Segment, TcpFlags};
 
 /// Turns the kernel's monotonic timestamps into wall-clock time.
@@ -50,14 +56,64 @@ fn addr(family: u8, words: [u32; 4]) -> IpAddr {
     }
 }
 
-/// One ring-buffer record as a segment; None when the record is malformed.
-pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
+fn header(record: &[u8]) -> Option<EventHeader> {
     if record.len() < EVENT_HEADER_LEN {
         return None;
     }
     // SAFETY: EventHeader is repr(C) plain data; the length was checked and
     // the read is unaligned-safe.
-    let h: EventHeader = unsafe { std::ptr::read_unaligned(record.as_ptr() as *const EventHeader) };
+    Some(unsafe { std::ptr::read_unaligned(record.as_ptr() as *const EventHeader) })
+}
+
+/// One ring-buffer record: a segment, or the summary of a plaintext
+/// connection that ended.
+pub enum Event<'a> {
+    Segment(Segment<'a>),
+    Plaintext(PlaintextFlow),
+}
+
+/// None when the record is malformed.
+pub fn decode(record: &[u8], clock: Clock) -> Option<Event<'_>> {
+    let h = header(record)?;
+    if h.tcp_flags & EVENT_PLAIN_SUMMARY == 0 {
+        return decode_event(record, clock).map(Event::Segment);
+    }
+    if h.len as usize != PLAIN_SUMMARY_LEN {
+        return None;
+    }
+    let body = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + PLAIN_SUMMARY_LEN)?;
+    // SAFETY: PlainSummary is repr(C) plain data; the length was checked.
+    let s: PlainSummary = unsafe { std::ptr::read_unaligned(body.as_ptr() as *const PlainSummary) };
+    Some(Event::Plaintext(PlaintextFlow {
+        client: SocketAddr::new(addr(h.family, h.saddr), h.sport),
+        server: SocketAddr::new(addr(h.family, h.daddr), h.dport),
+        first_us: clock.to_unix_us(s.opened_ns),
+        last_us: clock.to_unix_us(h.ts_ns),
+        bytes_to_server: s.bytes_to_server,
+        bytes_to_client: s.bytes_to_client,
+    }))
+}
+
+/// A plaintext connection user space removed from the PLAIN map (idle,
+/// shutdown), as the kernel's summary would have described it.
+pub fn plain_flow(key: &KernelKey, s: &PlainState, clock: Clock) -> PlaintextFlow {
+    let lo = SocketAddr::new(addr(key.family, key.lo_addr), key.lo_port);
+    let hi = SocketAddr::new(addr(key.family, key.hi_addr), key.hi_port);
+    let c = (s.client & 1) as usize;
+    let (client, server) = if c == 0 { (lo, hi) } else { (hi, lo) };
+    PlaintextFlow {
+        client,
+        server,
+        first_us: clock.to_unix_us(s.opened_ns),
+        last_us: clock.to_unix_us(s.last_ns),
+        bytes_to_server: s.bytes[c],
+        bytes_to_client: s.bytes[c ^ 1],
+    }
+}
+
+/// One ring-buffer record as a segment; None when the record is malformed.
+pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
+    let h = header(record)?;
     let payload = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + h.len as usize)?;
     Some(Segment {
         flow: FlowKey::new(

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use sensor_common::{FlowKey, FlowState, GATE_SLOTS};
+use sensor_common::{FlowKey, FlowState, GATE_SLOTS, PlainState};
 
 use super::LiveError;
 
@@ -75,20 +75,39 @@ impl Drop for Gate {
     }
 }
 
-/// FLOWS and GATE together: every removal goes through here.
+/// FLOWS, PLAIN and GATE together: every removal goes through here.
 pub struct FlowTable {
     flows: BpfHashMap<MapData, FlowKey, FlowState>,
+    plain: BpfHashMap<MapData, FlowKey, PlainState>,
     gate: Gate,
 }
 
 impl FlowTable {
-    /// From the object's FLOWS and GATE maps (taken from the loaded Ebpf).
-    pub fn new(flows: Map, gate: Map) -> Result<Self, LiveError> {
+    /// From the object's FLOWS, PLAIN and GATE maps (taken from the loaded Ebpf).
+    pub fn new(flows: Map, plain: Map, gate: Map) -> Result<Self, LiveError> {
         let flows = BpfHashMap::try_from(flows).map_err(|e| LiveError::Load(e.to_string()))?;
+        let plain = BpfHashMap::try_from(plain).map_err(|e| LiveError::Load(e.to_string()))?;
         Ok(Self {
             flows,
+            plain,
             gate: Gate::new(gate)?,
         })
+    }
+
+    /// Deletes a PLAIN entry, with the same gate rule as `remove`.
+    pub fn remove_plain(&mut self, key: &FlowKey) -> bool {
+        if self.plain.remove(key).is_err() {
+            return false;
+        }
+        self.gate
+            .slot(key.gate_slot())
+            .fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// Every connection in the kernel's PLAIN map.
+    pub fn plain_flows(&self) -> impl Iterator<Item = (FlowKey, PlainState)> + '_ {
+        self.plain.iter().filter_map(Result::ok)
     }
 
     /// Deletes a flow; true if it was there. Only a flow this call deleted

@@ -8,7 +8,7 @@ mod interfaces;
 mod programs;
 
 pub use caps::check_capabilities;
-pub use events::{Clock, decode_event};
+pub use events::{Clock, Event, decode, decode_event, plain_flow};
 pub use flows::FlowTable;
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
 pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, kernel_key, object};

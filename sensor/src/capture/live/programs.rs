@@ -7,8 +7,8 @@ use aya::programs::{SchedClassifier, tc};
 use aya::util::KernelVersion;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
-    COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, FAMILY_V4,
-    FAMILY_V6, FlowKey,
+    COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES,
+    DEFAULT_RING_BYTES, FAMILY_V4, FAMILY_V6, FlowKey, PLAIN_COUNTING, PlainState,
 };
 
 use super::LiveError;
@@ -36,6 +36,8 @@ pub struct LiveConfig {
     pub flow_entries: u32,
     /// Ring buffer bytes (rounded up to a power of two pages by the kernel rules).
     pub ring_bytes: u32,
+    /// Connections followed for plaintext accounting at once.
+    pub plain_entries: u32,
 }
 
 impl Default for LiveConfig {
@@ -44,6 +46,7 @@ impl Default for LiveConfig {
             budget: DEFAULT_BUDGET,
             flow_entries: DEFAULT_FLOW_ENTRIES,
             ring_bytes: DEFAULT_RING_BYTES,
+            plain_entries: DEFAULT_PLAIN_ENTRIES,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Programs {
         let mut ebpf = EbpfLoader::new()
             .override_global("BUDGET", &cfg.budget, true)
             .map_max_entries("FLOWS", cfg.flow_entries)
+            .map_max_entries("PLAIN", cfg.plain_entries)
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .load(OBJECT)
             .map_err(|e| load_err(&e))?;
@@ -123,7 +127,11 @@ impl Programs {
                 .ok_or_else(|| LiveError::Load(format!("map {name} missing from the object")))
         };
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| load_err(&e))?;
-        let flows = FlowTable::new(take(&mut ebpf, "FLOWS")?, take(&mut ebpf, "GATE")?)?;
+        let flows = FlowTable::new(
+            take(&mut ebpf, "FLOWS")?,
+            take(&mut ebpf, "PLAIN")?,
+            take(&mut ebpf, "GATE")?,
+        )?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| load_err(&e))?;
         Ok((
             Self {
@@ -226,6 +234,35 @@ impl Programs {
             }
         }
         n
+    }
+
+    /// Removes PLAIN entries idle for `idle_ns` (all of them when
+    /// `idle_ns` is zero: shutdown). Returns the plaintext ones, to be
+    /// reported as ended, and how many were still waiting for payload.
+    pub fn expire_plain(
+        &mut self,
+        now_mono_ns: u64,
+        idle_ns: u64,
+    ) -> (Vec<(FlowKey, PlainState)>, u64) {
+        let stale: Vec<(FlowKey, PlainState)> = self
+            .flows
+            .plain_flows()
+            .filter(|(_, s)| idle_ns == 0 || now_mono_ns.saturating_sub(s.last_ns) > idle_ns)
+            .collect();
+        let mut ended = Vec::new();
+        let mut pending = 0;
+        for (k, s) in stale {
+            // The kernel may have ended it meanwhile; then its summary says so.
+            if !self.flows.remove_plain(&k) {
+                continue;
+            }
+            if s.phase == PLAIN_COUNTING {
+                ended.push((k, s));
+            } else {
+                pending += 1;
+            }
+        }
+        (ended, pending)
     }
 
     pub fn open_flows(&self) -> usize {
