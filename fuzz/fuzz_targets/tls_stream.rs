@@ -36,6 +36,7 @@ fn config() -> PipelineConfig {
         cert_cache_entries: 8,
         max_plaintext_flows: 2,
         inventory: None,
+        tls_traffic: true,
     }
 }
 

@@ -354,6 +354,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     };
     let pipeline = PipelineConfig {
         inventory: a.kube.inventory(kube.is_some())?,
+        tls_traffic: false,
         ..PipelineConfig::default()
     };
     let health_listen = sensor::health::parse_listen(&a.health_listen)?;

@@ -10,9 +10,10 @@ use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
 use crate::analysis::{AlertSeen, Analysis, Chain, Correlation, Observation, Rule, mesh};
 use crate::capture::Segment;
 use crate::capture::decode::{self, Skip};
+use crate::export::otlp::attributes::TrafficSample;
 use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
-use crate::inventory::Inventory;
 use crate::inventory::correlate::{self, Facts};
+use crate::inventory::{Identity, Inventory};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{Handshake, TlsSession, TlsStats};
 use crate::x509::{CertCache, CertInfo};
@@ -28,6 +29,10 @@ pub struct PipelineConfig {
     pub max_plaintext_flows: usize,
     /// Kubernetes state for correlation (snapshot files or live watches).
     pub inventory: Option<Inventory>,
+    /// Whether a TLS connection's bytes are all seen: true for capture
+    /// files; live capture stops shipping after the handshake, so only
+    /// plaintext flows (counted by the kernel) feed `tls.traffic.bytes`.
+    pub tls_traffic: bool,
 }
 
 impl Default for PipelineConfig {
@@ -38,6 +43,7 @@ impl Default for PipelineConfig {
             cert_cache_entries: 100_000,
             max_plaintext_flows: 1 << 16,
             inventory: None,
+            tls_traffic: true,
         }
     }
 }
@@ -47,6 +53,15 @@ struct Conn {
     tls: TlsSession,
     reported: bool,
     flow: FlowClass,
+    /// Set when the handshake is reported: what the connection's bytes
+    /// are attributed to when it closes.
+    traffic: Option<Box<TrafficTag>>,
+}
+
+struct TrafficTag {
+    mesh: Option<String>,
+    source: Option<Identity>,
+    destination: Option<Identity>,
 }
 
 /// The TLS and certificate stages, as the reassembly table's consumer.
@@ -62,6 +77,7 @@ struct Stages<K> {
     /// and `cert_manager` stay null.
     inventory: Option<Inventory>,
     accounting: Accounting,
+    tls_traffic: bool,
 }
 
 impl<K: RecordSink> Stages<K> {
@@ -128,16 +144,25 @@ impl<K: RecordSink> Stages<K> {
     /// the inventory (or the analysis' correlator) knows both peers as
     /// workloads.
     fn plaintext(&mut self, flow: &PlaintextFlow) {
+        let known = self.inventory.as_ref().filter(|i| i.readiness().peers);
+        let c = known.map(|inv| correlate::peers(&inv.read(), flow.client, flow.server));
+        self.sink.traffic(&TrafficSample {
+            bytes: flow.bytes(),
+            encrypted: false,
+            mesh: None,
+            source: c.as_ref().map(|c| c.source.clone()),
+            destination: c.as_ref().map(|c| c.destination.clone()),
+        });
         if !self.analysis.policy().enabled(Rule::TlsPlaintext) {
             return;
         }
         let mut peers = None;
         let correlation = match &self.inventory {
-            Some(inv) => {
-                if !inv.readiness().peers {
+            Some(_) => {
+                // Listed peers only: before the first lists, "external" would be a guess.
+                let Some(c) = c else {
                     return;
-                }
-                let c = correlate::peers(&inv.read(), flow.client, flow.server);
+                };
                 let for_analysis = c.for_analysis();
                 peers = Some((c.source, c.destination));
                 for_analysis
@@ -262,6 +287,13 @@ impl<K: RecordSink> Stages<K> {
         });
         record.findings = eval.findings.iter().map(Into::into).collect();
         self.sink.handshake(&record, &server_certs);
+        if self.tls_traffic {
+            conn.traffic = Some(Box::new(TrafficTag {
+                mesh: record.mesh.clone(),
+                source: record.source.clone(),
+                destination: record.destination.clone(),
+            }));
+        }
         for (f, first) in eval.findings.iter().zip(&eval.first) {
             if *first {
                 self.sink.finding(&FindingRecord::new(f, &record));
@@ -298,6 +330,15 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
+        if let Some(tag) = conn.traffic.take() {
+            self.sink.traffic(&TrafficSample {
+                bytes: meta.payload_bytes.iter().sum(),
+                encrypted: true,
+                mesh: tag.mesh,
+                source: tag.source,
+                destination: tag.destination,
+            });
+        }
         if self.accounting.close(conn.flow) {
             self.plaintext(&PlaintextFlow::from_meta(&meta));
         }
@@ -338,6 +379,7 @@ impl<K: RecordSink> Pipeline<K> {
                 tls_connections: 0,
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
+                tls_traffic: cfg.tls_traffic,
                 inventory: cfg.inventory,
             },
             summary: Summary {

@@ -269,12 +269,15 @@ pub struct Summary {
     pub inventory: Option<InventoryStats>,
 }
 
-/// Where records go: JSON lines, the table, OTLP later.
+/// Where records go: JSON lines, the table, OTLP.
 pub trait RecordSink {
     fn handshake(&mut self, hs: &HandshakeRecord, certs: &[std::sync::Arc<CertInfo>]);
     fn certificate(&mut self, cert: &CertInfo);
     /// A finding's own line (first of its rule and certificate or flow in
     /// the window); it follows the handshake record that carries it.
     fn finding(&mut self, _finding: &FindingRecord) {}
+    /// Bytes of a connection that ended (`tls.traffic.bytes`); only the
+    /// OTLP sink counts them.
+    fn traffic(&mut self, _sample: &super::otlp::attributes::TrafficSample) {}
     fn finish(&mut self, _summary: &Summary) {}
 }

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::otlp::attributes::TrafficSample;
 use super::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::x509::CertInfo;
 
@@ -20,6 +21,11 @@ impl<A: RecordSink, B: RecordSink> RecordSink for Tee<A, B> {
     fn finding(&mut self, f: &FindingRecord) {
         self.0.finding(f);
         self.1.finding(f);
+    }
+
+    fn traffic(&mut self, t: &TrafficSample) {
+        self.0.traffic(t);
+        self.1.traffic(t);
     }
 
     fn finish(&mut self, summary: &Summary) {
@@ -45,6 +51,12 @@ impl<S: RecordSink> RecordSink for Option<S> {
     fn finding(&mut self, f: &FindingRecord) {
         if let Some(s) = self {
             s.finding(f);
+        }
+    }
+
+    fn traffic(&mut self, t: &TrafficSample) {
+        if let Some(s) = self {
+            s.traffic(t);
         }
     }
 

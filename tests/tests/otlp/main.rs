@@ -1295,3 +1295,55 @@ fn run_exports_live_handshakes_to_rotel() {
         "the JSON lines still reach stdout"
     );
 }
+
+/// TCP payload bytes of a capture, as tshark counts them.
+fn tshark_payload_bytes(pcap: &Path) -> f64 {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(["-T", "fields", "-e", "tcp.len"])
+        .output()
+        .expect("tshark");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `tls.traffic.bytes` from a capture: every byte of a TLS connection is
+/// encrypted traffic, every byte of plain HTTP is not; the totals are the
+/// TCP payload bytes tshark counts in each capture.
+#[test]
+fn analyze_exports_traffic_bytes_by_encryption() {
+    let vm = Victoria::start(None);
+    let data = tests::data_dir();
+    let (plain, tls) = (
+        data.join("plain-http.pcap"),
+        data.join("tls12-rsa-chain.pcap"),
+    );
+    let out = sensor(
+        &[
+            "analyze",
+            "--json",
+            "--otlp",
+            &vm.otlp_base(),
+            "--otlp-protocol",
+            "http/protobuf",
+            plain.to_str().unwrap(),
+            tls.to_str().unwrap(),
+        ],
+        &[("OTEL_LOGS_EXPORTER", "none")],
+    );
+    ok(&out);
+    let series = vm.query_n("sum by (tls_encrypted) (tls_traffic_bytes_total)", 2);
+    let by = |enc: &str| {
+        series
+            .iter()
+            .find(|s| s.labels.get("tls_encrypted").map(String::as_str) == Some(enc))
+            .unwrap_or_else(|| panic!("no tls_encrypted={enc}: {series:?}"))
+            .value
+    };
+    assert_eq!(by("false"), tshark_payload_bytes(&plain));
+    assert_eq!(by("true"), tshark_payload_bytes(&tls));
+}

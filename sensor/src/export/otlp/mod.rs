@@ -754,6 +754,10 @@ impl RecordSink for OtlpSink {
         }
     }
 
+    fn traffic(&mut self, t: &TrafficSample) {
+        self.record_traffic(t);
+    }
+
     fn finish(&mut self, summary: &Summary) {
         self.record_snapshot(SensorSnapshot::from_summary(summary));
     }
