@@ -111,6 +111,28 @@ fn pki_with_leaf() -> Pki {
     pki
 }
 
+/// tcpdump on the client's side of `lab`, writing every TCP packet to
+/// `pcap` as it comes (the last connection is not lost), once listening.
+fn tcpdump(lab: &Pair, pcap: &std::path::Path) -> Watched {
+    let mut cmd = lab.client.cmd("tcpdump");
+    cmd.args([
+        "-i",
+        &lab.client_if,
+        "--immediate-mode",
+        "-U",
+        "-s",
+        "0",
+        "-w",
+    ])
+    .arg(pcap)
+    .arg("tcp")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut dump = Watched::spawn(&mut cmd, tempfile::tempfile().expect("temp"));
+    dump.wait_for("listening on", Duration::from_secs(10));
+    dump
+}
+
 /// The fields of a handshake record that a live run and `sensor analyze`
 /// of a capture of the same traffic must agree on (all but the time).
 fn comparable(h: &Value) -> Value {
@@ -127,23 +149,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
     let _v4 = s_server(&lab.server, &pki, 4431, "leaf", &[]);
     let _v6 = s_server(&lab.server, &pki, 4432, "leaf", &["-6"]);
     let pcap = tempfile::NamedTempFile::new().expect("temp");
-    let mut tcpdump = lab.client.cmd("tcpdump");
-    tcpdump
-        .args([
-            "-i",
-            &lab.client_if,
-            "--immediate-mode",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-            pcap.path().to_str().expect("utf-8"),
-            "tcp",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
-    dump.wait_for("listening on", Duration::from_secs(10));
+    let dump = tcpdump(&lab, pcap.path());
     let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
 
     s_client(&lab.client, SERVER4, 4431, SNI, &["-tls1_2"]);
@@ -546,23 +552,7 @@ fn plain_http_is_accounted_as_plaintext() {
     let _http = http_server(&lab.server, 8080);
     let _tls = s_server(&lab.server, &pki, 4438, "leaf", &[]);
     let pcap = tempfile::NamedTempFile::new().expect("temp");
-    let mut tcpdump = lab.client.cmd("tcpdump");
-    tcpdump
-        .args([
-            "-i",
-            &lab.client_if,
-            "--immediate-mode",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(pcap.path())
-        .arg("tcp")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
-    dump.wait_for("listening on", Duration::from_secs(10));
+    let dump = tcpdump(&lab, pcap.path());
     let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
     for path in ["/", "/nothing-here", "/"] {
         curl(&lab.client, &format!("http://{SERVER4}:8080{path}"));
@@ -608,23 +598,7 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     let _http = http_server(&lab.server, 8081);
     let _tls = s_server(&lab.server, &pki, 4439, "leaf", &[]);
     let pcap = tempfile::NamedTempFile::new().expect("temp");
-    let mut tcpdump = lab.client.cmd("tcpdump");
-    tcpdump
-        .args([
-            "-i",
-            &lab.client_if,
-            "--immediate-mode",
-            "-U",
-            "-s",
-            "0",
-            "-w",
-        ])
-        .arg(pcap.path())
-        .arg("tcp")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut dump = Watched::spawn(&mut tcpdump, tempfile::tempfile().expect("temp"));
-    dump.wait_for("listening on", Duration::from_secs(10));
+    let dump = tcpdump(&lab, pcap.path());
     let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
     for path in ["/", "/a", "/b"] {
         curl(&lab.client, &format!("http://{SERVER4}:8081{path}"));
