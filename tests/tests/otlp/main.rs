@@ -1330,12 +1330,21 @@ fn analyze_exports_traffic_bytes_by_encryption() {
             &vm.otlp_base(),
             "--otlp-protocol",
             "http/protobuf",
+            "--inventory",
+            data.join("plaintext-pods.yaml").to_str().unwrap(),
             plain.to_str().unwrap(),
             tls.to_str().unwrap(),
         ],
         &[("OTEL_LOGS_EXPORTER", "none")],
     );
     ok(&out);
+    // The plaintext flows between the snapshot's pods: one finding line,
+    // counted on tls.findings like a handshake's findings.
+    let plaintext = vm.query_n(
+        "sum by (tls_finding_rule, k8s_dst_owner_name) (tls_findings_total{tls_finding_rule=\"tls.plaintext\"})",
+        1,
+    );
+    assert_eq!(plaintext[0].value, 1.0, "{plaintext:?}");
     let series = vm.query_n("sum by (tls_encrypted) (tls_traffic_bytes_total)", 2);
     let by = |enc: &str| {
         series

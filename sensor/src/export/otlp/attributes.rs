@@ -6,7 +6,7 @@
 //! - `"none"`: seen, and absent (no ALPN chosen, no mesh, no cert-manager object).
 
 use super::cardinality::{AttrValue, Attrs};
-use crate::export::records::{Finding, HandshakeRecord};
+use crate::export::records::{Finding, FindingRecord, HandshakeRecord};
 use crate::inventory::{Identity, PeerKind};
 use crate::x509::CertInfo;
 
@@ -212,6 +212,17 @@ pub const CERTIFICATE_GAUGE_EXEMPT: &[&str] = &[
 
 pub fn finding(hs: &HandshakeRecord, f: &Finding) -> Attrs {
     let (dst_ns, dst_owner) = peer(hs.destination.as_ref());
+    vec![
+        ("tls.finding.rule", AttrValue::str(&f.rule)),
+        ("tls.finding.severity", AttrValue::str(&f.severity)),
+        ("k8s.dst.namespace", AttrValue::Str(dst_ns)),
+        ("k8s.dst.owner.name", AttrValue::Str(dst_owner)),
+    ]
+}
+
+/// `tls.findings` attributes of a finding line without a handshake record.
+pub fn finding_line(f: &FindingRecord) -> Attrs {
+    let (dst_ns, dst_owner) = peer(f.destination.as_ref());
     vec![
         ("tls.finding.rule", AttrValue::str(&f.rule)),
         ("tls.finding.severity", AttrValue::str(&f.severity)),

@@ -34,6 +34,7 @@ pub use self::config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 use self::queue::{BoundedLogProcessor, ExportStats, FailureLog, QueueConfig};
 use self::transport::{CountingMetricExporter, TransportError};
 use self::window::{CertSighting, CertWindow, DedupWindow, StreamClock};
+use crate::analysis::Rule;
 use crate::export::metric_names;
 use crate::export::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
 use crate::inventory::Phase;
@@ -749,6 +750,16 @@ impl RecordSink for OtlpSink {
     /// The analysis stage sends each finding once per its window; the
     /// `tls.findings` counter counts every occurrence from the handshakes.
     fn finding(&mut self, f: &FindingRecord) {
+        // Findings of a handshake are counted with it; a plaintext flow has
+        // no handshake record, so its finding line is counted here (one per
+        // server endpoint and window, not per connection).
+        if f.rule_id == Some(Rule::TlsPlaintext) {
+            let attrs = self
+                .shared
+                .lock()
+                .limit(M_FINDINGS, attributes::finding_line(f));
+            self.instruments.findings.add(1, &attrs);
+        }
         if let Some(l) = &self.logger {
             l.emit(logs::finding(l, f));
         }
