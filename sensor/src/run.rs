@@ -91,15 +91,29 @@ fn mono_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn kernel_totals(programs: &Programs, expired: u64, malformed: u64) -> BTreeMap<String, u64> {
-    let mut k: BTreeMap<String, u64> = programs
-        .counters()
-        .iter()
-        .map(|(k, v)| (k.to_string(), *v))
-        .collect();
-    k.insert("flows_expired".into(), expired);
-    k.insert("malformed_records".into(), malformed);
-    k
+/// What user space counts of the capture, beside the kernel's counters.
+#[derive(Default)]
+struct UserCounts {
+    expired: u64,
+    plain_expired: u64,
+    plain_pending_expired: u64,
+    malformed: u64,
+}
+
+impl UserCounts {
+    /// The kernel's counters with these added: the summary's `kernel`.
+    fn with_kernel(&self, programs: &Programs) -> KernelCounters {
+        let mut k = programs.counters();
+        k.insert("flows_expired", self.expired);
+        k.insert("plain_flows_expired", self.plain_expired);
+        k.insert("plain_pending_expired", self.plain_pending_expired);
+        k.insert("malformed_records", self.malformed);
+        k
+    }
+}
+
+fn named(k: &KernelCounters) -> BTreeMap<String, u64> {
+    k.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
@@ -139,10 +153,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
         }
     };
     tokio::pin!(deadline);
-    let mut malformed: u64 = 0;
-    let mut expired: u64 = 0;
-    let mut plain_expired: u64 = 0;
-    let mut plain_pending_expired: u64 = 0;
+    let mut counts = UserCounts::default();
     loop {
         opts.health.beat();
         tokio::select! {
@@ -153,7 +164,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     match decode(&item, clock) {
                         Some(Event::Segment(seg)) => pipeline.segment(&seg),
                         Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
-                        None => malformed += 1,
+                        None => counts.malformed += 1,
                     }
                 }
                 guard.clear_ready();
@@ -171,10 +182,10 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
             }
             _ = sweep.tick() => {
                 let idle = opts.flow_idle.as_nanos() as u64;
-                expired += programs.expire_flows(mono_ns(), idle);
+                counts.expired += programs.expire_flows(mono_ns(), idle);
                 let (ended, pending) = programs.expire_plain(mono_ns(), idle);
-                plain_pending_expired += pending;
-                plain_expired += ended.len() as u64;
+                counts.plain_pending_expired += pending;
+                counts.plain_expired += ended.len() as u64;
                 for (k, s) in ended {
                     pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
                 }
@@ -185,7 +196,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 }
                 if let Some(t) = &opts.telemetry {
                     let mut s = pipeline.totals();
-                    s.kernel = kernel_totals(&programs, expired, malformed);
+                    s.kernel = named(&counts.with_kernel(&programs));
                     t.record_snapshot(SensorSnapshot::from_summary(&s));
                 }
             }
@@ -211,7 +222,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
         match decode(&item, clock) {
             Some(Event::Segment(seg)) => pipeline.segment(&seg),
             Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
-            None => malformed += 1,
+            None => counts.malformed += 1,
         }
     }
     // Plaintext connections still open end with the capture, as at the end of a file.
@@ -219,15 +230,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     for (k, s) in open {
         pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
     }
-    let mut kernel = programs.counters();
-    kernel.insert("flows_expired", expired);
-    kernel.insert("plain_flows_expired", plain_expired);
-    kernel.insert("plain_pending_expired", plain_pending_expired);
-    kernel.insert("malformed_records", malformed);
+    let kernel = counts.with_kernel(&programs);
     programs.detach_all();
     opts.health.set_attached(0);
     let (sink, summary) = pipeline.finish_with(|s| {
-        s.kernel = kernel.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        s.kernel = named(&kernel);
     });
     if let Some(t) = &opts.telemetry {
         t.record_snapshot(SensorSnapshot::from_summary(&summary));

@@ -211,21 +211,19 @@ pub const CERTIFICATE_GAUGE_EXEMPT: &[&str] = &[
 ];
 
 pub fn finding(hs: &HandshakeRecord, f: &Finding) -> Attrs {
-    let (dst_ns, dst_owner) = peer(hs.destination.as_ref());
-    vec![
-        ("tls.finding.rule", AttrValue::str(&f.rule)),
-        ("tls.finding.severity", AttrValue::str(&f.severity)),
-        ("k8s.dst.namespace", AttrValue::Str(dst_ns)),
-        ("k8s.dst.owner.name", AttrValue::Str(dst_owner)),
-    ]
+    finding_attrs(&f.rule, &f.severity, hs.destination.as_ref())
 }
 
 /// `tls.findings` attributes of a finding line without a handshake record.
 pub fn finding_line(f: &FindingRecord) -> Attrs {
-    let (dst_ns, dst_owner) = peer(f.destination.as_ref());
+    finding_attrs(&f.rule, &f.severity, f.destination.as_ref())
+}
+
+fn finding_attrs(rule: &str, severity: &str, destination: Option<&Identity>) -> Attrs {
+    let (dst_ns, dst_owner) = peer(destination);
     vec![
-        ("tls.finding.rule", AttrValue::str(&f.rule)),
-        ("tls.finding.severity", AttrValue::str(&f.severity)),
+        ("tls.finding.rule", AttrValue::str(rule)),
+        ("tls.finding.severity", AttrValue::str(severity)),
         ("k8s.dst.namespace", AttrValue::Str(dst_ns)),
         ("k8s.dst.owner.name", AttrValue::Str(dst_owner)),
     ]
