@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis::Analysis;
 use crate::capture::pcap::{CaptureFileError, read_file};
-use crate::export::{RecordSink, Summary};
+use crate::export::{RecordSink, RunStats, Summary};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 /// Inputs smaller than this finish before a progress bar is worth drawing.
@@ -15,6 +15,8 @@ const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 pub struct AnalyzeOutcome<K> {
     pub sink: K,
+    pub stats: RunStats,
+    /// `stats` as the summary line renders them.
     pub summary: Summary,
     /// Files that could not be read at all, with the reason.
     pub failed: Vec<CaptureFileError>,
@@ -55,14 +57,14 @@ pub fn analyze<K: RecordSink>(
         done_before += path.metadata().map(|m| m.len()).unwrap_or(0);
         match outcome {
             Ok(o) => {
-                pipeline.note_file();
+                pipeline.capture_stats().files += 1;
                 if let Some(why) = o.damaged {
                     tracing::warn!(file = %path.display(), "capture damaged after {} frames: {why}", o.frames);
-                    pipeline.count_error("capture_file_damaged");
+                    pipeline.capture_stats().files_damaged += 1;
                 }
             }
             Err(e) => {
-                pipeline.count_error("capture_file_unreadable");
+                pipeline.capture_stats().files_unreadable += 1;
                 failed.push(e);
             }
         }
@@ -70,10 +72,11 @@ pub fn analyze<K: RecordSink>(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let (sink, summary) = pipeline.finish();
+    let (sink, stats) = pipeline.finish();
     AnalyzeOutcome {
         sink,
-        summary,
+        summary: Summary::from(&stats),
+        stats,
         failed,
     }
 }

@@ -255,14 +255,15 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.max_handshake_message = a.max_handshake_message;
     let analysis = build_analysis(&a.analysis, Clock::PacketTime)?;
     let api = a.kube.wants_api();
-    cfg.inventory = a.kube.inventory(api)?;
-    if api && let Some(inv) = &cfg.inventory {
+    let inventory = a.kube.inventory(api)?;
+    if api && let Some(inv) = &inventory {
         let timeout = seconds("kube-timeout", a.kube_timeout)?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(watch::list_once(inv, &a.kube.watch_config(), timeout))?;
     }
+    let cfg = cfg.with_inventory(inventory);
     let otlp = match OtlpConfig::from_args(&a.otlp, &ProcessEnv)? {
         Some(c) => Some(OtlpExporter::new(c)?),
         None => None,
@@ -356,10 +357,10 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         None => None,
     };
     let pipeline = PipelineConfig {
-        inventory: a.kube.inventory(kube.is_some())?,
         tls_traffic: false,
         ..PipelineConfig::default()
-    };
+    }
+    .with_inventory(a.kube.inventory(kube.is_some())?);
     let health_listen = sensor::health::parse_listen(&a.health_listen)?;
     let health = sensor::health::Health::new();
     // With live watches, ready means the first lists are in as well.
@@ -428,7 +429,7 @@ fn run_policy_check(file: PathBuf, now: Option<i64>) -> Result<ExitCode> {
         println!(
             "{}: note: exceptions[{i}] expired on {} and no longer applies ({})",
             file.display(),
-            sensor::export::timefmt::seconds(e.expires.unwrap_or_default()),
+            sensor::model::time::seconds(e.expires.unwrap_or_default()),
             e.reason
         );
     }

@@ -1,24 +1,25 @@
 //! Wires the stages for one source of segments: reassembly → TLS → x509 →
-//! analysis → a record sink. The same pipeline serves capture files and
-//! live capture.
+//! mesh → correlation → inference → analysis → a record sink. The same
+//! pipeline serves capture files and live capture.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::accounting::{Accounting, FlowClass, PlaintextFlow};
-use crate::analysis::{AlertSeen, Analysis, Chain, Correlation, Observation, Rule, mesh};
-use crate::capture::Segment;
+use crate::analysis::trust_refresh::TrustRefresh;
+use crate::analysis::{Analysis, mesh};
 use crate::capture::decode::{self, Skip};
-use crate::export::otlp::attributes::TrafficSample;
-use crate::export::{FindingRecord, HandshakeRecord, RecordSink, Summary};
-use crate::inventory::correlate::{self, Facts};
-use crate::inventory::{Identity, Inventory};
+use crate::capture::{CaptureStats, Segment};
+use crate::export::{RecordSink, RunStats};
+use crate::inventory::{Inventory, inference};
+use crate::model::{
+    Certificate, CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer,
+    ProtocolVersion,
+};
+use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
-use crate::tls::{Handshake, TlsSession, TlsStats};
-use crate::x509::{CertCache, CertInfo};
+use crate::tls::{TlsSession, TlsStats};
+use crate::x509::CertCache;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineConfig {
     pub reassembly: ReassemblyConfig,
     /// Largest handshake message followed (a Certificate message of a long chain).
@@ -27,7 +28,10 @@ pub struct PipelineConfig {
     pub cert_cache_entries: usize,
     /// Plaintext connections counted at once (flow accounting).
     pub max_plaintext_flows: usize,
-    /// Kubernetes state for correlation (snapshot files or live watches).
+    /// Who the peers are and what issued their certificates: the
+    /// Kubernetes inventory, or `NoInventory`.
+    pub correlator: Arc<dyn Correlator>,
+    /// The inventory behind `correlator`, for its statistics in the summary.
     pub inventory: Option<Inventory>,
     /// Whether a TLS connection's bytes are all seen: true for capture
     /// files; live capture stops shipping after the handshake, so only
@@ -42,9 +46,21 @@ impl Default for PipelineConfig {
             max_handshake_message: 1 << 20,
             cert_cache_entries: 100_000,
             max_plaintext_flows: 1 << 16,
+            correlator: Arc::new(NoInventory),
             inventory: None,
             tls_traffic: true,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// Correlates with the inventory, when there is one.
+    pub fn with_inventory(mut self, inventory: Option<Inventory>) -> Self {
+        if let Some(inv) = &inventory {
+            self.correlator = Arc::new(inv.clone());
+        }
+        self.inventory = inventory;
+        self
     }
 }
 
@@ -59,159 +75,53 @@ struct Conn {
 }
 
 struct TrafficTag {
-    mesh: Option<String>,
-    source: Option<Identity>,
-    destination: Option<Identity>,
+    version: Option<ProtocolVersion>,
+    mesh: Option<Mesh>,
+    source: Option<Peer>,
+    destination: Option<Peer>,
 }
 
-/// The TLS and certificate stages, as the reassembly table's consumer.
+/// The stages after reassembly, as the reassembly table's consumer.
 struct Stages<K> {
     sink: K,
     certs: CertCache,
     analysis: Analysis,
+    correlator: Arc<dyn Correlator>,
     tls: TlsStats,
     max_message: usize,
     tls_connections: u64,
     handshakes: u64,
-    /// Kubernetes state; without it `source`, `destination`, `verdict`
-    /// and `cert_manager` stay null.
-    inventory: Option<Inventory>,
     accounting: Accounting,
     tls_traffic: bool,
 }
 
 impl<K: RecordSink> Stages<K> {
-    /// Mesh, inventory identities, verdict, and (TLS 1.3) the inferred
-    /// certificate, which joins the chain and the certificate records; its
-    /// DER is returned so the rules judge it like an observed one. Returns
-    /// what the findings rules need of the correlation.
-    fn correlate(
+    /// The parsed certificates of a chain; first sightings are noted on
+    /// the connection so their records precede it.
+    fn chain(
         &mut self,
-        record: &mut HandshakeRecord,
-        client: SocketAddr,
-        server: SocketAddr,
-        server_certs: &mut Vec<Arc<CertInfo>>,
-    ) -> (Correlation, Option<Arc<[u8]>>) {
-        if let Some(m) = mesh::classify(
-            record.sni.as_deref(),
-            &record.alpn_offered,
-            record.server.port,
-        ) {
-            record.mesh = Some(m.kind.name().to_string());
-            record.mesh_identity = m.identity;
-        }
-        let Some(inv) = &self.inventory else {
-            let leaf = server_certs.first().map(|c| c.as_ref());
-            return (self.analysis.correlator().correlate(record, leaf), None);
-        };
-        let ready = inv.readiness();
-        if !ready.peers {
-            return (Correlation::default(), None);
-        }
-        let mut c = correlate::correlate(
-            &inv.read(),
-            &Facts {
-                client,
-                server,
-                sni: record.sni.as_deref(),
-                leaf_sha256: record.server_chain.first().map(String::as_str),
-            },
-        );
-        if !ready.certificates {
-            c.without_certificates();
-        }
-        let mut inferred = None;
-        if let Some(leaf) = c.inferred.take() {
-            let (info, first) = self.certs.get(&leaf.der);
-            if first {
-                self.sink.certificate(&info);
-            }
-            record.server_chain = vec![info.sha256.clone()];
-            server_certs.clear();
-            server_certs.push(info);
-            record.certificate_source = Some("inferred");
-            inferred = Some(leaf.der);
-        }
-        let for_analysis = c.for_analysis();
-        record.source = Some(c.source);
-        record.destination = Some(c.destination);
-        record.verdict = c.verdict;
-        record.cert_manager = c.cert_manager;
-        (for_analysis, inferred)
+        ders: &[Vec<u8>],
+        new: &mut Vec<Arc<Certificate>>,
+    ) -> Vec<Arc<Certificate>> {
+        ders.iter()
+            .map(|der| {
+                let (cert, first) = self.certs.get(der);
+                if first {
+                    new.push(cert.clone());
+                }
+                cert
+            })
+            .collect()
     }
 
-    /// An ended connection that never started TLS: `tls.plaintext` when
-    /// the inventory (or the analysis' correlator) knows both peers as
-    /// workloads.
-    fn plaintext(&mut self, flow: &PlaintextFlow) {
-        let known = self.inventory.as_ref().filter(|i| i.readiness().peers);
-        let c = known.map(|inv| correlate::peers(&inv.read(), flow.client, flow.server));
-        self.sink.traffic(&TrafficSample {
-            bytes: flow.bytes(),
-            encrypted: false,
-            mesh: None,
-            source: c.as_ref().map(|c| c.source.clone()),
-            destination: c.as_ref().map(|c| c.destination.clone()),
-        });
-        if !self.analysis.policy().enabled(Rule::TlsPlaintext) {
-            return;
-        }
-        let mut peers = None;
-        let correlation = match &self.inventory {
-            Some(_) => {
-                // Listed peers only: before the first lists, "external" would be a guess.
-                let Some(c) = c else {
-                    return;
-                };
-                let for_analysis = c.for_analysis();
-                peers = Some((c.source, c.destination));
-                for_analysis
-            }
-            None => {
-                self.analysis
-                    .correlator()
-                    .correlate_flow(flow.client, flow.server, flow.first_us)
-            }
-        };
-        let eval = self.analysis.plaintext(
-            &Observation {
-                time_us: flow.first_us,
-                client: flow.client,
-                server: flow.server,
-                sni: None,
-                mesh: None,
-                version: None,
-                cipher: None,
-                alert: None,
-                server_chain: Chain::EMPTY,
-                client_chain: Chain::EMPTY,
-                correlation: &correlation,
-            },
-            flow.bytes_to_server,
-            flow.bytes_to_client,
-        );
-        if !eval.first.contains(&true) {
-            return;
-        }
-        // A finding line takes a handshake record: an empty one carries the
-        // endpoints, the time and who the peers are (it is not printed).
-        let mut record = HandshakeRecord::new(
-            &Handshake::default(),
-            flow.client,
-            flow.server,
-            flow.first_us,
-            Vec::new(),
-            Vec::new(),
-        );
-        if let Some((source, destination)) = peers {
-            record.source = Some(source);
-            record.destination = Some(destination);
-        }
-        for (f, first) in eval.findings.iter().zip(&eval.first) {
-            if *first {
-                self.sink.finding(&FindingRecord::new(f, &record));
-            }
-        }
+    /// An ended connection that never started TLS: who its peers are,
+    /// and `tls.plaintext` when both are workloads.
+    fn plaintext(&mut self, mut flow: Flow) {
+        let peers = self.correlator.peers(flow.client, flow.server);
+        flow.source = peers.source;
+        flow.destination = peers.destination;
+        self.analysis.plaintext(&mut flow);
+        self.sink.flow(&flow);
     }
 
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
@@ -224,80 +134,31 @@ impl<K: RecordSink> Stages<K> {
         conn.reported = true;
         self.handshakes += 1;
         let hs = &conn.tls.handshake;
-        let mut chain_fps = |ders: &[Vec<u8>], keep: &mut Vec<Arc<CertInfo>>| -> Vec<String> {
-            ders.iter()
-                .map(|der| {
-                    let (info, first) = self.certs.get(der);
-                    if first {
-                        self.sink.certificate(&info);
-                    }
-                    let fp = info.sha256.clone();
-                    keep.push(info);
-                    fp
-                })
-                .collect()
-        };
-        let mut server_certs = Vec::new();
-        let server_chain = chain_fps(&hs.server_chain, &mut server_certs);
-        let mut client_certs = Vec::new();
-        let client_chain = chain_fps(&hs.client_chain, &mut client_certs);
-        let mut record = HandshakeRecord::new(
-            hs,
+        let mut c = Connection::new(
             meta.addr(client),
             meta.addr(client.other()),
             meta.first_seen_us,
-            server_chain,
-            client_chain,
         );
-        let (correlation, inferred) = self.correlate(
-            &mut record,
-            meta.addr(client),
-            meta.addr(client.other()),
-            &mut server_certs,
-        );
-        let inferred_chain: Vec<Vec<u8>> = inferred.iter().map(|d| d.to_vec()).collect();
-        let server_ders = if inferred.is_some() {
-            &inferred_chain
-        } else {
-            &hs.server_chain
-        };
-        let (sni, mesh) = (record.sni.clone(), record.mesh.clone());
-        let eval = self.analysis.evaluate(&Observation {
-            time_us: meta.first_seen_us,
-            client: meta.addr(client),
-            server: meta.addr(client.other()),
-            sni: sni.as_deref(),
-            mesh: mesh.as_deref(),
-            version: hs.version(),
-            cipher: hs.server_hello.as_ref().map(|s| s.cipher),
-            alert: hs.alert.map(|description| AlertSeen {
-                description,
-                level: hs.alert_level,
-                from_client: hs.alert_from_client,
-            }),
-            server_chain: Chain {
-                ders: server_ders,
-                certs: &server_certs,
-            },
-            client_chain: Chain {
-                ders: &hs.client_chain,
-                certs: &client_certs,
-            },
-            correlation: &correlation,
-        });
-        record.findings = eval.findings.iter().map(Into::into).collect();
-        self.sink.handshake(&record, &server_certs);
+        c.handshake = hs.facts();
+        let mut new = Vec::new();
+        c.server_chain = self.chain(&hs.server_chain, &mut new);
+        c.client_chain = self.chain(&hs.client_chain, &mut new);
+        c.new_certificates = new;
+        if !c.server_chain.is_empty() || !c.client_chain.is_empty() {
+            c.certificate_source = Some(CertificateSource::Observed);
+        }
+        mesh::apply(&mut c);
+        c.correlation = self.correlator.correlate(&c);
+        inference::apply(&mut c, &mut self.certs);
+        self.analysis.evaluate(&mut c);
+        self.sink.connection(&c);
         if self.tls_traffic {
             conn.traffic = Some(Box::new(TrafficTag {
-                mesh: record.mesh.clone(),
-                source: record.source.clone(),
-                destination: record.destination.clone(),
+                version: c.handshake.version,
+                mesh: c.mesh,
+                source: c.correlation.source,
+                destination: c.correlation.destination,
             }));
-        }
-        for (f, first) in eval.findings.iter().zip(&eval.first) {
-            if *first {
-                self.sink.finding(&FindingRecord::new(f, &record));
-            }
         }
     }
 }
@@ -331,16 +192,16 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
         if let Some(tag) = conn.traffic.take() {
-            self.sink.traffic(&TrafficSample {
-                bytes: meta.payload_bytes.iter().sum(),
-                encrypted: true,
-                mesh: tag.mesh,
-                source: tag.source,
-                destination: tag.destination,
-            });
+            let mut flow = flow_of(&meta);
+            flow.encrypted = true;
+            flow.version = tag.version;
+            flow.mesh = tag.mesh;
+            flow.source = tag.source;
+            flow.destination = tag.destination;
+            self.sink.flow(&flow);
         }
         if self.accounting.close(conn.flow) {
-            self.plaintext(&PlaintextFlow::from_meta(&meta));
+            self.plaintext(flow_of(&meta));
         }
     }
 }
@@ -349,15 +210,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 pub struct Pipeline<K: RecordSink> {
     table: ConnTable<Conn>,
     stages: Stages<K>,
-    summary: Summary,
-    skips: BTreeMap<&'static str, u64>,
-    /// Cluster CA bundles already given to the trust store (by content hash).
-    trust_seen: HashSet<u64>,
-}
-
-fn pem_key(pem: &str) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(pem)
+    capture: CaptureStats,
+    trust: TrustRefresh,
+    inventory: Option<Inventory>,
 }
 
 impl<K: RecordSink> Pipeline<K> {
@@ -374,67 +229,39 @@ impl<K: RecordSink> Pipeline<K> {
                 sink,
                 certs: CertCache::new(cfg.cert_cache_entries),
                 analysis,
+                correlator: cfg.correlator,
                 tls: TlsStats::default(),
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
                 tls_traffic: cfg.tls_traffic,
-                inventory: cfg.inventory,
             },
-            summary: Summary {
-                kind: "summary",
-                ..Default::default()
-            },
-            skips: BTreeMap::new(),
-            trust_seen: HashSet::new(),
+            capture: CaptureStats::default(),
+            trust: TrustRefresh::default(),
+            inventory: cfg.inventory,
         };
         p.refresh_trust();
         p
     }
 
-    /// Adds the cluster's published CA bundles (trust-manager Bundles,
-    /// `ca.crt` of TLS Secrets) to the trust anchors. Anchors are only
-    /// added: one that leaves the cluster stays trusted until restart,
-    /// which errs towards fewer `cert.untrusted` findings, not more.
+    /// Adds the CA bundles the correlator knows of to the trust anchors.
     pub fn refresh_trust(&mut self) {
-        let Some(inv) = &self.stages.inventory else {
-            return;
-        };
-        for pem in inv.trust_pems() {
-            if !self.trust_seen.insert(pem_key(&pem)) {
-                continue;
-            }
-            if let Err(e) = self
-                .stages
-                .analysis
-                .trust_mut()
-                .add_bundle(pem.as_bytes(), "cluster bundle")
-            {
-                if !self.skips.contains_key("trust_bundle_bad") {
-                    tracing::warn!(error = %e, "a cluster CA bundle is not usable; skipped (logged once)");
-                }
-                *self.skips.entry("trust_bundle_bad").or_default() += 1;
-            }
-        }
+        let st = &mut self.stages;
+        self.trust
+            .refresh(st.correlator.as_ref(), st.analysis.trust_mut());
     }
 
     /// One captured frame of a link type (pcap numbering).
     pub fn frame(&mut self, linktype: i32, timestamp_us: i64, data: &[u8]) {
-        self.summary.frames += 1;
-        self.summary.bytes += data.len() as u64;
+        self.capture.frames += 1;
+        self.capture.bytes += data.len() as u64;
         match decode::decode(linktype, data, timestamp_us) {
             Ok(seg) => self.segment(&seg),
-            Err(skip) => self.skip(skip),
+            // Non-IP and non-TCP frames are normal traffic, not errors.
+            Err(Skip::NotIp | Skip::NotTcp) => {}
+            Err(skip) => self.capture.skip(skip),
         }
-    }
-
-    fn skip(&mut self, skip: Skip) {
-        // Non-IP and non-TCP frames are normal traffic, not errors.
-        if matches!(skip, Skip::NotIp | Skip::NotTcp) {
-            return;
-        }
-        *self.skips.entry(skip.name()).or_default() += 1;
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
@@ -443,7 +270,7 @@ impl<K: RecordSink> Pipeline<K> {
 
     /// A plaintext connection the kernel followed and saw end (live
     /// capture: its packets never reach the reassembly table).
-    pub fn plaintext_flow(&mut self, flow: &PlaintextFlow) {
+    pub fn plaintext_flow(&mut self, flow: Flow) {
         self.stages.accounting.stats.plaintext_flows += 1;
         self.stages.plaintext(flow);
     }
@@ -457,22 +284,14 @@ impl<K: RecordSink> Pipeline<K> {
         self.table.take_finished()
     }
 
-    /// Current totals without ending the run (periodic statistics).
-    pub fn snapshot(&self) -> (u64, u64, u64, usize) {
-        (
-            self.table.stats.segments,
-            self.stages.tls_connections,
-            self.stages.handshakes,
-            self.table.len(),
-        )
+    /// Connections open in the reassembly table.
+    pub fn open_connections(&self) -> usize {
+        self.table.len()
     }
 
-    pub fn note_file(&mut self) {
-        self.summary.files += 1;
-    }
-
-    pub fn count_error(&mut self, kind: &'static str) {
-        *self.skips.entry(kind).or_default() += 1;
+    /// The capture side's counters (files read, damaged, unreadable).
+    pub fn capture_stats(&mut self) -> &mut CaptureStats {
+        &mut self.capture
     }
 
     pub fn sink(&mut self) -> &mut K {
@@ -484,72 +303,39 @@ impl<K: RecordSink> Pipeline<K> {
         &mut self.stages.analysis
     }
 
-    /// Reports every connection still open and the summary.
-    pub fn finish(self) -> (K, Summary) {
+    /// Reports every connection still open and the statistics.
+    pub fn finish(self) -> (K, RunStats) {
         self.finish_with(|_| {})
     }
 
-    /// Like `finish`, letting the caller add to the summary before the sink sees it.
-    pub fn finish_with(mut self, extra: impl FnOnce(&mut Summary)) -> (K, Summary) {
+    /// Like `finish`, letting the caller add to the statistics (the kernel
+    /// counters of live capture) before the sink sees them.
+    pub fn finish_with(mut self, extra: impl FnOnce(&mut RunStats)) -> (K, RunStats) {
         self.table.flush(&mut self.stages);
-        let mut summary = self.totals();
-        extra(&mut summary);
-        self.stages.sink.finish(&summary);
-        (self.stages.sink, summary)
+        let mut stats = self.totals();
+        extra(&mut stats);
+        self.stages.sink.finish(&stats);
+        (self.stages.sink, stats)
     }
 
-    /// The summary as of now, without ending the run (periodic telemetry).
-    pub fn totals(&self) -> Summary {
-        let r = &self.table.stats;
-        let mut summary = self.summary.clone();
-        let s = &mut summary;
+    /// Every stage's statistics as of now, without ending the run.
+    pub fn totals(&self) -> RunStats {
         let st = &self.stages;
-        s.tcp_segments = r.segments;
-        s.connections = r.connections;
-        s.tls_connections = st.tls_connections;
-        s.handshakes = st.handshakes;
-        s.plaintext_flows = st.accounting.stats.plaintext_flows;
-        s.certificates = st.certs.stats.parsed;
-        let by_rule = |m: &BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
-            m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-        };
-        s.findings = by_rule(&st.analysis.stats.reported);
-        s.findings_suppressed = by_rule(&st.analysis.stats.suppressed);
-        let mut errors: BTreeMap<String, u64> = self
-            .skips
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
-        let mut add = |k: &str, v: u64| {
-            if v > 0 {
-                *errors.entry(k.to_string()).or_default() += v;
-            }
-        };
-        add("reassembly_gap", r.gaps);
-        add("reassembly_out_of_window", r.out_of_window);
-        add("connection_table_full", r.table_full);
-        add("stream_budget_exhausted", r.stream_budget_exhausted);
-        add("tls_hello_unparsable", st.tls.hello_errors);
-        add(
-            "tls_certificate_message_unparsable",
-            st.tls.certificate_message_errors,
-        );
-        for (k, v) in &st.tls.record_errors {
-            add(k, *v);
+        RunStats {
+            capture: self.capture.clone(),
+            reassembly: self.table.stats.clone(),
+            tls: st.tls.clone(),
+            tls_connections: st.tls_connections,
+            handshakes: st.handshakes,
+            certificates: st.certs.stats.clone(),
+            accounting: st.accounting.stats.clone(),
+            verify: st.analysis.verifier().stats.clone(),
+            analysis: st.analysis.stats.clone(),
+            dedup: st.analysis.dedup_stats().clone(),
+            trust: self.trust.stats.clone(),
+            inventory: self.inventory.as_ref().map(Inventory::stats),
+            kernel: Default::default(),
         }
-        add("x509_unparsable", st.certs.stats.parse_errors);
-        add("certificate_cache_full", st.certs.stats.not_cached);
-        add("plaintext_flow_table_full", st.accounting.stats.table_full);
-        let v = &st.analysis.verifier().stats;
-        add("chain_verify_cache_full", v.cache_full);
-        add("intermediate_pool_full", v.pool_full);
-        add(
-            "finding_dedup_table_full",
-            st.analysis.dedup_stats().table_full,
-        );
-        s.errors = errors;
-        s.inventory = st.inventory.as_ref().map(Inventory::stats);
-        summary
     }
 }
 
@@ -558,49 +344,66 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::analysis::{Correlation, Correlator, Workload};
     use crate::capture::{FlowKey, TcpFlags};
-    use crate::export::FindingRecord;
+    use crate::export::Summary;
+    use crate::model::{Correlation, Finding, PeerKind};
 
-    /// An inventory that knows every address as a workload.
+    /// An inventory that knows every address as a pod.
     struct AllWorkloads;
 
-    impl Correlator for AllWorkloads {
-        fn correlate(&mut self, _: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
-            let w = Workload {
+    impl AllWorkloads {
+        fn pods() -> Correlation {
+            let p = Peer {
+                kind: PeerKind::Pod,
                 namespace: Some("default".into()),
-                kind: Some("Pod".into()),
                 name: Some("p".into()),
+                ..Peer::external()
             };
             Correlation {
-                source: Some(w.clone()),
-                destination: Some(w),
+                source: Some(p.clone()),
+                destination: Some(p),
                 ..Default::default()
             }
         }
     }
 
+    impl Correlator for AllWorkloads {
+        fn correlate(&self, _: &Connection) -> Correlation {
+            Self::pods()
+        }
+
+        fn peers(&self, _: std::net::SocketAddr, _: std::net::SocketAddr) -> Correlation {
+            Self::pods()
+        }
+    }
+
+    /// The finding lines of plaintext flows, with their flow.
     #[derive(Default)]
-    struct Findings(Vec<FindingRecord>);
+    struct Findings(Vec<(Finding, Flow)>);
 
     impl RecordSink for Findings {
-        fn handshake(&mut self, _: &HandshakeRecord, _: &[Arc<CertInfo>]) {}
-        fn certificate(&mut self, _: &CertInfo) {}
-        fn finding(&mut self, f: &FindingRecord) {
-            self.0.push(f.clone());
+        fn connection(&mut self, _: &Connection) {}
+        fn flow(&mut self, f: &Flow) {
+            for x in f.findings.iter().filter(|x| x.first) {
+                self.0.push((x.clone(), f.clone()));
+            }
         }
     }
 
     fn pipeline(workloads: bool, max_plaintext_flows: usize) -> Pipeline<Findings> {
-        let mut analysis = Analysis::default();
-        if workloads {
-            analysis.set_correlator(Box::new(AllWorkloads));
-        }
-        let cfg = PipelineConfig {
+        let mut cfg = PipelineConfig {
             max_plaintext_flows,
             ..Default::default()
         };
-        Pipeline::with_analysis(cfg, analysis, Findings::default())
+        if workloads {
+            cfg.correlator = Arc::new(AllWorkloads);
+        }
+        Pipeline::with_analysis(cfg, Analysis::default(), Findings::default())
+    }
+
+    fn finish(p: Pipeline<Findings>) -> (Findings, Summary) {
+        let (sink, stats) = p.finish();
+        (sink, Summary::from(&stats))
     }
 
     fn seg<'a>(
@@ -695,20 +498,20 @@ mod tests {
             b"PING\r\n",
             t + 20,
         );
-        let (sink, summary) = p.finish();
+        let (sink, summary) = finish(p);
         assert_eq!(summary.plaintext_flows, 3);
         assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
         let lines: Vec<_> = sink
             .0
             .iter()
-            .map(|f| (f.client.port, f.server.port))
+            .map(|(_, f)| (f.client.port(), f.server.port()))
             .collect();
         assert_eq!(lines, [(40000, 8080), (40002, 9000)]);
-        let first = &sink.0[0];
-        assert_eq!(first.rule, "tls.plaintext");
+        let (first, flow) = &sink.0[0];
+        assert_eq!(first.rule.id(), "tls.plaintext");
         assert_eq!(first.evidence["bytes_to_server"], 18);
         assert_eq!(first.evidence["bytes_to_client"], 19);
-        assert_eq!(first.time_us, t);
+        assert_eq!(flow.first_us, t);
     }
 
     #[test]
@@ -723,13 +526,13 @@ mod tests {
             &[23, 3, 3, 0, 2, 1, 2],
             t,
         );
-        let (sink, summary) = p.finish();
+        let (sink, summary) = finish(p);
         assert!(sink.0.is_empty());
         assert_eq!(summary.plaintext_flows, 0);
         // Plaintext, but no inventory says who the peers are.
         let mut p = pipeline(false, 16);
         exchange(&mut p, "10.0.0.2:40000", "10.0.0.1:80", b"GET /", t);
-        let (sink, summary) = p.finish();
+        let (sink, summary) = finish(p);
         assert!(sink.0.is_empty());
         assert_eq!(summary.plaintext_flows, 1);
         assert!(summary.findings.is_empty());
@@ -741,11 +544,11 @@ mod tests {
         let (c, s) = ("10.0.0.2:40000", "10.0.0.1:80");
         p.segment(&seg(c, s, 1, ACK, 5, b"GET / HTTP/1.1\r\n"));
         p.segment(&seg(c, s, 17, ACK, 6, b"Host: x\r\n"));
-        let (sink, _) = p.finish();
+        let (sink, _) = finish(p);
         assert_eq!(sink.0.len(), 1);
         // No SYN seen: the lower port is the server.
-        assert_eq!(sink.0[0].server.port, 80);
-        assert_eq!(sink.0[0].evidence["bytes_to_server"], 25);
+        assert_eq!(sink.0[0].1.server.port(), 80);
+        assert_eq!(sink.0[0].0.evidence["bytes_to_server"], 25);
     }
 
     #[test]
@@ -767,7 +570,7 @@ mod tests {
             t + 6,
             b"GET /",
         ));
-        let (_, summary) = p.finish();
+        let (_, summary) = finish(p);
         assert_eq!(summary.plaintext_flows, 3);
         assert_eq!(summary.errors.get("plaintext_flow_table_full"), Some(&1));
         assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));

@@ -1,6 +1,6 @@
 //! `sensor run`: live capture through the pipeline until stopped.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use crate::capture::live::{
     Clock, Event, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
     check_capabilities, decode, list_interfaces, plain_flow,
 };
-use crate::export::otlp::{OtlpSink, SensorSnapshot};
-use crate::export::{RecordSink, Summary};
+use crate::export::otlp::OtlpSink;
+use crate::export::{RecordSink, RunStats, SensorSnapshot, Summary};
 use crate::health::Health;
 use crate::inventory::watch::{self, WatchConfig};
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -25,8 +25,9 @@ pub struct RunOptions {
     /// A kernel flow that shipped nothing for this long is dropped.
     pub flow_idle: Duration,
     pub live: LiveConfig,
-    /// `pipeline.inventory` holds the index; with this set, live watches
-    /// of the Kubernetes API keep it current.
+    /// `pipeline.inventory` holds the index (and `pipeline.correlator`
+    /// reads it); with `kube` set, live watches of the Kubernetes API keep
+    /// it current.
     pub pipeline: PipelineConfig,
     /// Beaten every turn of the loop; told how many interfaces are attached.
     pub health: Arc<Health>,
@@ -40,6 +41,8 @@ pub struct RunOptions {
 
 pub struct RunOutcome<K> {
     pub sink: K,
+    pub stats: RunStats,
+    /// `stats` as the summary line renders them.
     pub summary: Summary,
     pub kernel: KernelCounters,
 }
@@ -112,10 +115,6 @@ impl UserCounts {
     }
 }
 
-fn named(k: &KernelCounters) -> BTreeMap<String, u64> {
-    k.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
     check_capabilities()?;
     // Started before the programs load so the first list overlaps it;
@@ -163,7 +162,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 while let Some(item) = rb.next() {
                     match decode(&item, clock) {
                         Some(Event::Segment(seg)) => pipeline.segment(&seg),
-                        Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
+                        Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(*flow),
                         None => counts.malformed += 1,
                     }
                 }
@@ -187,7 +186,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 counts.plain_pending_expired += pending;
                 counts.plain_expired += ended.len() as u64;
                 for (k, s) in ended {
-                    pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
+                    pipeline.plaintext_flow(plain_flow(&k, &s, clock));
                 }
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
@@ -196,15 +195,18 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 }
                 if let Some(t) = &opts.telemetry {
                     let mut s = pipeline.totals();
-                    s.kernel = named(&counts.with_kernel(&programs));
-                    t.record_snapshot(SensorSnapshot::from_summary(&s));
+                    s.kernel = counts.with_kernel(&programs);
+                    t.record_snapshot(SensorSnapshot::from(&s));
                 }
             }
             _ = stats.tick() => {
-                let (segments, tls, handshakes, open) = pipeline.snapshot();
+                let s = pipeline.totals();
                 let k = programs.counters();
                 tracing::info!(
-                    segments, tls, handshakes, open_connections = open,
+                    segments = s.reassembly.segments,
+                    tls = s.tls_connections,
+                    handshakes = s.handshakes,
+                    open_connections = pipeline.open_connections(),
                     kernel_flows = programs.open_flows(), ?k,
                     inventory_objects = inventory.as_ref().map(|i| i.read().len()),
                     health_connections_rejected = opts.health.rejected_connections(),
@@ -221,27 +223,28 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     while let Some(item) = ring.get_mut().next() {
         match decode(&item, clock) {
             Some(Event::Segment(seg)) => pipeline.segment(&seg),
-            Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(&flow),
+            Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(*flow),
             None => counts.malformed += 1,
         }
     }
     // Plaintext connections still open end with the capture, as at the end of a file.
     let (open, _) = programs.expire_plain(mono_ns(), 0);
     for (k, s) in open {
-        pipeline.plaintext_flow(&plain_flow(&k, &s, clock));
+        pipeline.plaintext_flow(plain_flow(&k, &s, clock));
     }
     let kernel = counts.with_kernel(&programs);
     programs.detach_all();
     opts.health.set_attached(0);
-    let (sink, summary) = pipeline.finish_with(|s| {
-        s.kernel = named(&kernel);
+    let (sink, stats) = pipeline.finish_with(|s| {
+        s.kernel = kernel.clone();
     });
     if let Some(t) = &opts.telemetry {
-        t.record_snapshot(SensorSnapshot::from_summary(&summary));
+        t.record_snapshot(SensorSnapshot::from(&stats));
     }
     Ok(RunOutcome {
         sink,
-        summary,
+        summary: Summary::from(&stats),
+        stats,
         kernel,
     })
 }

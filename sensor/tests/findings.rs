@@ -4,8 +4,26 @@
 mod common;
 
 use common::*;
-use sensor::analysis::{AlertSeen, CertManager, Correlation, Policy, Verdict, Workload};
-use sensor::export::timefmt;
+use sensor::analysis::Policy;
+use sensor::model::time as timefmt;
+use sensor::model::{
+    Alert, AlertDescription, CertManagerRef, Correlation, Flow, IssuerRef, ObjectRef, Owner, Peer,
+    PeerKind, Rule, Verdict,
+};
+
+/// A pod of `namespace` owned by the Deployment `owner`.
+fn pod(namespace: &str, owner: &str) -> Peer {
+    Peer {
+        kind: PeerKind::Pod,
+        namespace: Some(namespace.into()),
+        name: Some(format!("{owner}-5d9c8b6f5-abcde")),
+        workload: Some(Owner {
+            kind: "Deployment".into(),
+            name: owner.into(),
+        }),
+        ..Peer::external()
+    }
+}
 
 /// A trusted, valid, well-formed chain: the "must not fire" baseline.
 struct Pki {
@@ -144,13 +162,22 @@ fn expiring_soon_short_lived_uses_a_third_of_the_lifetime() {
 fn managed(renewal: i64) -> Correlation {
     Correlation {
         verdict: Some(Verdict::Managed),
-        cert_manager: Some(CertManager {
-            namespace: "shop".into(),
-            name: "web-tls".into(),
-            issuer: Some("ClusterIssuer/internal".into()),
+        cert_manager: Some(CertManagerRef {
+            certificate: ObjectRef {
+                namespace: "shop".into(),
+                name: "web-tls".into(),
+            },
+            issuer: IssuerRef {
+                kind: "ClusterIssuer".into(),
+                name: "internal".into(),
+                group: String::new(),
+            },
             renewal_time: Some(renewal),
+            not_after: None,
             revision: Some(3),
             current_revision: Some(3),
+            issuer_type: None,
+            issuer_ready: None,
         }),
         ..Correlation::default()
     }
@@ -452,11 +479,7 @@ fn ca_as_leaf() {
 fn unmanaged_and_stale_need_an_inventory() {
     let p = pki();
     let mut a = analysis(T0 + DAY, Policy::default(), &[&p.root.pem]);
-    let dest = Workload {
-        namespace: Some("shop".into()),
-        kind: Some("Deployment".into()),
-        name: Some("web".into()),
-    };
+    let dest = pod("shop", "web");
     let mut c = clean(&p);
     c.correlation = Correlation {
         verdict: Some(Verdict::Unmanaged),
@@ -506,10 +529,7 @@ fn issuer_not_allowed() {
     // No inventory: only the `*` rule applies, and it does not allow this issuer.
     let e = run(&mut a, &c);
     assert_eq!(rules(&e), vec!["cert.issuer_not_allowed"]);
-    c.correlation.destination = Some(Workload {
-        namespace: Some("shop".into()),
-        ..Workload::default()
-    });
+    c.correlation.destination = Some(pod("shop", "web"));
     assert_eq!(rules(&run(&mut a, &c)), Vec::<&str>::new());
 }
 
@@ -590,8 +610,8 @@ fn handshake_failure() {
         cipher: None,
         ..Conn::default()
     };
-    c.alert = Some(AlertSeen {
-        description: 48,
+    c.alert = Some(Alert {
+        description: AlertDescription(48),
         level: Some(2),
         from_client: Some(true),
     });
@@ -602,13 +622,13 @@ fn handshake_failure() {
         "the client sent the alert unknown_ca (48) in clear: the handshake failed"
     );
     for alert in [
-        AlertSeen {
-            description: 112,
+        Alert {
+            description: AlertDescription(112),
             level: Some(1),
             from_client: Some(false),
         },
-        AlertSeen {
-            description: 0,
+        Alert {
+            description: AlertDescription(0),
             level: Some(2),
             from_client: Some(false),
         },
@@ -626,26 +646,34 @@ fn plaintext_needs_flow_accounting_and_workloads() {
     let mut c = Conn::default();
     // Handshake evaluation never claims plaintext.
     assert_eq!(rules(&run(&mut a, &c)), Vec::<&str>::new());
-    assert!(a.plaintext(&obs(&c), 1000, 0).findings.is_empty());
-    c.correlation.source = Some(Workload {
-        namespace: Some("a".into()),
-        ..Workload::default()
-    });
-    c.correlation.destination = Some(Workload {
-        namespace: Some("b".into()),
-        ..Workload::default()
-    });
-    let e = a.plaintext(&obs(&c), 1000, 24);
+    let mut f = flow(1000, 0);
+    a.plaintext(&mut f);
+    assert!(f.findings.is_empty());
+    c.correlation.source = Some(pod("a", "client"));
+    c.correlation.destination = Some(pod("b", "server"));
+    let mut f = flow(1000, 24);
+    f.source = c.correlation.source.clone();
+    f.destination = c.correlation.destination.clone();
+    a.plaintext(&mut f);
+    let e = Evaluation {
+        findings: f.findings.clone(),
+        server_verdict: None,
+    };
     assert_eq!(rules(&e), vec!["tls.plaintext"]);
     assert_eq!(
         e.findings[0].message,
         "1024 bytes between 10.0.0.1:40000 and 10.0.0.2:8080 without TLS (1000 to the server, 24 back)"
     );
-    assert_eq!(e.first, vec![true]);
+    assert_eq!(e.first(), vec![true]);
     // Another client of the same server in the same window: no new line.
-    let mut other = obs(&c);
-    other.client = "10.0.0.7:41000".parse().unwrap();
-    assert_eq!(a.plaintext(&other, 5, 5).first, vec![false]);
+    f.client = "10.0.0.7:41000".parse().unwrap();
+    f.bytes_to_server = 5;
+    f.bytes_to_client = 5;
+    a.plaintext(&mut f);
+    assert_eq!(
+        f.findings.iter().map(|x| x.first).collect::<Vec<_>>(),
+        vec![false]
+    );
 }
 
 #[test]
@@ -670,8 +698,8 @@ fn finding_lines_once_per_certificate_per_window() {
     let mut a = analysis(T0 + 100 * DAY, Policy::default(), &[&p.root.pem]);
     let first = run(&mut a, &clean(&p));
     let again = run(&mut a, &clean(&p));
-    assert_eq!(first.first, vec![true]);
-    assert_eq!(again.first, vec![false]);
+    assert_eq!(first.first(), vec![true]);
+    assert_eq!(again.first(), vec![false]);
     assert_eq!(rules(&again), vec!["cert.expired"]);
 }
 
@@ -695,7 +723,7 @@ fn exceptions_suppress_until_they_expire() {
         .unwrap();
         let mut a = analysis(T0 + 10 * DAY, policy.clone(), &[]);
         assert_eq!(rules(&run(&mut a, &c)), Vec::<&str>::new(), "{matcher}");
-        assert_eq!(a.stats.suppressed.get("cert.self_signed"), Some(&1));
+        assert_eq!(a.stats.suppressed[Rule::CertSelfSigned.index()], 1);
         // The day after the expiry date, the finding is back.
         let mut a = analysis(T0 + 11 * DAY, policy, &[]);
         assert_eq!(
@@ -713,10 +741,7 @@ fn exceptions_suppress_until_they_expire() {
     let mut a = analysis(T0 + DAY, policy, &[]);
     let mut c2 = Conn::server(&[&der]).sni("dev.example.test");
     assert_eq!(rules(&run(&mut a, &c2)), vec!["cert.self_signed"]);
-    c2.correlation.destination = Some(Workload {
-        namespace: Some("dev".into()),
-        ..Workload::default()
-    });
+    c2.correlation.destination = Some(pod("dev", "web"));
     assert_eq!(rules(&run(&mut a, &c2)), Vec::<&str>::new());
 }
 
@@ -736,20 +761,16 @@ fn policy_disables_and_reweights_rules() {
     assert_eq!(e.findings[0].severity.name(), "low");
 }
 
-fn obs(c: &Conn) -> sensor::analysis::Observation<'_> {
-    sensor::analysis::Observation {
-        time_us: T0 * 1_000_000,
-        client: "10.0.0.1:40000".parse().unwrap(),
-        server: "10.0.0.2:8080".parse().unwrap(),
-        sni: None,
-        mesh: None,
-        version: None,
-        cipher: None,
-        alert: None,
-        server_chain: sensor::analysis::Chain::EMPTY,
-        client_chain: sensor::analysis::Chain::EMPTY,
-        correlation: &c.correlation,
-    }
+/// A plaintext flow between two endpoints, before correlation.
+fn flow(bytes_to_server: u64, bytes_to_client: u64) -> Flow {
+    Flow::new(
+        "10.0.0.1:40000".parse().unwrap(),
+        "10.0.0.2:8080".parse().unwrap(),
+        T0 * 1_000_000,
+        T0 * 1_000_000,
+        bytes_to_server,
+        bytes_to_client,
+    )
 }
 
 fn pem(der: &[u8]) -> String {

@@ -16,8 +16,8 @@ use etherparse::{
     IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader,
     PacketBuilder, VlanId,
 };
-use sensor::accounting::PlaintextFlow;
 use sensor::capture::live::{Clock, Event, FlowTable, decode, kernel_key, object};
+use sensor::model::Flow;
 use sensor_common::{COUNTERS, Counter, PLAIN_COUNTING, PLAIN_PENDING};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -218,17 +218,12 @@ impl Kernel {
     /// Segment records as (source, destination, seq, payload), and
     /// plaintext summaries, shipped since the last call.
     #[allow(clippy::type_complexity)]
-    fn drain(
-        &mut self,
-    ) -> (
-        Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)>,
-        Vec<PlaintextFlow>,
-    ) {
+    fn drain(&mut self) -> (Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)>, Vec<Flow>) {
         let (mut segs, mut plain) = (Vec::new(), Vec::new());
         while let Some(item) = self.ring.next() {
             match decode(&item, Clock::new()).expect("a well-formed record") {
                 Event::Segment(s) => segs.push((s.flow.src, s.flow.dst, s.seq, s.payload.to_vec())),
-                Event::Plaintext(f) => plain.push(f),
+                Event::Plaintext(f) => plain.push(*f),
             }
         }
         (segs, plain)
@@ -365,7 +360,7 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
         let (segs, plain) = k.drain();
         assert!(segs.is_empty());
         assert_eq!(plain.len(), 1, "{path:?}: one summary");
-        let f = plain[0];
+        let f = &plain[0];
         assert_eq!((f.client, f.server), (client, server), "{path:?}");
         assert_eq!(
             (f.bytes_to_server, f.bytes_to_client),

@@ -262,7 +262,7 @@ fn findings_from_real_handshakes() {
         expired["message"].as_str().unwrap(),
         format!(
             "leaf CN=www.example.test expired 12 days ago, on {}",
-            &sensor::export::timefmt::seconds(now - 12 * DAY)[..10]
+            &sensor::model::time::seconds(now - 12 * DAY)[..10]
         )
     );
     assert_eq!(expired["severity"], "critical");

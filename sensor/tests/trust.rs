@@ -6,8 +6,10 @@ mod common;
 use common::*;
 use sensor::x509::{ChainStatus, ChainVerifier, Role, SystemRoots, TrustStore, describe};
 
-fn fps(ders: &[Vec<u8>]) -> Vec<String> {
-    ders.iter().map(|d| describe(d).sha256).collect()
+fn certs(ders: &[Vec<u8>]) -> Vec<std::sync::Arc<sensor::model::Certificate>> {
+    ders.iter()
+        .map(|d| std::sync::Arc::new(describe(d)))
+        .collect()
 }
 
 #[test]
@@ -63,7 +65,7 @@ fn a_bundle_added_at_run_time_makes_a_chain_trusted() {
     let leaf = root.leaf("svc.ns.svc", &["svc.ns.svc"], T0, T0 + 30 * DAY);
     let chain = vec![leaf];
     let mut v = ChainVerifier::new(TrustStore::new(SystemRoots::None).unwrap(), 10, 10);
-    let before = v.verify(Role::Server, &chain, &fps(&chain));
+    let before = v.verify(Role::Server, &certs(&chain));
     assert_eq!(
         before.status,
         ChainStatus::UnknownIssuer {
@@ -76,7 +78,7 @@ fn a_bundle_added_at_run_time_makes_a_chain_trusted() {
             .unwrap(),
         1
     );
-    let after = v.verify(Role::Server, &chain, &fps(&chain));
+    let after = v.verify(Role::Server, &certs(&chain));
     assert!(after.trusted(), "{:?}", after.status);
     assert_eq!(
         after.anchor.as_ref().unwrap().origin,
@@ -94,12 +96,12 @@ fn verification_cache_bound_is_kept_and_counted() {
         .map(|i| vec![root.leaf(&format!("h{i}"), &[&format!("h{i}.test")], T0, T0 + DAY)])
         .collect();
     for c in &chains {
-        assert!(v.verify(Role::Server, c, &fps(c)).trusted());
+        assert!(v.verify(Role::Server, &certs(c)).trusted());
     }
     assert_eq!(v.cached(), 2);
     assert_eq!(v.stats.cache_full, 1);
     // Cached chains are answered from the cache.
-    v.verify(Role::Server, &chains[0], &fps(&chains[0]));
+    v.verify(Role::Server, &certs(&chains[0]));
     assert_eq!(v.stats.cache_hits, 1);
     assert_eq!(v.stats.verified, 3);
 }
@@ -118,13 +120,13 @@ fn intermediate_pool_bound_is_kept_and_counted() {
         vec![l1.clone(), i1.der.clone()],
         vec![l2.clone(), i2.der.clone()],
     ] {
-        assert!(v.verify(Role::Server, &c, &fps(&c)).trusted());
+        assert!(v.verify(Role::Server, &certs(&c)).trusted());
     }
     assert_eq!(v.stats.pool_full, 1);
     // I1 was remembered: its leaf alone is an incomplete chain; I2 was not.
     let alone = vec![l1];
     assert!(matches!(
-        v.verify(Role::Server, &alone, &fps(&alone)).status,
+        v.verify(Role::Server, &certs(&alone)).status,
         ChainStatus::Incomplete {
             completes: true,
             ..
@@ -132,7 +134,7 @@ fn intermediate_pool_bound_is_kept_and_counted() {
     ));
     let alone = vec![l2];
     assert!(matches!(
-        v.verify(Role::Server, &alone, &fps(&alone)).status,
+        v.verify(Role::Server, &certs(&alone)).status,
         ChainStatus::UnknownIssuer { .. }
     ));
 }

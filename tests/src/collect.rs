@@ -2,12 +2,12 @@
 //! print, so library results compare like the binary's output.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use sensor::analyze::analyze;
-use sensor::export::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};
+use sensor::export::records::{connection_records, flow_records};
+use sensor::export::{RecordSink, RunStats, Summary};
+use sensor::model::{Connection, Flow};
 use sensor::pipeline::PipelineConfig;
-use sensor::x509::CertInfo;
 use serde_json::Value;
 
 #[derive(Default)]
@@ -31,25 +31,20 @@ impl Collect {
 }
 
 impl RecordSink for Collect {
-    fn handshake(&mut self, hs: &HandshakeRecord, _certs: &[Arc<CertInfo>]) {
-        self.lines
-            .push(serde_json::to_value(hs).expect("a handshake record serializes"));
+    fn connection(&mut self, c: &Connection) {
+        let lines =
+            connection_records(c).map(|r| serde_json::to_value(r).expect("a record serializes"));
+        self.lines.extend(lines);
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
-        self.lines.push(
-            serde_json::to_value(CertificateRecord::from(cert))
-                .expect("a certificate record serializes"),
-        );
+    fn flow(&mut self, flow: &Flow) {
+        let lines =
+            flow_records(flow).map(|r| serde_json::to_value(r).expect("a record serializes"));
+        self.lines.extend(lines);
     }
 
-    fn finding(&mut self, f: &FindingRecord) {
-        self.lines
-            .push(serde_json::to_value(f).expect("a finding record serializes"));
-    }
-
-    fn finish(&mut self, summary: &Summary) {
-        self.summary = Some(summary.clone());
+    fn finish(&mut self, stats: &RunStats) {
+        self.summary = Some(Summary::from(stats));
     }
 }
 
@@ -62,15 +57,15 @@ pub struct Analyzed {
 }
 
 pub fn analyze_files(files: &[PathBuf]) -> Analyzed {
-    analyze_with(files, sensor::analysis::Analysis::default())
+    analyze_with(files, PipelineConfig::default())
 }
 
-/// `analyze_files` with an analysis of the caller's (a correlator, a policy).
-pub fn analyze_with(files: &[PathBuf], analysis: sensor::analysis::Analysis) -> Analyzed {
+/// `analyze_files` with a pipeline configuration of the caller's (a correlator).
+pub fn analyze_with(files: &[PathBuf], cfg: PipelineConfig) -> Analyzed {
     let out = analyze(
         files,
-        PipelineConfig::default(),
-        analysis,
+        cfg,
+        sensor::analysis::Analysis::default(),
         Collect::default(),
     );
     Analyzed {

@@ -4,9 +4,11 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use sensor::analysis::{Analysis, Correlation, Correlator, Workload};
-use sensor::export::HandshakeRecord;
-use sensor::x509::CertInfo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sensor::model::{Connection, Correlation, Correlator, Peer, PeerKind};
+use sensor::pipeline::PipelineConfig;
 use serde_json::Value;
 use tests::collect::{analyze_files, analyze_with};
 use tests::compare::{mismatches, parse_lines};
@@ -257,29 +259,36 @@ fn plain_http_is_no_handshake() {
 struct Pods(Vec<&'static str>);
 
 impl Pods {
-    fn workload(&self, ip: &str) -> Option<Workload> {
-        self.0.contains(&ip).then(|| Workload {
+    fn pod(&self, ip: std::net::IpAddr) -> Option<Peer> {
+        let ip = ip.to_string();
+        self.0.contains(&ip.as_str()).then(|| Peer {
+            kind: PeerKind::Pod,
             namespace: Some("default".into()),
-            kind: Some("Pod".into()),
             name: Some(format!("pod-{ip}")),
+            ..Peer::external()
         })
     }
 }
 
 impl Correlator for Pods {
-    fn correlate(&mut self, r: &HandshakeRecord, _: Option<&CertInfo>) -> Correlation {
+    fn correlate(&self, c: &Connection) -> Correlation {
+        self.peers(c.client, c.server)
+    }
+
+    fn peers(&self, client: SocketAddr, server: SocketAddr) -> Correlation {
         Correlation {
-            source: self.workload(&r.client.ip),
-            destination: self.workload(&r.server.ip),
+            source: self.pod(client.ip()),
+            destination: self.pod(server.ip()),
             ..Default::default()
         }
     }
 }
 
-fn analysis_with_pods(pods: &[&'static str]) -> Analysis {
-    let mut a = Analysis::default();
-    a.set_correlator(Box::new(Pods(pods.to_vec())));
-    a
+fn config_with_pods(pods: &[&'static str]) -> PipelineConfig {
+    PipelineConfig {
+        correlator: Arc::new(Pods(pods.to_vec())),
+        ..PipelineConfig::default()
+    }
 }
 
 /// curl against nginx without TLS, both peers pods: one finding, with the
@@ -289,7 +298,7 @@ fn plain_http_between_pods_is_tls_plaintext() {
     let pcap = data_dir().join("plain-http.pcap");
     let got = analyze_with(
         std::slice::from_ref(&pcap),
-        analysis_with_pods(&["10.123.0.1", "10.123.0.2"]),
+        config_with_pods(&["10.123.0.1", "10.123.0.2"]),
     );
     let f: Vec<&Value> = got.records.findings().collect();
     assert_eq!(f.len(), 1, "{f:?}");
@@ -308,7 +317,7 @@ fn plain_http_between_pods_is_tls_plaintext() {
     // One peer unknown to the inventory: not "between workloads".
     let got = analyze_with(
         std::slice::from_ref(&pcap),
-        analysis_with_pods(&["10.123.0.1"]),
+        config_with_pods(&["10.123.0.1"]),
     );
     assert_eq!(got.records.findings().count(), 0);
     assert_eq!(got.summary.plaintext_flows, 1);
@@ -369,7 +378,7 @@ fn tls_captures_are_never_plaintext() {
         }
         let got = analyze_with(
             std::slice::from_ref(&pcap),
-            analysis_with_pods(&["10.123.0.1", "10.123.0.2", "fd00:123::1", "fd00:123::2"]),
+            config_with_pods(&["10.123.0.1", "10.123.0.2", "fd00:123::1", "fd00:123::2"]),
         );
         let plain: Vec<&Value> = got
             .records

@@ -54,10 +54,7 @@ fn ok(out: &std::process::Output) {
 
 /// The pipeline in-process over `pcap`, correlating with `inv`.
 fn analyze_with(pcap: &Path, inv: Option<&Inventory>) -> Vec<Value> {
-    let cfg = PipelineConfig {
-        inventory: inv.cloned(),
-        ..PipelineConfig::default()
-    };
+    let cfg = PipelineConfig::default().with_inventory(inv.cloned());
     let out = analyze(
         &[pcap.to_path_buf()],
         cfg,
@@ -659,7 +656,7 @@ async fn live_watch_follows_the_cluster_and_survives_the_api_server() {
     until("resynced", || all_synced(&inv, &core)).await;
     until("legacy gone", || {
         inv.read().identify(LEGACY_IP.parse().unwrap(), None).kind
-            == sensor::inventory::PeerKind::External
+            == sensor::model::PeerKind::External
     })
     .await;
     let after = verdicts(&analyze_with(&pcap, Some(&inv)));

@@ -8,7 +8,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kube::api::DynamicObject;
-use sensor::inventory::{Inventory, Kind, PeerKind};
+use sensor::inventory::{Inventory, Kind};
+use sensor::model::PeerKind;
 use tests::certs::Pki;
 use tests::kube::objects::{self as o, CertSpec, Owner, PodSpec, RequestSpec};
 

@@ -2,14 +2,15 @@
 
 use serde_json::{Value, json};
 
-use super::correlation::Verdict;
+use std::sync::Arc;
+
 use super::policy::Policy;
-use super::rules::Rule;
 use super::text::{date, list, short_name, span};
-use super::{Chain, Finding, Observation};
-use crate::export::timefmt;
+use super::{Found, Observation};
+use crate::model::time as timefmt;
+use crate::model::{Certificate, Finding, MeshKind, Rule, Verdict};
 use crate::x509::signature::weak_hash;
-use crate::x509::{CertInfo, ChainStatus, ChainVerdict, Role, names};
+use crate::x509::{ChainStatus, ChainVerdict, Role, names};
 
 /// CA/Browser Forum Baseline Requirements 6.3.2: the 398-day limit holds
 /// for certificates issued on or after 2020-09-01.
@@ -19,7 +20,7 @@ pub(super) struct CertCtx<'a> {
     pub policy: &'a Policy,
     pub now: i64,
     pub role: Role,
-    pub chain: &'a Chain<'a>,
+    pub chain: &'a [Arc<Certificate>],
     pub verdict: &'a ChainVerdict,
     pub obs: &'a Observation<'a>,
 }
@@ -30,7 +31,7 @@ impl CertCtx<'_> {
     }
 
     /// How a message names the certificate at a position of the path.
-    fn who(&self, pos: usize, cert: &CertInfo) -> String {
+    fn who(&self, pos: usize, cert: &Certificate) -> String {
         let client = if self.role == Role::Client {
             "client "
         } else {
@@ -46,7 +47,7 @@ impl CertCtx<'_> {
         format!("{client}{what} {}", short_name(&cert.subject))
     }
 
-    fn finding(&self, rule: Rule, cert: &CertInfo, message: String, evidence: Value) -> Finding {
+    fn finding(&self, rule: Rule, cert: &Certificate, message: String, evidence: Value) -> Found {
         let mut key = cert.sha256.clone();
         if rule == Rule::CertNameMismatch
             && let Some(sni) = self.obs.sni
@@ -54,37 +55,39 @@ impl CertCtx<'_> {
             key.push('/');
             key.push_str(sni);
         }
-        Finding {
-            rule,
-            severity: self.policy.severity(rule),
-            message,
-            certificate: Some(cert.sha256.clone()),
-            subject: Some(cert.subject.clone()),
-            evidence,
+        Found {
+            finding: Finding {
+                rule,
+                severity: self.policy.severity(rule),
+                message,
+                certificate: Some(cert.sha256.clone()),
+                subject: Some(cert.subject.clone()),
+                evidence,
+                first: false,
+            },
             dedup_key: key,
         }
     }
 
     /// Certificates on the verified path (or as far as the walk got).
-    fn path(&self) -> impl Iterator<Item = (usize, &CertInfo)> {
+    fn path(&self) -> impl Iterator<Item = (usize, &Certificate)> {
         self.verdict
             .path
             .iter()
             .enumerate()
-            .filter_map(|(pos, &i)| self.chain.certs.get(i).map(|c| (pos, c.as_ref())))
+            .filter_map(|(pos, &i)| self.chain.get(i).map(|c| (pos, c.as_ref())))
             .filter(|(_, c)| c.parse_error.is_none())
     }
 
-    fn leaf(&self) -> Option<&CertInfo> {
+    fn leaf(&self) -> Option<&Certificate> {
         self.chain
-            .certs
             .first()
             .map(|c| c.as_ref())
             .filter(|c| c.parse_error.is_none())
     }
 }
 
-pub(super) fn evaluate(cx: &CertCtx<'_>, out: &mut Vec<Finding>) {
+pub(super) fn evaluate(cx: &CertCtx<'_>, out: &mut Vec<Found>) {
     for (pos, cert) in cx.path() {
         validity(cx, pos, cert, out);
         weak_key(cx, pos, cert, out);
@@ -121,7 +124,7 @@ pub(super) fn evaluate(cx: &CertCtx<'_>, out: &mut Vec<Finding>) {
     inventory(cx, leaf, out);
 }
 
-fn validity(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding>) {
+fn validity(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Found>) {
     let now = cx.now;
     let dates = json!({
         "not_before": timefmt::seconds(cert.not_before),
@@ -165,9 +168,9 @@ fn validity(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding
     }
     let left = cert.not_after - now;
     let managed = (pos == 0 && cx.role == Role::Server)
-        .then_some(cx.obs.correlation.cert_manager.as_ref())
+        .then_some(cx.obs.cert_manager)
         .flatten()
-        .filter(|_| cx.obs.correlation.verdict == Some(Verdict::Managed))
+        .filter(|_| cx.obs.verdict == Some(Verdict::Managed))
         .and_then(|cm| cm.renewal_time.map(|t| (cm, t)));
     if let Some((cm, renew)) = managed {
         if now >= renew {
@@ -179,8 +182,8 @@ fn validity(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding
                     cx.who(pos, cert),
                     span(left),
                     date(cert.not_after),
-                    cm.namespace,
-                    cm.name,
+                    cm.certificate.namespace,
+                    cm.certificate.name,
                     date(renew),
                     span(now - renew)
                 ),
@@ -218,7 +221,7 @@ fn validity(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding
     }
 }
 
-fn weak_key(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding>) {
+fn weak_key(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Found>) {
     if !cx.on(Rule::CertWeakKey) {
         return;
     }
@@ -249,7 +252,7 @@ fn weak_key(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding
     }
 }
 
-fn weak_signature(cx: &CertCtx<'_>, pos: usize, cert: &CertInfo, out: &mut Vec<Finding>) {
+fn weak_signature(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Found>) {
     // A self-signed certificate's own signature vouches for nothing: the
     // trust is in the key, so a root signed with SHA-1 is not a weakness.
     if !cx.on(Rule::CertWeakSignature) || cert.self_signed {
@@ -275,7 +278,7 @@ fn chain_evidence(cx: &CertCtx<'_>) -> Value {
         .verdict
         .path
         .iter()
-        .filter_map(|i| cx.chain.certs.get(*i).map(|c| c.sha256.as_str()))
+        .filter_map(|i| cx.chain.get(*i).map(|c| c.sha256.as_str()))
         .collect();
     json!({
         "path": path,
@@ -285,7 +288,7 @@ fn chain_evidence(cx: &CertCtx<'_>) -> Value {
     })
 }
 
-fn trust(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
+fn trust(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
     let (rule, message) = match &cx.verdict.status {
         ChainStatus::Trusted | ChainStatus::Empty | ChainStatus::Unparsable => return,
         ChainStatus::SelfSigned => (
@@ -351,11 +354,11 @@ fn trust(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
     }
 }
 
-fn name_mismatch(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
+fn name_mismatch(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
     let Some(sni) = cx.obs.sni else { return };
     // Istio's SNI names a cluster route (outbound_.PORT_.SUBSET_.HOST) and
     // its certificates carry a SPIFFE URI: the names are never meant to match.
-    if !cx.on(Rule::CertNameMismatch) || cx.obs.mesh == Some("istio") {
+    if !cx.on(Rule::CertNameMismatch) || cx.obs.mesh == Some(MeshKind::Istio) {
         return;
     }
     if names::covers(&leaf.san, sni) {
@@ -375,7 +378,7 @@ fn name_mismatch(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
     ));
 }
 
-fn long_validity(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
+fn long_validity(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
     let limit = i64::from(cx.policy.thresholds.long_validity_days);
     // Validity includes both end seconds (RFC 5280 4.1.2.5).
     let days = (leaf.not_after - leaf.not_before + 1) / 86_400;
@@ -395,19 +398,23 @@ fn long_validity(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
     ));
 }
 
-fn issuer_allowed(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
+fn issuer_allowed(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
     if !cx.on(Rule::CertIssuerNotAllowed) {
         return;
     }
-    let corr = cx.obs.correlation;
-    let ns = corr
+    let ns = cx
+        .obs
         .destination
         .as_ref()
         .and_then(|d| d.namespace.as_deref());
     let Some(rule) = cx.policy.allowed_issuers(ns) else {
         return;
     };
-    let cm_issuer = corr.cert_manager.as_ref().and_then(|c| c.issuer.as_deref());
+    let cm_issuer = cx
+        .obs
+        .cert_manager
+        .map(|c| format!("{}/{}", c.issuer.kind, c.issuer.name));
+    let cm_issuer = cm_issuer.as_deref();
     let ok = rule
         .allowed
         .iter()
@@ -439,9 +446,8 @@ fn issuer_allowed(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
     ));
 }
 
-fn inventory(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
-    let corr = cx.obs.correlation;
-    let dest = corr.destination.as_ref();
+fn inventory(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
+    let dest = cx.obs.destination.as_ref();
     let where_ = dest
         .map(|d| {
             format!(
@@ -451,7 +457,7 @@ fn inventory(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
             )
         })
         .unwrap_or_else(|| format!("the server {}", cx.obs.server));
-    match corr.verdict {
+    match cx.obs.verdict {
         Some(Verdict::Unmanaged) if cx.on(Rule::CertUnmanaged) => out.push(cx.finding(
             Rule::CertUnmanaged,
             leaf,
@@ -462,13 +468,13 @@ fn inventory(cx: &CertCtx<'_>, leaf: &CertInfo, out: &mut Vec<Finding>) {
             json!({"verdict": "unmanaged"}),
         )),
         Some(Verdict::Stale) if cx.on(Rule::CertStale) => {
-            let cm = corr.cert_manager.as_ref();
+            let cm = cx.obs.cert_manager;
             let detail = cm
                 .map(|c| {
                     format!(
                         " of cert-manager Certificate {}/{} (revision {}, current {})",
-                        c.namespace,
-                        c.name,
+                        c.certificate.namespace,
+                        c.certificate.name,
                         c.revision.map_or("?".into(), |r| r.to_string()),
                         c.current_revision.map_or("?".into(), |r| r.to_string())
                     )

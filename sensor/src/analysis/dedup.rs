@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::rules::Rule;
+use crate::model::Rule;
 
 #[derive(Debug, Default, Clone)]
 pub struct DedupStats {

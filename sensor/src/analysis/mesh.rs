@@ -1,34 +1,8 @@
 //! Service-mesh classification from the ClientHello alone (SNI, offered
 //! ALPN, server port), with the identity the SNI carries.
 
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MeshKind {
-    Istio,
-    Linkerd,
-    Consul,
-}
-
-impl MeshKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            MeshKind::Istio => "istio",
-            MeshKind::Linkerd => "linkerd",
-            MeshKind::Consul => "consul",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mesh {
-    pub kind: MeshKind,
-    /// Istio: the destination `host:port` (`/subset` when set) of its
-    /// `outbound_` SNI; Linkerd: `system:serviceaccount:NS:SA` of the
-    /// server's identity; Consul: the destination service name.
-    pub identity: Option<String>,
-}
+use crate::model::Connection;
+pub use crate::model::{Mesh, MeshKind};
 
 /// Istio ambient's HBONE tunnel port (ztunnel to ztunnel, mTLS over HTTP/2 CONNECT).
 pub const HBONE_PORT: u16 = 15008;
@@ -73,6 +47,12 @@ fn consul_sni(sni: &str) -> Option<String> {
     let host = sni.strip_suffix(".consul")?;
     let service = host.split('.').next().filter(|s| !s.is_empty())?;
     Some(service.to_string())
+}
+
+/// Sets the connection's mesh from its ClientHello and server port.
+pub fn apply(conn: &mut Connection) {
+    let hs = &conn.handshake;
+    conn.mesh = classify(hs.sni.as_deref(), &hs.alpn_offered, conn.server.port());
 }
 
 pub fn classify(sni: Option<&str>, alpn_offered: &[String], server_port: u16) -> Option<Mesh> {

@@ -1,28 +1,30 @@
-//! Findings: the rules of DESIGN.md applied to each handshake, under a
-//! policy (rules on/off, severities, thresholds, exceptions), with chain
-//! verification against the trust anchors and deduplicated finding lines.
+//! Findings: the rules of DESIGN.md applied to each connection and flow,
+//! under a policy (rules on/off, severities, thresholds, exceptions), with
+//! chain verification against the trust anchors (the cluster's bundles
+//! joining them, [`trust_refresh`]) and deduplicated finding lines; mesh
+//! classification ([`mesh`]).
 
 mod cert_rules;
 pub mod ciphers;
-pub mod correlation;
 pub mod dedup;
 pub mod mesh;
 pub mod policy;
-pub mod rules;
 mod text;
 mod tls_rules;
+pub mod trust_refresh;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use serde_json::Value;
-
-pub use correlation::{CertManager, Correlation, Correlator, NoInventory, Verdict, Workload};
+pub use crate::model::{Rule, Severity};
 pub use policy::{Policy, PolicyError};
-pub use rules::{Rule, Severity};
 
-use crate::x509::{CertInfo, ChainVerdict, ChainVerifier, Role, TrustStore};
+use crate::model::{
+    Alert, CertManagerRef, Certificate, CipherSuite, Connection, Finding, Flow, MeshKind,
+    ProtocolVersion, Verdict, Workload,
+};
+use crate::x509::{ChainVerdict, ChainVerifier, Role, TrustStore};
 use dedup::Dedup;
 
 /// The moment validity is judged at.
@@ -64,74 +66,94 @@ impl Default for AnalysisConfig {
     }
 }
 
-/// One chain as the pipeline has it: DER and parsed, in the order sent.
-#[derive(Clone, Copy)]
-pub struct Chain<'a> {
-    pub ders: &'a [Vec<u8>],
-    pub certs: &'a [Arc<CertInfo>],
-}
-
-impl Chain<'_> {
-    pub const EMPTY: Chain<'static> = Chain {
-        ders: &[],
-        certs: &[],
-    };
-}
-
-/// The first alert seen in clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AlertSeen {
-    pub description: u8,
-    pub level: Option<u8>,
-    pub from_client: Option<bool>,
-}
-
-/// What the rules look at for one connection.
-pub struct Observation<'a> {
+/// What the rules look at for one connection or flow: the model's facts,
+/// with the peers' workloads worked out once.
+pub(crate) struct Observation<'a> {
     /// The connection's first packet, microseconds since the epoch.
     pub time_us: i64,
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub sni: Option<&'a str>,
-    pub mesh: Option<&'a str>,
-    pub version: Option<u16>,
-    pub cipher: Option<u16>,
-    pub alert: Option<AlertSeen>,
-    pub server_chain: Chain<'a>,
-    pub client_chain: Chain<'a>,
-    pub correlation: &'a Correlation,
+    pub mesh: Option<MeshKind>,
+    pub version: Option<ProtocolVersion>,
+    pub cipher: Option<CipherSuite>,
+    pub alert: Option<Alert>,
+    pub server_chain: &'a [Arc<Certificate>],
+    pub client_chain: &'a [Arc<Certificate>],
+    pub verdict: Option<Verdict>,
+    pub cert_manager: Option<&'a CertManagerRef>,
+    pub source: Option<Workload>,
+    pub destination: Option<Workload>,
 }
 
-/// One finding, before it is written.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    pub rule: Rule,
-    pub severity: Severity,
-    pub message: String,
-    /// SHA-256 of the certificate it is about (certificate rules).
-    pub certificate: Option<String>,
-    pub subject: Option<String>,
-    /// Rule-specific facts: dates, key sizes, the verified path...
-    pub evidence: Value,
-    dedup_key: String,
+impl<'a> Observation<'a> {
+    fn of_connection(c: &'a Connection) -> Self {
+        let hs = &c.handshake;
+        Observation {
+            time_us: c.time_us,
+            client: c.client,
+            server: c.server,
+            sni: hs.sni.as_deref(),
+            mesh: c.mesh.as_ref().map(|m| m.kind),
+            version: hs.version,
+            cipher: hs.cipher,
+            alert: hs.alert,
+            server_chain: &c.server_chain,
+            client_chain: &c.client_chain,
+            verdict: c.correlation.verdict,
+            cert_manager: c.correlation.cert_manager.as_ref(),
+            source: c.correlation.source.as_ref().and_then(|p| p.workload()),
+            destination: c
+                .correlation
+                .destination
+                .as_ref()
+                .and_then(|p| p.workload()),
+        }
+    }
+
+    fn of_flow(f: &'a Flow) -> Self {
+        Observation {
+            time_us: f.first_us,
+            client: f.client,
+            server: f.server,
+            sni: None,
+            mesh: None,
+            version: None,
+            cipher: None,
+            alert: None,
+            server_chain: &[],
+            client_chain: &[],
+            verdict: None,
+            cert_manager: None,
+            source: f.source.as_ref().and_then(|p| p.workload()),
+            destination: f.destination.as_ref().and_then(|p| p.workload()),
+        }
+    }
 }
 
-/// The findings of one connection.
-#[derive(Debug, Default)]
-pub struct Evaluation {
-    pub findings: Vec<Finding>,
-    /// Parallel to `findings`: the first of its rule and certificate (or
-    /// flow) in the current window, so it gets its own finding line.
-    pub first: Vec<bool>,
-    pub server_verdict: Option<Arc<ChainVerdict>>,
+/// A finding with the key its finding line is deduplicated by.
+pub(crate) struct Found {
+    pub finding: Finding,
+    pub dedup_key: String,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct AnalysisStats {
-    /// Findings reported in handshake records, by rule id.
-    pub reported: BTreeMap<&'static str, u64>,
-    /// Findings an exception suppressed, by rule id.
-    pub suppressed: BTreeMap<&'static str, u64>,
+    /// Findings reported, by rule (indexed by `Rule::index`).
+    pub reported: [u64; Rule::COUNT],
+    /// Findings an exception suppressed, by rule.
+    pub suppressed: [u64; Rule::COUNT],
+}
+
+impl AnalysisStats {
+    /// `(rule id, count)` of the rules with a non-zero count, in id order.
+    pub fn by_rule(counts: &[u64; Rule::COUNT]) -> BTreeMap<&'static str, u64> {
+        Rule::ALL
+            .iter()
+            .filter(|r| counts[r.index()] > 0)
+            .map(|r| (r.id(), counts[r.index()]))
+            .collect()
+    }
 }
 
 /// The analysis stage.
@@ -140,7 +162,6 @@ pub struct Analysis {
     verifier: ChainVerifier,
     config: AnalysisConfig,
     dedup: Dedup,
-    correlator: Box<dyn Correlator>,
     pub stats: AnalysisStats,
 }
 
@@ -160,19 +181,8 @@ impl Analysis {
             verifier: ChainVerifier::new(store, config.verify_cache, config.intermediate_pool),
             dedup: Dedup::new(config.window_secs, config.dedup_capacity),
             config,
-            correlator: Box::new(NoInventory),
             stats: AnalysisStats::default(),
         }
-    }
-
-    /// The inventory's hook: who the peers are, which cert-manager object
-    /// issued the leaf.
-    pub fn set_correlator(&mut self, c: Box<dyn Correlator>) {
-        self.correlator = c;
-    }
-
-    pub fn correlator(&mut self) -> &mut dyn Correlator {
-        self.correlator.as_mut()
     }
 
     /// For cluster CA bundles learnt at run time: `trust_mut().add_bundle(pem, "ns/name")`.
@@ -207,82 +217,74 @@ impl Analysis {
         }
     }
 
-    pub fn evaluate(&mut self, obs: &Observation<'_>) -> Evaluation {
+    /// Judges one TLS connection: its findings go into `conn.findings`.
+    /// Returns the server chain's verification verdict.
+    pub fn evaluate(&mut self, conn: &mut Connection) -> Option<Arc<ChainVerdict>> {
+        let obs = Observation::of_connection(conn);
         let now = self.now(obs.time_us);
         let mut found = Vec::new();
         let mut server_verdict = None;
         for (role, chain) in [
-            (Role::Server, &obs.server_chain),
-            (Role::Client, &obs.client_chain),
+            (Role::Server, obs.server_chain),
+            (Role::Client, obs.client_chain),
         ] {
-            if chain.ders.is_empty() || chain.ders.len() != chain.certs.len() {
+            if chain.is_empty() {
                 continue;
             }
-            let fps: Vec<String> = chain.certs.iter().map(|c| c.sha256.clone()).collect();
-            let verdict = self.verifier.verify(role, chain.ders, &fps);
+            let verdict = self.verifier.verify(role, chain);
             let cx = cert_rules::CertCtx {
                 policy: &self.policy,
                 now,
                 role,
                 chain,
                 verdict: &verdict,
-                obs,
+                obs: &obs,
             };
             cert_rules::evaluate(&cx, &mut found);
             if role == Role::Server {
                 server_verdict = Some(verdict);
             }
         }
-        tls_rules::evaluate(&self.policy, obs, &mut found);
-        let mut eval = Evaluation {
-            server_verdict,
-            ..Default::default()
-        };
-        self.finish(obs, now, found, &mut eval);
-        eval
+        tls_rules::evaluate(&self.policy, &obs, &mut found);
+        let findings = self.finish(&obs, now, found);
+        conn.findings = findings;
+        server_verdict
     }
 
     /// `tls.plaintext` for a TCP flow between workloads that carried
-    /// payload without a TLS handshake; flow accounting calls it.
-    pub fn plaintext(
-        &mut self,
-        obs: &Observation<'_>,
-        bytes_to_server: u64,
-        bytes_to_client: u64,
-    ) -> Evaluation {
+    /// payload without a TLS handshake: its findings go into `flow.findings`.
+    pub fn plaintext(&mut self, flow: &mut Flow) {
+        let obs = Observation::of_flow(flow);
         let now = self.now(obs.time_us);
-        let found: Vec<Finding> =
-            tls_rules::plaintext_flow(&self.policy, obs, bytes_to_server, bytes_to_client)
-                .into_iter()
-                .collect();
-        let mut eval = Evaluation::default();
-        self.finish(obs, now, found, &mut eval);
-        eval
+        let found: Vec<Found> = tls_rules::plaintext_flow(
+            &self.policy,
+            &obs,
+            flow.bytes_to_server,
+            flow.bytes_to_client,
+        )
+        .into_iter()
+        .collect();
+        let findings = self.finish(&obs, now, found);
+        flow.findings = findings;
     }
 
     /// Applies exceptions, counts, and marks the first of each key.
-    fn finish(
-        &mut self,
-        obs: &Observation<'_>,
-        now: i64,
-        found: Vec<Finding>,
-        eval: &mut Evaluation,
-    ) {
-        let chain: Vec<String> = obs
-            .server_chain
-            .certs
-            .iter()
-            .map(|c| c.sha256.clone())
-            .collect();
-        let dest = obs.correlation.destination.as_ref();
+    fn finish(&mut self, obs: &Observation<'_>, now: i64, found: Vec<Found>) -> Vec<Finding> {
+        let chain: Vec<String> = obs.server_chain.iter().map(|c| c.sha256.clone()).collect();
+        let dest = obs.destination.as_ref();
         let workload_full = dest.and_then(|d| match (&d.kind, &d.name) {
             (Some(k), Some(n)) => Some(format!("{k}/{n}")),
             _ => None,
         });
-        for f in found {
+        let mut out = Vec::with_capacity(found.len());
+        for Found {
+            mut finding,
+            dedup_key,
+        } in found
+        {
             let subject = policy::Subject {
-                rule: f.rule,
-                certificate: f.certificate.as_deref(),
+                rule: finding.rule,
+                certificate: finding.certificate.as_deref(),
                 chain: &chain,
                 sni: obs.sni,
                 namespace: dest.and_then(|d| d.namespace.as_deref()),
@@ -291,13 +293,14 @@ impl Analysis {
                     .map(|n| (workload_full.as_deref().unwrap_or(n), n)),
             };
             if let Some(e) = self.policy.exception(&subject, now) {
-                tracing::debug!(rule = f.rule.id(), reason = %e.reason, "finding suppressed by an exception");
-                *self.stats.suppressed.entry(f.rule.id()).or_default() += 1;
+                tracing::debug!(rule = finding.rule.id(), reason = %e.reason, "finding suppressed by an exception");
+                self.stats.suppressed[finding.rule.index()] += 1;
                 continue;
             }
-            *self.stats.reported.entry(f.rule.id()).or_default() += 1;
-            eval.first.push(self.dedup.first(f.rule, &f.dedup_key, now));
-            eval.findings.push(f);
+            self.stats.reported[finding.rule.index()] += 1;
+            finding.first = self.dedup.first(finding.rule, &dedup_key, now);
+            out.push(finding);
         }
+        out
     }
 }

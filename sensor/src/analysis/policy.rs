@@ -32,7 +32,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
 use super::ciphers::CipherFamily;
-use super::rules::{Rule, Severity};
+use crate::model::{Rule, Severity};
 
 /// Deserializes a string through `TryFrom<String>` inside the scalar's
 /// own `deserialize_str`, so an error carries the scalar's line and column

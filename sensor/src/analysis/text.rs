@@ -1,6 +1,6 @@
 //! Wording shared by the rules' messages: dates, spans, names.
 
-use crate::export::timefmt;
+use crate::model::time as timefmt;
 
 /// `2014-03-04`.
 pub fn date(unix: i64) -> String {

@@ -4,9 +4,9 @@ use serde_json::json;
 
 use super::ciphers::{self, CipherFamily};
 use super::policy::Policy;
-use super::rules::Rule;
-use super::{Finding, Observation};
-use crate::tls::names::{alert_name, cipher_name, version_name};
+use super::{Found, Observation};
+use crate::model::Rule;
+use crate::model::{Finding, ProtocolVersion};
 
 const ALERT_CLOSE_NOTIFY: u8 = 0;
 const ALERT_USER_CANCELED: u8 = 90;
@@ -24,40 +24,40 @@ fn finding(
     rule: Rule,
     message: String,
     evidence: serde_json::Value,
-) -> Finding {
-    Finding {
-        rule,
-        severity: policy.severity(rule),
-        message,
-        certificate: None,
-        subject: None,
-        evidence,
+) -> Found {
+    Found {
+        finding: Finding {
+            rule,
+            severity: policy.severity(rule),
+            message,
+            certificate: None,
+            subject: None,
+            evidence,
+            first: false,
+        },
         dedup_key: flow_key(obs),
     }
 }
 
-pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Finding>) {
+pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Found>) {
     if let Some(v) = obs.version
         && policy.enabled(Rule::TlsLegacyVersion)
         // Only the five real versions compare; drafts and oddities say nothing.
-        && (0x0300..=0x0304).contains(&v)
-        && v < policy.min_version
+        && (0x0300..=0x0304).contains(&v.0)
+        && v.0 < policy.min_version
     {
+        let min = ProtocolVersion(policy.min_version);
         out.push(finding(
             policy,
             obs,
             Rule::TlsLegacyVersion,
-            format!(
-                "negotiated {}; the minimum is {}",
-                version_name(v),
-                version_name(policy.min_version)
-            ),
-            json!({"version": version_name(v), "minimum": version_name(policy.min_version)}),
+            format!("negotiated {}; the minimum is {}", v, min),
+            json!({"version": v.to_string(), "minimum": min.to_string()}),
         ));
     }
     if let Some(id) = obs.cipher
         && policy.enabled(Rule::TlsWeakCipher)
-        && let Some((name, families)) = ciphers::families(id)
+        && let Some((name, families)) = ciphers::families(id.0)
     {
         let bad: Vec<CipherFamily> = match &policy.allowed_cipher_families {
             Some(allowed) => families
@@ -83,14 +83,14 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fin
                 obs,
                 Rule::TlsWeakCipher,
                 format!("negotiated {name}: {} {why}", names.join(" and ")),
-                json!({"cipher": cipher_name(id), "families": names}),
+                json!({"cipher": id.to_string(), "families": names}),
             ));
         }
     }
     if let Some(a) = &obs.alert
         && policy.enabled(Rule::TlsHandshakeFailure)
-        && a.description != ALERT_CLOSE_NOTIFY
-        && a.description != ALERT_USER_CANCELED
+        && a.description.0 != ALERT_CLOSE_NOTIFY
+        && a.description.0 != ALERT_USER_CANCELED
         // A warning (unrecognized_name, say) lets the handshake go on.
         && a.level.is_none_or(|l| l == ALERT_LEVEL_FATAL)
     {
@@ -105,10 +105,9 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fin
             Rule::TlsHandshakeFailure,
             format!(
                 "{by} sent the alert {} ({}) in clear: the handshake failed",
-                alert_name(a.description),
-                a.description
+                a.description, a.description.0
             ),
-            json!({"alert": alert_name(a.description), "level": a.level, "from_client": a.from_client}),
+            json!({"alert": a.description.to_string(), "level": a.level, "from_client": a.from_client}),
         ));
     }
     // tls.plaintext is not about a handshake: flow accounting feeds
@@ -124,11 +123,11 @@ pub fn plaintext_flow(
     obs: &Observation<'_>,
     bytes_to_server: u64,
     bytes_to_client: u64,
-) -> Option<Finding> {
+) -> Option<Found> {
     if !policy.enabled(Rule::TlsPlaintext) {
         return None;
     }
-    let both_workloads = obs.correlation.source.is_some() && obs.correlation.destination.is_some();
+    let both_workloads = obs.source.is_some() && obs.destination.is_some();
     if !both_workloads {
         return None;
     }

@@ -34,6 +34,8 @@ pub enum Skip {
 }
 
 impl Skip {
+    pub const COUNT: usize = 5;
+
     pub fn name(self) -> &'static str {
         match self {
             Skip::UnsupportedLinkType => "unsupported_link_type",

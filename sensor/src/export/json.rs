@@ -1,8 +1,9 @@
 use std::io::Write;
-use std::sync::Arc;
 
-use super::records::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};
-use crate::x509::CertInfo;
+use super::RecordSink;
+use super::records::{connection_records, flow_records};
+use super::summary::{RunStats, Summary};
+use crate::model::{Connection, Flow};
 
 /// JSON lines, one record per line, as RECORDS.md specifies.
 pub struct JsonLines<W: Write> {
@@ -34,20 +35,20 @@ impl<W: Write> JsonLines<W> {
 }
 
 impl<W: Write> RecordSink for JsonLines<W> {
-    fn handshake(&mut self, hs: &HandshakeRecord, _certs: &[Arc<CertInfo>]) {
-        self.line(hs);
+    fn connection(&mut self, conn: &Connection) {
+        for r in connection_records(conn) {
+            self.line(&r);
+        }
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
-        self.line(&CertificateRecord::from(cert));
+    fn flow(&mut self, flow: &Flow) {
+        for r in flow_records(flow) {
+            self.line(&r);
+        }
     }
 
-    fn finding(&mut self, f: &FindingRecord) {
-        self.line(f);
-    }
-
-    fn finish(&mut self, summary: &Summary) {
-        self.line(summary);
+    fn finish(&mut self, stats: &RunStats) {
+        self.line(&Summary::from(stats));
         if let Err(e) = self.out.flush() {
             self.error.get_or_insert(e);
         }

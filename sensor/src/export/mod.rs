@@ -1,12 +1,28 @@
-//! Output: the JSON records of RECORDS.md, JSON lines, the human table,
-//! OTLP metrics and logs.
+//! Output, and only output: renders `model` values as the JSON records of
+//! RECORDS.md, JSON lines, the human table, OTLP metrics and logs.
 
 pub mod json;
 pub mod metric_names;
 pub mod otlp;
 pub mod records;
+pub mod summary;
 pub mod table;
 pub mod tee;
-pub mod timefmt;
 
-pub use records::{CertificateRecord, FindingRecord, HandshakeRecord, RecordSink, Summary};
+pub use records::{CertificateRecord, FindingRecord, HandshakeRecord};
+pub use summary::{RunStats, SensorSnapshot, Summary};
+
+use crate::model::{Connection, Flow};
+
+/// Where the pipeline's results go: JSON lines, the table, OTLP.
+pub trait RecordSink {
+    /// A TLS connection whose handshake was judged: its first-seen
+    /// certificates, the handshake, and its findings (those marked `first`
+    /// get a finding line of their own).
+    fn connection(&mut self, conn: &Connection);
+    /// A TCP connection that ended: its traffic (`tls.traffic.bytes`) and,
+    /// for a plaintext flow, its findings.
+    fn flow(&mut self, _flow: &Flow) {}
+    /// The end of the run, with every stage's statistics.
+    fn finish(&mut self, _stats: &RunStats) {}
+}

@@ -1,283 +1,302 @@
-//! The record types of RECORDS.md, built from pipeline results.
+//! The record shapes of RECORDS.md, rendered from `model` values. This is
+//! the one module that knows them: the JSON lines, the OTLP log bodies and
+//! the tests all serialize these.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use super::timefmt;
-use crate::analysis::correlation::Verdict;
-use crate::inventory::correlate::CertManagerRef;
-use crate::inventory::{Identity, InventoryStats};
-use crate::tls::Handshake;
-use crate::tls::names::{alert_name, cipher_name, version_name};
-use crate::x509::{CertInfo, KeyInfo, Sans};
+use crate::model::time;
+use crate::model::{
+    CertManagerRef, Certificate, Connection, Finding, Flow, IssuerRef, KeyInfo, ObjectRef, Peer,
+    Sans, Verdict,
+};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Endpoint {
-    pub ip: String,
+    pub ip: IpAddr,
     pub port: u16,
 }
 
 impl From<SocketAddr> for Endpoint {
     fn from(a: SocketAddr) -> Self {
         Endpoint {
-            ip: a.ip().to_string(),
+            ip: a.ip(),
             port: a.port(),
         }
     }
 }
 
 /// A finding as it appears inside a handshake record.
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub rule: String,
-    pub severity: String,
-    pub message: String,
+#[derive(Debug, Serialize)]
+pub struct FindingEntry<'a> {
+    pub rule: &'static str,
+    pub severity: &'static str,
+    pub message: &'a str,
     /// Not in RECORDS.md: SHA-256 of the certificate the finding is about,
     /// null for findings about the connection.
-    pub certificate: Option<String>,
+    pub certificate: Option<&'a str>,
 }
 
-impl From<&crate::analysis::Finding> for Finding {
-    fn from(f: &crate::analysis::Finding) -> Self {
-        Finding {
-            rule: f.rule.id().to_string(),
-            severity: f.severity.name().to_string(),
-            message: f.message.clone(),
-            certificate: f.certificate.clone(),
+impl<'a> From<&'a Finding> for FindingEntry<'a> {
+    fn from(f: &'a Finding) -> Self {
+        FindingEntry {
+            rule: f.rule.id(),
+            severity: f.severity.name(),
+            message: &f.message,
+            certificate: f.certificate.as_deref(),
+        }
+    }
+}
+
+/// RECORDS.md `cert_manager`, plus the current revision, renewal time and
+/// the issuer's type and readiness.
+#[derive(Debug, Serialize)]
+pub struct CertManagerRecord<'a> {
+    pub certificate: &'a ObjectRef,
+    pub revision: Option<u64>,
+    pub issuer: &'a IssuerRef,
+    pub current_revision: Option<u64>,
+    pub renewal_time: Option<String>,
+    pub issuer_type: Option<&'a str>,
+    pub issuer_ready: Option<bool>,
+}
+
+impl<'a> From<&'a CertManagerRef> for CertManagerRecord<'a> {
+    fn from(c: &'a CertManagerRef) -> Self {
+        CertManagerRecord {
+            certificate: &c.certificate,
+            revision: c.revision,
+            issuer: &c.issuer,
+            current_revision: c.current_revision,
+            renewal_time: c.renewal_time.map(time::seconds),
+            issuer_type: c.issuer_type.as_deref(),
+            issuer_ready: c.issuer_ready,
+        }
+    }
+}
+
+fn fingerprints(chain: &[std::sync::Arc<Certificate>]) -> Vec<&str> {
+    chain.iter().map(|c| c.sha256.as_str()).collect()
+}
+
+/// `kind: "handshake"`.
+#[derive(Debug, Serialize)]
+pub struct HandshakeRecord<'a> {
+    pub kind: &'static str,
+    pub time: String,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub sni: Option<&'a str>,
+    pub alpn_offered: &'a [String],
+    pub alpn: Option<&'a str>,
+    pub ja3: Option<&'a str>,
+    pub ja3s: Option<&'a str>,
+    pub ja4: Option<&'a str>,
+    pub resumed: Option<bool>,
+    pub mutual: Option<bool>,
+    pub server_chain: Vec<&'a str>,
+    pub client_chain: Vec<&'a str>,
+    pub certificate_source: Option<&'static str>,
+    pub alert: Option<String>,
+    pub mesh: Option<&'static str>,
+    /// Not in RECORDS.md: the identity the mesh SNI carries.
+    pub mesh_identity: Option<&'a str>,
+    pub findings: Vec<FindingEntry<'a>>,
+    pub source: Option<&'a Peer>,
+    pub destination: Option<&'a Peer>,
+    pub verdict: Option<Verdict>,
+    pub cert_manager: Option<CertManagerRecord<'a>>,
+    /// Not in RECORDS.md: false when the handshake was cut short (gap,
+    /// end of capture, bound) so its nulls mean "not seen" rather than "absent".
+    pub complete: bool,
+}
+
+impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
+    fn from(c: &'a Connection) -> Self {
+        let hs = &c.handshake;
+        HandshakeRecord {
+            kind: "handshake",
+            time: time::micros(c.time_us),
+            client: c.client.into(),
+            server: c.server.into(),
+            version: hs.version.map(|v| v.to_string()),
+            cipher: hs.cipher.map(|s| s.to_string()),
+            sni: hs.sni.as_deref(),
+            alpn_offered: &hs.alpn_offered,
+            alpn: hs.alpn.as_deref(),
+            ja3: hs.ja3.as_deref(),
+            ja3s: hs.ja3s.as_deref(),
+            ja4: hs.ja4.as_deref(),
+            resumed: hs.resumed,
+            mutual: hs.mutual,
+            server_chain: fingerprints(&c.server_chain),
+            client_chain: fingerprints(&c.client_chain),
+            certificate_source: c.certificate_source.map(|s| s.name()),
+            alert: hs.alert.map(|a| a.description.to_string()),
+            mesh: c.mesh.as_ref().map(|m| m.kind.name()),
+            mesh_identity: c.mesh.as_ref().and_then(|m| m.identity.as_deref()),
+            findings: c.findings.iter().map(Into::into).collect(),
+            source: c.correlation.source.as_ref(),
+            destination: c.correlation.destination.as_ref(),
+            verdict: c.correlation.verdict,
+            cert_manager: c.correlation.cert_manager.as_ref().map(Into::into),
+            complete: hs.complete,
         }
     }
 }
 
 /// `kind: "finding"`: one line per rule and certificate (or flow) per
 /// window, with the connection that showed it first.
-#[derive(Debug, Clone, Serialize)]
-pub struct FindingRecord {
+#[derive(Debug, Serialize)]
+pub struct FindingRecord<'a> {
     pub kind: &'static str,
     pub time: String,
-    pub rule: String,
-    pub severity: String,
-    pub message: String,
-    pub certificate: Option<String>,
-    pub subject: Option<String>,
+    pub rule: &'static str,
+    pub severity: &'static str,
+    pub message: &'a str,
+    pub certificate: Option<&'a str>,
+    pub subject: Option<&'a str>,
     pub client: Endpoint,
     pub server: Endpoint,
-    pub sni: Option<String>,
+    pub sni: Option<&'a str>,
     pub version: Option<String>,
     pub cipher: Option<String>,
-    pub ja3: Option<String>,
-    pub ja4: Option<String>,
-    pub server_chain: Vec<String>,
-    pub source: Option<Identity>,
-    pub destination: Option<Identity>,
+    pub ja3: Option<&'a str>,
+    pub ja4: Option<&'a str>,
+    pub server_chain: Vec<&'a str>,
+    pub source: Option<&'a Peer>,
+    pub destination: Option<&'a Peer>,
     pub verdict: Option<Verdict>,
-    pub evidence: serde_json::Value,
-    #[serde(skip)]
-    pub time_us: i64,
-    #[serde(skip)]
-    pub rule_id: Option<crate::analysis::Rule>,
-    #[serde(skip)]
-    pub severity_level: Option<crate::analysis::Severity>,
+    pub evidence: &'a serde_json::Value,
 }
 
-impl FindingRecord {
-    pub fn new(f: &crate::analysis::Finding, hs: &HandshakeRecord) -> Self {
+impl<'a> FindingRecord<'a> {
+    fn base(f: &'a Finding, time_us: i64, client: SocketAddr, server: SocketAddr) -> Self {
         FindingRecord {
             kind: "finding",
-            time: hs.time.clone(),
-            rule: f.rule.id().to_string(),
-            severity: f.severity.name().to_string(),
-            message: f.message.clone(),
-            certificate: f.certificate.clone(),
-            subject: f.subject.clone(),
-            client: hs.client.clone(),
-            server: hs.server.clone(),
-            sni: hs.sni.clone(),
-            version: hs.version.clone(),
-            cipher: hs.cipher.clone(),
-            ja3: hs.ja3.clone(),
-            ja4: hs.ja4.clone(),
-            server_chain: hs.server_chain.clone(),
-            source: hs.source.clone(),
-            destination: hs.destination.clone(),
-            verdict: hs.verdict,
-            evidence: f.evidence.clone(),
-            time_us: hs.time_us,
-            rule_id: Some(f.rule),
-            severity_level: Some(f.severity),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HandshakeRecord {
-    pub kind: &'static str,
-    pub time: String,
-    pub client: Endpoint,
-    pub server: Endpoint,
-    pub version: Option<String>,
-    pub cipher: Option<String>,
-    pub sni: Option<String>,
-    pub alpn_offered: Vec<String>,
-    pub alpn: Option<String>,
-    pub ja3: Option<String>,
-    pub ja3s: Option<String>,
-    pub ja4: Option<String>,
-    pub resumed: Option<bool>,
-    pub mutual: Option<bool>,
-    pub server_chain: Vec<String>,
-    pub client_chain: Vec<String>,
-    pub certificate_source: Option<&'static str>,
-    pub alert: Option<String>,
-    pub mesh: Option<String>,
-    /// Not in RECORDS.md: the identity the mesh SNI carries (see analysis::mesh).
-    pub mesh_identity: Option<String>,
-    pub findings: Vec<Finding>,
-    pub source: Option<Identity>,
-    pub destination: Option<Identity>,
-    pub verdict: Option<Verdict>,
-    pub cert_manager: Option<CertManagerRef>,
-    /// Not in RECORDS.md: false when the handshake was cut short (gap,
-    /// end of capture, bound) so its nulls mean "not seen" rather than "absent".
-    pub complete: bool,
-    #[serde(skip)]
-    pub time_us: i64,
-}
-
-impl HandshakeRecord {
-    pub fn new(
-        hs: &Handshake,
-        client: SocketAddr,
-        server: SocketAddr,
-        time_us: i64,
-        server_chain: Vec<String>,
-        client_chain: Vec<String>,
-    ) -> Self {
-        let ch = hs.client_hello.as_ref();
-        let sh = hs.server_hello.as_ref();
-        let tls13 = hs.is_tls13();
-        let source = (!server_chain.is_empty() || !client_chain.is_empty()).then_some("observed");
-        HandshakeRecord {
-            kind: "handshake",
-            time: timefmt::micros(time_us),
+            time: time::micros(time_us),
+            rule: f.rule.id(),
+            severity: f.severity.name(),
+            message: &f.message,
+            certificate: f.certificate.as_deref(),
+            subject: f.subject.as_deref(),
             client: client.into(),
             server: server.into(),
-            version: hs.version().map(version_name),
-            cipher: sh.map(|s| cipher_name(s.cipher)),
-            sni: ch.and_then(|c| c.sni.clone()),
-            alpn_offered: ch
-                .map(|c| {
-                    c.alpn
-                        .iter()
-                        .map(|a| String::from_utf8_lossy(a).into_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            alpn: if tls13 {
-                None
-            } else {
-                sh.and_then(|s| s.alpn.as_ref())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-            },
-            ja3: hs.ja3.clone(),
-            ja3s: hs.ja3s.clone(),
-            ja4: hs.ja4.clone(),
-            resumed: hs.resumed(),
-            mutual: hs.mutual(),
-            server_chain,
-            client_chain,
-            certificate_source: source,
-            alert: hs.alert.map(alert_name),
-            mesh: None,
-            mesh_identity: None,
-            findings: Vec::new(),
+            sni: None,
+            version: None,
+            cipher: None,
+            ja3: None,
+            ja4: None,
+            server_chain: Vec::new(),
             source: None,
             destination: None,
             verdict: None,
-            cert_manager: None,
-            complete: hs.complete,
-            time_us,
+            evidence: &f.evidence,
+        }
+    }
+
+    /// A finding of a TLS connection, with the connection's facts.
+    pub fn of_connection(f: &'a Finding, c: &'a Connection) -> Self {
+        let hs = &c.handshake;
+        FindingRecord {
+            sni: hs.sni.as_deref(),
+            version: hs.version.map(|v| v.to_string()),
+            cipher: hs.cipher.map(|s| s.to_string()),
+            ja3: hs.ja3.as_deref(),
+            ja4: hs.ja4.as_deref(),
+            server_chain: fingerprints(&c.server_chain),
+            source: c.correlation.source.as_ref(),
+            destination: c.correlation.destination.as_ref(),
+            verdict: c.correlation.verdict,
+            ..Self::base(f, c.time_us, c.client, c.server)
+        }
+    }
+
+    /// A finding of a flow without a handshake (`tls.plaintext`).
+    pub fn of_flow(f: &'a Finding, flow: &'a Flow) -> Self {
+        FindingRecord {
+            source: flow.source.as_ref(),
+            destination: flow.destination.as_ref(),
+            ..Self::base(f, flow.first_us, flow.client, flow.server)
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CertificateRecord {
+/// `kind: "certificate"`.
+#[derive(Debug, Serialize)]
+pub struct CertificateRecord<'a> {
     pub kind: &'static str,
-    pub sha256: String,
-    pub subject: Option<String>,
-    pub issuer: Option<String>,
-    pub serial: Option<String>,
+    pub sha256: &'a str,
+    pub subject: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub serial: Option<&'a str>,
     pub not_before: Option<String>,
     pub not_after: Option<String>,
-    pub san: Sans,
-    pub key: Option<KeyInfo>,
-    pub signature_algorithm: Option<String>,
+    pub san: &'a Sans,
+    pub key: Option<&'a KeyInfo>,
+    pub signature_algorithm: Option<&'a str>,
     pub is_ca: Option<bool>,
     pub self_signed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parse_error: Option<String>,
+    pub parse_error: Option<&'a str>,
 }
 
-impl From<&CertInfo> for CertificateRecord {
-    fn from(c: &CertInfo) -> Self {
+impl<'a> From<&'a Certificate> for CertificateRecord<'a> {
+    fn from(c: &'a Certificate) -> Self {
         let ok = c.parse_error.is_none();
-        let known = |s: &String| ok.then(|| s.clone());
+        let known = |s: &'a String| ok.then_some(s.as_str());
         CertificateRecord {
             kind: "certificate",
-            sha256: c.sha256.clone(),
+            sha256: &c.sha256,
             subject: known(&c.subject),
             issuer: known(&c.issuer),
             serial: known(&c.serial),
-            not_before: ok.then(|| timefmt::seconds(c.not_before)),
-            not_after: ok.then(|| timefmt::seconds(c.not_after)),
-            san: c.san.clone(),
-            key: ok.then(|| c.key.clone()),
+            not_before: ok.then(|| time::seconds(c.not_before)),
+            not_after: ok.then(|| time::seconds(c.not_after)),
+            san: &c.san,
+            key: ok.then_some(&c.key),
             signature_algorithm: known(&c.signature_algorithm),
             is_ca: ok.then_some(c.is_ca),
             self_signed: ok.then_some(c.self_signed),
-            parse_error: c.parse_error.clone(),
+            parse_error: c.parse_error.as_deref(),
         }
     }
 }
 
-/// Totals of one run, and every error by kind.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Summary {
-    pub kind: &'static str,
-    pub files: u64,
-    pub frames: u64,
-    pub bytes: u64,
-    pub tcp_segments: u64,
-    pub connections: u64,
-    pub tls_connections: u64,
-    pub handshakes: u64,
-    pub certificates: u64,
-    /// TCP connections that carried payload and never started TLS.
-    pub plaintext_flows: u64,
-    /// Findings in handshake records, by rule.
-    pub findings: BTreeMap<String, u64>,
-    /// Findings suppressed by policy exceptions, by rule.
-    pub findings_suppressed: BTreeMap<String, u64>,
-    pub errors: BTreeMap<String, u64>,
-    /// Live capture only: the kernel program's counters.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub kernel: BTreeMap<String, u64>,
-    /// With an inventory: objects, drops, rejections and sync state per kind.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inventory: Option<InventoryStats>,
+/// Any record line.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Record<'a> {
+    Certificate(CertificateRecord<'a>),
+    Handshake(Box<HandshakeRecord<'a>>),
+    Finding(Box<FindingRecord<'a>>),
 }
 
-/// Where records go: JSON lines, the table, OTLP.
-pub trait RecordSink {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[std::sync::Arc<CertInfo>]);
-    fn certificate(&mut self, cert: &CertInfo);
-    /// A finding's own line (first of its rule and certificate or flow in
-    /// the window); it follows the handshake record that carries it.
-    fn finding(&mut self, _finding: &FindingRecord) {}
-    /// Bytes of a connection that ended (`tls.traffic.bytes`); only the
-    /// OTLP sink counts them.
-    fn traffic(&mut self, _sample: &super::otlp::attributes::TrafficSample) {}
-    fn finish(&mut self, _summary: &Summary) {}
+/// The lines a TLS connection gives, in order: its certificates seen for
+/// the first time, the handshake, and the finding lines of its findings
+/// that are the first of their kind in the window.
+pub fn connection_records(c: &Connection) -> impl Iterator<Item = Record<'_>> {
+    let certs = c
+        .new_certificates
+        .iter()
+        .map(|cert| Record::Certificate(cert.as_ref().into()));
+    let findings = c
+        .findings
+        .iter()
+        .filter(|f| f.first)
+        .map(move |f| Record::Finding(Box::new(FindingRecord::of_connection(f, c))));
+    certs
+        .chain(std::iter::once(Record::Handshake(Box::new(c.into()))))
+        .chain(findings)
+}
+
+/// The lines a flow gives: the finding lines of its first findings.
+pub fn flow_records(flow: &Flow) -> impl Iterator<Item = Record<'_>> {
+    flow.findings
+        .iter()
+        .filter(|f| f.first)
+        .map(move |f| Record::Finding(Box::new(FindingRecord::of_flow(f, flow))))
 }

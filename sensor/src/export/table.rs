@@ -1,9 +1,10 @@
 use std::io::Write;
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use super::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
-use super::timefmt;
-use crate::x509::CertInfo;
+use super::RecordSink;
+use super::summary::{RunStats, Summary};
+use crate::model::time as timefmt;
+use crate::model::{Connection, Finding, Flow, Rule, Severity};
 
 fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -15,6 +16,33 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// What the findings table shows of one finding line.
+struct FindingRow {
+    severity: Severity,
+    rule: Rule,
+    time_us: i64,
+    server: SocketAddr,
+    sni: Option<String>,
+    certificate: Option<String>,
+    subject: Option<String>,
+    message: String,
+}
+
+impl FindingRow {
+    fn new(f: &Finding, time_us: i64, server: SocketAddr, sni: Option<&str>) -> Self {
+        FindingRow {
+            severity: f.severity,
+            rule: f.rule,
+            time_us,
+            server,
+            sni: sni.map(str::to_string),
+            certificate: f.certificate.clone(),
+            subject: f.subject.clone(),
+            message: f.message.clone(),
+        }
+    }
+}
+
 /// Finding rows kept for the findings table; past it they are counted.
 pub const MAX_FINDING_ROWS: usize = 10_000;
 
@@ -23,7 +51,7 @@ pub const MAX_FINDING_ROWS: usize = 10_000;
 pub struct Table<W: Write> {
     out: W,
     header_done: bool,
-    findings: Vec<FindingRecord>,
+    findings: Vec<FindingRow>,
     max_findings: usize,
     pub findings_not_shown: u64,
     pub error: Option<std::io::Error>,
@@ -58,25 +86,25 @@ impl<W: Write> Table<W> {
         let mut rows = std::mem::take(&mut self.findings);
         // Most severe first; within a severity, in order of time.
         rows.sort_by(|a, b| {
-            b.severity_level
-                .cmp(&a.severity_level)
+            b.severity
+                .cmp(&a.severity)
                 .then(a.time_us.cmp(&b.time_us))
-                .then(a.rule.cmp(&b.rule))
+                .then(a.rule.id().cmp(b.rule.id()))
         });
         let mut text = format!(
             "\n{:<8} {:<22} {:<28} {:<24} {:<32} {}\n",
             "SEVERITY", "RULE", "SERVER", "SNI", "CERTIFICATE", "MESSAGE"
         );
         for f in &rows {
-            let server = format!("{}:{}", f.server.ip, f.server.port);
+            let server = format!("{}:{}", f.server.ip(), f.server.port());
             let cert = match (&f.subject, &f.certificate) {
                 (Some(s), Some(fp)) => format!("{} {}", &fp[..fp.len().min(8)], s),
                 _ => "-".into(),
             };
             text.push_str(&format!(
                 "{:<8} {:<22} {:<28} {:<24} {:<32} {}\n",
-                f.severity,
-                f.rule,
+                f.severity.name(),
+                f.rule.id(),
                 clip(&server, 28),
                 clip(f.sni.as_deref().unwrap_or("-"), 24),
                 clip(&cert, 32),
@@ -120,42 +148,56 @@ impl<W: Write> Table<W> {
     }
 }
 
-impl<W: Write> RecordSink for Table<W> {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
-        self.header();
-        let dash = || "-".to_string();
-        let leaf = certs.first();
-        let flow = format!(
-            "{}:{} -> {}:{}",
-            hs.client.ip, hs.client.port, hs.server.ip, hs.server.port
-        );
-        let row = format!(
-            "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20} {}\n",
-            timefmt::seconds(hs.time_us.div_euclid(1_000_000)),
-            clip(&flow, 47),
-            clip(hs.sni.as_deref().unwrap_or("-"), 28),
-            hs.version.clone().unwrap_or_else(dash),
-            clip(hs.cipher.as_deref().unwrap_or("-"), 40),
-            clip(hs.alpn.as_deref().unwrap_or("-"), 9),
-            hs.server_chain.len(),
-            clip(leaf.map_or("-", |c| c.subject.as_str()), 40),
-            leaf.map_or_else(dash, |c| timefmt::seconds(c.not_after)),
-            hs.verdict.map_or("-", |v| v.name()),
-        );
-        self.write(row);
-    }
-
-    fn certificate(&mut self, _cert: &CertInfo) {}
-
-    fn finding(&mut self, f: &FindingRecord) {
+impl<W: Write> Table<W> {
+    fn keep(&mut self, row: FindingRow) {
         if self.findings.len() < self.max_findings {
-            self.findings.push(f.clone());
+            self.findings.push(row);
         } else {
             self.findings_not_shown += 1;
         }
     }
+}
 
-    fn finish(&mut self, s: &Summary) {
+impl<W: Write> RecordSink for Table<W> {
+    fn connection(&mut self, c: &Connection) {
+        self.header();
+        let hs = &c.handshake;
+        let dash = || "-".to_string();
+        let leaf = c.server_chain.first();
+        let flow = format!(
+            "{}:{} -> {}:{}",
+            c.client.ip(),
+            c.client.port(),
+            c.server.ip(),
+            c.server.port()
+        );
+        let row = format!(
+            "{:<20} {:<47} {:<28} {:<8} {:<40} {:<9} {:>5}  {:<40} {:<20} {}\n",
+            timefmt::seconds(c.time_us.div_euclid(1_000_000)),
+            clip(&flow, 47),
+            clip(hs.sni.as_deref().unwrap_or("-"), 28),
+            hs.version.map_or_else(dash, |v| v.to_string()),
+            clip(&hs.cipher.map_or_else(dash, |v| v.to_string()), 40),
+            clip(hs.alpn.as_deref().unwrap_or("-"), 9),
+            c.server_chain.len(),
+            clip(leaf.map_or("-", |c| c.subject.as_str()), 40),
+            leaf.map_or_else(dash, |c| timefmt::seconds(c.not_after)),
+            c.correlation.verdict.map_or("-", |v| v.name()),
+        );
+        self.write(row);
+        for f in c.findings.iter().filter(|f| f.first) {
+            self.keep(FindingRow::new(f, c.time_us, c.server, hs.sni.as_deref()));
+        }
+    }
+
+    fn flow(&mut self, flow: &Flow) {
+        for f in flow.findings.iter().filter(|f| f.first) {
+            self.keep(FindingRow::new(f, flow.first_us, flow.server, None));
+        }
+    }
+
+    fn finish(&mut self, stats: &RunStats) {
+        let s = &Summary::from(stats);
         self.header();
         self.findings_table();
         let mut text = format!(
@@ -170,7 +212,7 @@ impl<W: Write> RecordSink for Table<W> {
             s.certificates
         );
         if !s.findings.is_empty() || !s.findings_suppressed.is_empty() {
-            let per_rule = |m: &std::collections::BTreeMap<String, u64>| {
+            let per_rule = |m: &std::collections::BTreeMap<&str, u64>| {
                 m.iter()
                     .map(|(k, v)| format!("{k} {v}"))
                     .collect::<Vec<_>>()
@@ -211,46 +253,37 @@ impl<W: Write> RecordSink for Table<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Rule;
 
-    fn row(i: u16) -> FindingRecord {
-        let ep = |port| super::super::records::Endpoint {
-            ip: "10.0.0.1".into(),
-            port,
-        };
-        FindingRecord {
-            kind: "finding",
-            time: String::new(),
-            rule: "cert.expired".into(),
-            severity: "critical".into(),
+    fn flow(i: u16) -> Flow {
+        let mut f = Flow::new(
+            format!("10.0.0.1:{i}").parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+            i64::from(i),
+            i64::from(i),
+            1,
+            1,
+        );
+        f.findings.push(Finding {
+            rule: Rule::CertExpired,
+            severity: Severity::Critical,
             message: format!("finding {i}"),
             certificate: None,
             subject: None,
-            client: ep(i),
-            server: ep(443),
-            sni: None,
-            version: None,
-            cipher: None,
-            ja3: None,
-            ja4: None,
-            server_chain: Vec::new(),
-            source: None,
-            destination: None,
-            verdict: None,
             evidence: serde_json::Value::Null,
-            time_us: i64::from(i),
-            rule_id: None,
-            severity_level: None,
-        }
+            first: true,
+        });
+        f
     }
 
     #[test]
     fn finding_rows_bound_is_kept_and_counted() {
         let mut t = Table::with_finding_rows(Vec::new(), 2);
         for i in 0..3 {
-            t.finding(&row(i));
+            t.flow(&flow(i));
         }
         assert_eq!(t.findings_not_shown, 1);
-        t.finish(&Summary::default());
+        t.finish(&RunStats::default());
         let out = String::from_utf8(t.into_inner()).unwrap();
         assert!(out.contains("finding 0") && out.contains("finding 1"));
         assert!(!out.contains("finding 2"));

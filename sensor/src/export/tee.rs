@@ -1,68 +1,44 @@
-use std::sync::Arc;
-
-use super::otlp::attributes::TrafficSample;
-use super::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
-use crate::x509::CertInfo;
+use super::RecordSink;
+use super::summary::RunStats;
+use crate::model::{Connection, Flow};
 
 /// Two sinks fed the same records (e.g. the table on stdout and OTLP).
 pub struct Tee<A, B>(pub A, pub B);
 
 impl<A: RecordSink, B: RecordSink> RecordSink for Tee<A, B> {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
-        self.0.handshake(hs, certs);
-        self.1.handshake(hs, certs);
+    fn connection(&mut self, conn: &Connection) {
+        self.0.connection(conn);
+        self.1.connection(conn);
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
-        self.0.certificate(cert);
-        self.1.certificate(cert);
+    fn flow(&mut self, flow: &Flow) {
+        self.0.flow(flow);
+        self.1.flow(flow);
     }
 
-    fn finding(&mut self, f: &FindingRecord) {
-        self.0.finding(f);
-        self.1.finding(f);
-    }
-
-    fn traffic(&mut self, t: &TrafficSample) {
-        self.0.traffic(t);
-        self.1.traffic(t);
-    }
-
-    fn finish(&mut self, summary: &Summary) {
-        self.0.finish(summary);
-        self.1.finish(summary);
+    fn finish(&mut self, stats: &RunStats) {
+        self.0.finish(stats);
+        self.1.finish(stats);
     }
 }
 
 /// An optional sink: records go nowhere when it is `None`.
 impl<S: RecordSink> RecordSink for Option<S> {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
+    fn connection(&mut self, conn: &Connection) {
         if let Some(s) = self {
-            s.handshake(hs, certs);
+            s.connection(conn);
         }
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
+    fn flow(&mut self, flow: &Flow) {
         if let Some(s) = self {
-            s.certificate(cert);
+            s.flow(flow);
         }
     }
 
-    fn finding(&mut self, f: &FindingRecord) {
+    fn finish(&mut self, stats: &RunStats) {
         if let Some(s) = self {
-            s.finding(f);
-        }
-    }
-
-    fn traffic(&mut self, t: &TrafficSample) {
-        if let Some(s) = self {
-            s.traffic(t);
-        }
-    }
-
-    fn finish(&mut self, summary: &Summary) {
-        if let Some(s) = self {
-            s.finish(summary);
+            s.finish(stats);
         }
     }
 }

@@ -1,120 +1,29 @@
-//! Ties one handshake to the inventory: who the peers are, which
+//! Ties a connection to the inventory: who the peers are, which
 //! cert-manager Certificate issued the server's certificate, and the
 //! verdict (managed, stale, unmanaged, external). The findings that follow
 //! from it (`cert.stale`, `cert.unmanaged`, cert-manager-aware expiry) are
-//! the analysis stage's: [`Correlation::for_analysis`] hands it the facts.
+//! the analysis stage's, which reads the same `Correlation`.
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use super::{Index, Inventory, Issued, Key};
+use crate::model::{
+    CertManagerRef, Connection, Correlation, Correlator, InferredLeaf, ObjectRef, PeerKind, Verdict,
+};
 
-use super::{Identity, Index, Issued, IssuerRef, Key, Leaf, PeerKind};
-use crate::analysis::correlation::{self as analysis, Verdict};
-use crate::export::timefmt;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ObjectRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-/// RECORDS.md `cert_manager`, plus the current revision and renewal time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CertManagerRef {
-    pub certificate: ObjectRef,
-    /// The revision the served certificate was issued for.
-    pub revision: Option<u64>,
-    pub issuer: IssuerRef,
-    /// The Certificate's status.revision now (greater than `revision` when stale).
-    pub current_revision: Option<u64>,
-    /// The Certificate's status.renewalTime, RFC 3339.
-    pub renewal_time: Option<String>,
-    /// The issuer's type (`ca`, `acme`, `vault`...) and Ready condition,
-    /// when the Issuer or ClusterIssuer is known.
-    pub issuer_type: Option<String>,
-    pub issuer_ready: Option<bool>,
-}
-
-impl CertManagerRef {
-    fn from_issued(index: &Index, i: &Issued) -> Self {
-        let Key { namespace, name } = i.certificate.clone();
-        let issuer = index.issuer(&i.issuer, &namespace);
-        CertManagerRef {
-            certificate: ObjectRef { namespace, name },
-            revision: i.revision,
-            issuer: i.issuer.clone(),
-            current_revision: i.current_revision,
-            renewal_time: i.renewal_time.map(timefmt::seconds),
-            issuer_type: issuer.and_then(|x| x.issuer_type.clone()),
-            issuer_ready: issuer.and_then(|x| x.ready),
-        }
+fn cert_manager_ref(index: &Index, i: &Issued) -> CertManagerRef {
+    let Key { namespace, name } = i.certificate.clone();
+    let issuer = index.issuer(&i.issuer, &namespace);
+    CertManagerRef {
+        certificate: ObjectRef { namespace, name },
+        revision: i.revision,
+        issuer: i.issuer.clone(),
+        current_revision: i.current_revision,
+        renewal_time: i.renewal_time,
+        not_after: i.not_after,
+        issuer_type: issuer.and_then(|x| x.issuer_type.clone()),
+        issuer_ready: issuer.and_then(|x| x.ready),
     }
-}
-
-/// What the inventory says about one handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Correlation {
-    pub source: Identity,
-    pub destination: Identity,
-    /// For the server's certificate; `None` when it is not visible and
-    /// cannot be inferred.
-    pub verdict: Option<Verdict>,
-    pub cert_manager: Option<CertManagerRef>,
-    /// The issuing Certificate's renewal time and expiry (unix seconds).
-    pub renewal_time: Option<i64>,
-    pub not_after: Option<i64>,
-    /// TLS 1.3: the certificate the server pod most likely serves.
-    pub inferred: Option<Leaf>,
-}
-
-impl Correlation {
-    /// cert-manager's objects are not listed yet: only "external" stands.
-    pub fn without_certificates(&mut self) {
-        if self.verdict != Some(Verdict::External) {
-            self.verdict = None;
-        }
-        self.cert_manager = None;
-        self.renewal_time = None;
-        self.not_after = None;
-        self.inferred = None;
-    }
-}
-
-impl Correlation {
-    /// What the findings rules read: the verdict, the workloads (pods and
-    /// services; a node or an outside address is no workload), and the
-    /// cert-manager Certificate with its revisions and renewal time.
-    pub fn for_analysis(&self) -> analysis::Correlation {
-        analysis::Correlation {
-            verdict: self.verdict,
-            source: workload(&self.source),
-            destination: workload(&self.destination),
-            cert_manager: self.cert_manager.as_ref().map(|m| analysis::CertManager {
-                namespace: m.certificate.namespace.clone(),
-                name: m.certificate.name.clone(),
-                issuer: Some(format!("{}/{}", m.issuer.kind, m.issuer.name)),
-                renewal_time: self.renewal_time,
-                revision: m.revision,
-                current_revision: m.current_revision,
-            }),
-        }
-    }
-}
-
-fn workload(id: &Identity) -> Option<analysis::Workload> {
-    if !matches!(id.kind, PeerKind::Pod | PeerKind::Service) {
-        return None;
-    }
-    let (kind, name) = match (&id.workload, id.kind) {
-        (Some(w), _) => (w.kind.clone(), w.name.clone()),
-        (None, PeerKind::Service) => ("Service".to_string(), id.name.clone()?),
-        (None, _) => ("Pod".to_string(), id.name.clone()?),
-    };
-    Some(analysis::Workload {
-        namespace: id.namespace.clone(),
-        kind: Some(kind),
-        name: Some(name),
-    })
 }
 
 /// The handshake facts correlation needs.
@@ -160,15 +69,11 @@ pub fn correlate(index: &Index, f: &Facts<'_>) -> Correlation {
         (None, false, false) => None,
     };
     Correlation {
-        source,
-        destination,
+        source: Some(source),
+        destination: Some(destination),
         verdict,
-        cert_manager: issued
-            .as_ref()
-            .map(|i| CertManagerRef::from_issued(index, i)),
-        renewal_time: issued.as_ref().and_then(|i| i.renewal_time),
-        not_after: issued.as_ref().and_then(|i| i.not_after),
-        inferred,
+        cert_manager: issued.as_ref().map(|i| cert_manager_ref(index, i)),
+        inferred: inferred.map(|l| InferredLeaf { der: l.der }),
     }
 }
 
@@ -176,13 +81,53 @@ pub fn correlate(index: &Index, f: &Facts<'_>) -> Correlation {
 /// plaintext flows): who they are, nothing about certificates.
 pub fn peers(index: &Index, client: SocketAddr, server: SocketAddr) -> Correlation {
     Correlation {
-        source: index.identify(client.ip(), None),
-        destination: index.identify(server.ip(), Some(server.port())),
-        verdict: None,
-        cert_manager: None,
-        renewal_time: None,
-        not_after: None,
-        inferred: None,
+        source: Some(index.identify(client.ip(), None)),
+        destination: Some(index.identify(server.ip(), Some(server.port()))),
+        ..Correlation::default()
+    }
+}
+
+/// cert-manager's objects are not listed yet: only "external" stands.
+fn without_certificates(c: &mut Correlation) {
+    if c.verdict != Some(Verdict::External) {
+        c.verdict = None;
+    }
+    c.cert_manager = None;
+    c.inferred = None;
+}
+
+/// Before the first lists of pods and services, nothing is said: "external"
+/// would be a guess.
+impl Correlator for Inventory {
+    fn correlate(&self, conn: &Connection) -> Correlation {
+        let ready = self.readiness();
+        if !ready.peers {
+            return Correlation::default();
+        }
+        let mut c = correlate(
+            &self.read(),
+            &Facts {
+                client: conn.client,
+                server: conn.server,
+                sni: conn.handshake.sni.as_deref(),
+                leaf_sha256: conn.server_leaf().map(|c| c.sha256.as_str()),
+            },
+        );
+        if !ready.certificates {
+            without_certificates(&mut c);
+        }
+        c
+    }
+
+    fn peers(&self, client: SocketAddr, server: SocketAddr) -> Correlation {
+        if !self.readiness().peers {
+            return Correlation::default();
+        }
+        peers(&self.read(), client, server)
+    }
+
+    fn trust_bundles(&self) -> Vec<String> {
+        self.trust_pems()
     }
 }
 
@@ -204,7 +149,7 @@ mod tests {
         let ix = Index::default();
         let fp = "00".repeat(32);
         let c = correlate(&ix, &facts(Some(&fp), None));
-        assert_eq!(c.destination.kind, PeerKind::External);
+        assert_eq!(c.destination.unwrap().kind, PeerKind::External);
         assert_eq!(c.verdict, Some(Verdict::External));
         let c = correlate(&ix, &facts(None, None));
         assert_eq!(c.verdict, Some(Verdict::External));

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::objects::{
     Body, Certificate, CertificateRequest, Issuer, IssuerRef, Key, Kind, Leaf, Object, Pod,
 };
-use super::owner::Workload;
+use crate::model::{Peer, PeerKind};
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -33,77 +33,32 @@ impl Default for Limits {
     }
 }
 
-/// What kind of peer an address belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerKind {
-    Pod,
-    Service,
-    Node,
-    External,
-}
-
-impl PeerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            PeerKind::Pod => "pod",
-            PeerKind::Service => "service",
-            PeerKind::Node => "node",
-            PeerKind::External => "external",
-        }
+fn pod_peer(key: &Key, p: &Pod) -> Peer {
+    Peer {
+        kind: PeerKind::Pod,
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        workload: p.workload.clone(),
+        service_account: p.service_account.clone(),
+        node: p.node.clone(),
     }
 }
 
-/// RECORDS.md `source` / `destination`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    pub kind: PeerKind,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub workload: Option<Workload>,
-    pub service_account: Option<String>,
-    pub node: Option<String>,
+fn node_peer(name: &str) -> Peer {
+    Peer {
+        kind: PeerKind::Node,
+        name: Some(name.to_string()),
+        node: Some(name.to_string()),
+        ..Peer::external()
+    }
 }
 
-impl Identity {
-    pub fn external() -> Self {
-        Identity {
-            kind: PeerKind::External,
-            namespace: None,
-            name: None,
-            workload: None,
-            service_account: None,
-            node: None,
-        }
-    }
-
-    fn pod(key: &Key, p: &Pod) -> Self {
-        Identity {
-            kind: PeerKind::Pod,
-            namespace: Some(key.namespace.clone()),
-            name: Some(key.name.clone()),
-            workload: p.workload.clone(),
-            service_account: p.service_account.clone(),
-            node: p.node.clone(),
-        }
-    }
-
-    fn node(name: &str) -> Self {
-        Identity {
-            kind: PeerKind::Node,
-            name: Some(name.to_string()),
-            node: Some(name.to_string()),
-            ..Identity::external()
-        }
-    }
-
-    fn service(namespace: &str, name: &str) -> Self {
-        Identity {
-            kind: PeerKind::Service,
-            namespace: Some(namespace.to_string()),
-            name: Some(name.to_string()),
-            ..Identity::external()
-        }
+fn service_peer(namespace: &str, name: &str) -> Peer {
+    Peer {
+        kind: PeerKind::Service,
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..Peer::external()
     }
 }
 
@@ -482,9 +437,9 @@ impl Index {
 
     /// Who `ip` is. `port` (the server side's) tells host-network pods on
     /// one node apart by their container ports.
-    pub fn identify(&self, ip: IpAddr, port: Option<u16>) -> Identity {
+    pub fn identify(&self, ip: IpAddr, port: Option<u16>) -> Peer {
         let Some(claims) = self.by_ip.get(&ip) else {
-            return Identity::external();
+            return Peer::external();
         };
         // A pod IP can be reused while the old pod's object lingers
         // (Completed, Terminating): the newest live pod wins.
@@ -507,10 +462,10 @@ impl Index {
             }
         }
         if let Some((k, p)) = best {
-            return Identity::pod(k, p);
+            return pod_peer(k, p);
         }
         if let Some((_, key)) = claims.iter().find(|(k, _)| *k == Kind::Service) {
-            return Identity::service(&key.namespace, &key.name);
+            return service_peer(&key.namespace, &key.name);
         }
         if let Some(port) = port
             && let Some((k, p)) = host_pods
@@ -518,14 +473,14 @@ impl Index {
                 .filter(|(_, p)| !p.finished && p.ports.contains(&port))
                 .min_by_key(|(k, _)| *k)
         {
-            return Identity::pod(k, p);
+            return pod_peer(k, p);
         }
         if let Some((_, key)) = claims.iter().find(|(k, _)| *k == Kind::Node) {
-            return Identity::node(&key.name);
+            return node_peer(&key.name);
         }
         // Host-network pods without a visible Node object still name it.
         if let Some(node) = host_pods.iter().find_map(|(_, p)| p.node.as_deref()) {
-            return Identity::node(node);
+            return node_peer(node);
         }
         // An endpoint of a Service that is not a pod we know (a
         // selector-less Service pointing outside, a control-plane endpoint).
@@ -534,10 +489,10 @@ impl Index {
                 && let Some(Body::EndpointSlice(s)) = self.get(Kind::EndpointSlice, key)
             {
                 let name = s.service.as_deref().unwrap_or(&key.name);
-                return Identity::service(&key.namespace, name);
+                return service_peer(&key.namespace, name);
             }
         }
-        Identity::external()
+        Peer::external()
     }
 
     fn issued_by_request(&self, key: &Key, r: &CertificateRequest) -> Option<Issued> {
@@ -811,7 +766,7 @@ mod tests {
             Some("new")
         );
         ix.delete(Kind::Pod, &Key::new("a", "new"));
-        assert_eq!(ix.identify(ip("10.0.0.1"), None), Identity::external());
+        assert_eq!(ix.identify(ip("10.0.0.1"), None), Peer::external());
         assert!(ix.by_ip.is_empty());
         assert!(ix.is_empty());
     }

@@ -4,11 +4,14 @@
 //! One [`Index`] behind one [`Inventory`] handle, fed by two sources
 //! through one path (`objects::accept` → [`Inventory::admit`]): live watches
 //! ([`watch`]) and `kubectl get -o yaml` snapshot files ([`snapshot`]). The
-//! pipeline reads the index; the sources write it.
+//! sources write the index; the pipeline reads it through the `model`'s
+//! `Correlator`, which [`Inventory`] implements ([`correlate`]), and TLS 1.3
+//! connections get the certificate a pod's Secret holds ([`inference`]).
 
 pub mod correlate;
 mod crds;
 mod index;
+pub mod inference;
 mod objects;
 mod owner;
 pub mod snapshot;
@@ -23,9 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use kube::api::DynamicObject;
 use serde::Serialize;
 
-pub use index::{Identity, Index, IndexStats, Inferred, Issued, Limits, PeerKind, name_covers};
+pub use index::{Index, IndexStats, Inferred, Issued, Limits, name_covers};
 pub use objects::{Issuer, IssuerRef, Item, Key, Kind, Leaf, Object, accept, first_leaf};
-pub use owner::Workload;
 pub use snapshot::{SnapshotError, SnapshotOptions, SnapshotReport};
 pub use sync::{KindSync, Phase, SyncBoard};
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::crds;
-use super::owner::{Workload, owner_workload};
+use super::owner::owner_workload;
+use crate::model::Owner;
 
 /// Upper bound of every list kept per object (IPs, names, ports): a
 /// malformed or hostile object cannot grow the index without limit.
@@ -122,7 +123,7 @@ pub struct Pod {
     pub host_network: bool,
     pub node: Option<String>,
     pub service_account: Option<String>,
-    pub workload: Option<Workload>,
+    pub workload: Option<Owner>,
     /// Secrets mounted as volumes, directly or through projected volumes.
     pub secrets: Vec<String>,
     /// Container ports, to tell host-network pods on one node apart.
@@ -152,14 +153,7 @@ pub struct Node {
     pub ips: Vec<IpAddr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IssuerRef {
-    pub kind: String,
-    pub name: String,
-    /// Empty means cert-manager.io; external issuers name their own group.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub group: String,
-}
+pub use crate::model::IssuerRef;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
@@ -630,7 +624,7 @@ mod tests {
         assert_eq!(p.ports, vec![8443]);
         assert_eq!(
             p.workload,
-            Some(Workload {
+            Some(Owner {
                 kind: "Deployment".into(),
                 name: "web".into()
             })

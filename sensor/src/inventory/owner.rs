@@ -4,13 +4,8 @@
 //! from the naming rules their controllers follow.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Workload {
-    pub kind: String,
-    pub name: String,
-}
+use crate::model::Owner;
 
 /// Characters of the Deployment controller's pod-template-hash
 /// (rand.SafeEncodeString: no vowels, no look-alikes).
@@ -26,7 +21,7 @@ fn looks_like_schedule(s: &str) -> bool {
     (8..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub fn owner_workload(meta: &ObjectMeta) -> Option<Workload> {
+pub fn owner_workload(meta: &ObjectMeta) -> Option<Owner> {
     let refs = meta.owner_references.as_ref()?;
     let owner = refs
         .iter()
@@ -54,7 +49,7 @@ pub fn owner_workload(meta: &ObjectMeta) -> Option<Workload> {
         },
         other => (other, name),
     };
-    Some(Workload {
+    Some(Owner {
         kind: kind.to_string(),
         name: name.to_string(),
     })
@@ -83,8 +78,8 @@ mod tests {
         }
     }
 
-    fn w(kind: &str, name: &str) -> Option<Workload> {
-        Some(Workload {
+    fn w(kind: &str, name: &str) -> Option<Owner> {
+        Some(Owner {
             kind: kind.into(),
             name: name.into(),
         })

@@ -1,6 +1,8 @@
 //! TCP reassembly of handshake bytes: a connection table keyed by the
-//! 4-tuple, and per direction a bounded in-order stream.
+//! 4-tuple, and per direction a bounded in-order stream; flow accounting
+//! of every connection's bytes.
 
+pub mod accounting;
 mod stream;
 mod table;
 

@@ -7,7 +7,7 @@ use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
 use super::hello::{ClientHello, EXT_ALPN, EXT_SNI, ServerHello, max_offered_version};
-use super::names::is_grease;
+use crate::model::tls::is_grease;
 
 // Fingerprints are computed for every handshake, so the strings are built
 // in one buffer each, without a String per number.

@@ -8,7 +8,7 @@ use tls_parser::{
     parse_tls_message_handshake,
 };
 
-use super::names::is_grease;
+use crate::model::tls::is_grease;
 
 pub const EXT_SNI: u16 = 0;
 pub const EXT_SUPPORTED_GROUPS: u16 = 10;

@@ -1,9 +1,9 @@
 //! TLS: record and handshake-message reassembly, the handshake state
-//! machine, and the JA3/JA3S/JA4 fingerprints.
+//! machine, and the JA3/JA3S/JA4 fingerprints; fills a connection's
+//! `HandshakeFacts`.
 
 pub mod fingerprint;
 pub mod hello;
-pub mod names;
 pub mod record;
 pub mod session;
 

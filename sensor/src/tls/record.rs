@@ -35,6 +35,12 @@ pub enum RecordError {
 }
 
 impl RecordError {
+    pub const ALL: [RecordError; 3] = [
+        RecordError::NotTls,
+        RecordError::RecordTooLong,
+        RecordError::MessageTooLong,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RecordError::NotTls => "tls_record_malformed",

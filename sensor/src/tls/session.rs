@@ -3,6 +3,7 @@
 
 use tls_parser::{TlsMessage, TlsMessageHandshake};
 
+use crate::model::{Alert, AlertDescription, CipherSuite, HandshakeFacts, ProtocolVersion};
 use crate::reassembly::{Control, Side};
 
 use super::fingerprint;
@@ -21,7 +22,8 @@ const HS_SERVER_HELLO_DONE: u8 = 14;
 #[derive(Debug, Default, Clone)]
 pub struct TlsStats {
     pub not_tls: u64,
-    pub record_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// By `RecordError` (indexed as `RecordError::ALL`).
+    pub record_errors: [u64; 3],
     pub hello_errors: u64,
     pub certificate_message_errors: u64,
 }
@@ -85,6 +87,38 @@ impl Handshake {
         }
         Some(self.certificate_request_seen)
     }
+
+    /// What the model keeps of it (RECORDS.md's conventions applied:
+    /// TLS 1.3 encrypts the chosen ALPN).
+    pub fn facts(&self) -> HandshakeFacts {
+        let ch = self.client_hello.as_ref();
+        let sh = self.server_hello.as_ref();
+        let lossy = |a: &Vec<u8>| String::from_utf8_lossy(a).into_owned();
+        HandshakeFacts {
+            version: self.version().map(ProtocolVersion),
+            cipher: sh.map(|s| CipherSuite(s.cipher)),
+            sni: ch.and_then(|c| c.sni.clone()),
+            alpn_offered: ch
+                .map(|c| c.alpn.iter().map(lossy).collect())
+                .unwrap_or_default(),
+            alpn: if self.is_tls13() {
+                None
+            } else {
+                sh.and_then(|s| s.alpn.as_ref()).map(lossy)
+            },
+            ja3: self.ja3.clone(),
+            ja3s: self.ja3s.clone(),
+            ja4: self.ja4.clone(),
+            resumed: self.resumed(),
+            mutual: self.mutual(),
+            alert: self.alert.map(|d| Alert {
+                description: AlertDescription(d),
+                level: self.alert_level,
+                from_client: self.alert_from_client,
+            }),
+            complete: self.complete,
+        }
+    }
 }
 
 /// The TLS stage's state for one connection.
@@ -135,7 +169,7 @@ impl TlsSession {
             control == Control::Continue
         });
         if let Err(e) = result {
-            *stats.record_errors.entry(e.name()).or_default() += 1;
+            stats.record_errors[e as usize] += 1;
             // What was seen so far still makes a record; stop following.
             return if matches!(e, RecordError::NotTls) && hs.client_hello.is_none() {
                 Control::Ignore

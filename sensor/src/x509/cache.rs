@@ -1,7 +1,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::certificate::{CertInfo, describe, sha256_hex};
+use super::certificate::{describe, sha256_hex};
+use crate::model::Certificate;
 
 #[derive(Debug, Default, Clone)]
 pub struct CertCacheStats {
@@ -15,7 +16,7 @@ pub struct CertCacheStats {
 /// Parsed certificates by SHA-256. When full, new certificates are still
 /// parsed and returned, just not kept.
 pub struct CertCache {
-    map: HashMap<String, Arc<CertInfo>>,
+    map: HashMap<String, Arc<Certificate>>,
     capacity: usize,
     pub stats: CertCacheStats,
 }
@@ -38,7 +39,7 @@ impl CertCache {
     }
 
     /// Returns the certificate and whether this is its first sighting.
-    pub fn get(&mut self, der: &[u8]) -> (Arc<CertInfo>, bool) {
+    pub fn get(&mut self, der: &[u8]) -> (Arc<Certificate>, bool) {
         let fp = sha256_hex(der);
         if let Some(c) = self.map.get(&fp) {
             self.stats.hits += 1;

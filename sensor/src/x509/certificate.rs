@@ -1,47 +1,13 @@
 use std::net::IpAddr;
 
-use serde::Serialize;
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
-use super::dn::rfc4514;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Sans {
-    pub dns: Vec<String>,
-    pub ip: Vec<String>,
-    pub uri: Vec<String>,
-    pub email: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeyInfo {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub bits: Option<u32>,
-    pub curve: Option<String>,
-}
-
-/// What one certificate says, parsed once per distinct DER.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
-    pub sha256: String,
-    pub subject: String,
-    pub issuer: String,
-    pub serial: String,
-    pub not_before: i64,
-    pub not_after: i64,
-    pub san: Sans,
-    pub key: KeyInfo,
-    pub signature_algorithm: String,
-    /// Dotted OID of the signature algorithm (names vary between registries).
-    pub signature_oid: String,
-    pub is_ca: bool,
-    pub self_signed: bool,
-    /// The DER did not parse; only the fingerprint is known.
-    pub parse_error: Option<String>,
-}
+use super::dn::{first_cn, rfc4514};
+use crate::model::{Certificate, KeyInfo, Sans};
 
 pub fn sha256_hex(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
@@ -168,15 +134,19 @@ fn signature_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
 
 /// Parses one DER certificate. Never fails: a DER that does not parse
 /// yields a record with its fingerprint and the reason.
-pub fn describe(der: &[u8]) -> CertInfo {
+pub fn describe(der: &[u8]) -> Certificate {
     let sha256 = sha256_hex(der);
-    let cert = match X509Certificate::from_der(der) {
+    let der: Arc<[u8]> = Arc::from(der);
+    let cert = match X509Certificate::from_der(&der) {
         Ok((_, c)) => c,
         Err(e) => {
-            return CertInfo {
+            return Certificate {
+                der: der.clone(),
                 sha256,
                 subject: String::new(),
                 issuer: String::new(),
+                subject_cn: None,
+                issuer_cn: None,
                 serial: String::new(),
                 not_before: 0,
                 not_after: 0,
@@ -198,10 +168,13 @@ pub fn describe(der: &[u8]) -> CertInfo {
     // x509-parser's own check refuses 1024-bit RSA keys, so a weak
     // self-signed certificate would not be recognised as self-signed.
     let self_signed = super::signature::is_self_signed(&cert);
-    CertInfo {
+    Certificate {
+        der: der.clone(),
         sha256,
         subject: rfc4514(cert.subject()),
         issuer: rfc4514(cert.issuer()),
+        subject_cn: first_cn(cert.subject()),
+        issuer_cn: first_cn(cert.issuer()),
         serial: serial_hex(cert.raw_serial()),
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),

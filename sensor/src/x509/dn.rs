@@ -144,6 +144,23 @@ pub fn rfc4514(name: &X509Name<'_>) -> String {
     out
 }
 
+/// The most specific common name, unescaped (what a telemetry label shows).
+pub fn first_cn(name: &X509Name<'_>) -> Option<String> {
+    let rdns: Vec<_> = name.iter_rdn().collect();
+    rdns.iter()
+        .rev()
+        .flat_map(|rdn| rdn.iter())
+        .find_map(|atv| {
+            (atv.attr_type().to_id_string() == "2.5.4.3").then(|| {
+                decode(atv.attr_value()).unwrap_or_else(|| {
+                    let mut raw = String::new();
+                    dump_der(atv.attr_value(), &mut raw);
+                    raw
+                })
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +173,30 @@ mod tests {
         let mut s = String::new();
         escape("#x\u{e9}\n", &mut s);
         assert_eq!(s, "\\#x\\C3\\A9\\0A");
+    }
+
+    fn der_named(attrs: &[(rcgen::DnType, &str)]) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = rcgen::DistinguishedName::new();
+        for (t, v) in attrs {
+            dn.push(t.clone(), *v);
+        }
+        p.distinguished_name = dn;
+        let key = rcgen::KeyPair::generate().unwrap();
+        p.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn first_cn_is_the_most_specific_unescaped() {
+        let der = der_named(&[
+            (rcgen::DnType::OrganizationName, "OTLP Test"),
+            (rcgen::DnType::CommonName, "a,b caf\u{e9}"),
+        ]);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(rfc4514(cert.subject()), "CN=a\\,b caf\\C3\\A9,O=OTLP Test");
+        assert_eq!(first_cn(cert.subject()).as_deref(), Some("a,b caf\u{e9}"));
+        let der = der_named(&[(rcgen::DnType::OrganizationName, "nobody")]);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(first_cn(cert.subject()), None);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use super::Sans;
+use crate::model::Sans;
 
 fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()

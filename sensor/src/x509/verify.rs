@@ -21,6 +21,7 @@ use x509_parser::prelude::*;
 use super::dn::rfc4514;
 use super::signature::{self, SigCheck};
 use super::trust::{AnchorInfo, TrustStore};
+use crate::model::Certificate;
 
 /// Longest path followed; real chains have 2 to 4 certificates.
 pub const MAX_PATH: usize = 10;
@@ -190,16 +191,12 @@ impl ChainVerifier {
         self.cache.len()
     }
 
-    /// Verifies one presented chain; `fingerprints` are the SHA-256 of
-    /// `ders`, the cache key.
-    pub fn verify(
-        &mut self,
-        role: Role,
-        ders: &[Vec<u8>],
-        fingerprints: &[String],
-    ) -> Arc<ChainVerdict> {
+    /// Verifies one presented chain, cached by the certificates' fingerprints.
+    pub fn verify(&mut self, role: Role, chain: &[Arc<Certificate>]) -> Arc<ChainVerdict> {
         let generation = (self.store.generation(), self.pool.generation);
-        let key = (role, fingerprints.to_vec());
+        let key = (role, chain.iter().map(|c| c.sha256.clone()).collect());
+        let ders: Vec<&[u8]> = chain.iter().map(|c| &*c.der).collect();
+        let ders = ders.as_slice();
         if let Some(c) = self.cache.get(&key)
             && (c.generation == generation
                 // Only a chain that ended at a missing issuer can change
@@ -229,19 +226,19 @@ impl ChainVerifier {
         verdict
     }
 
-    fn learn(&mut self, ders: &[Vec<u8>], path: &[usize]) {
+    fn learn(&mut self, ders: &[&[u8]], path: &[usize]) {
         for &i in path.iter().skip(1) {
-            if let Ok((_, c)) = X509Certificate::from_der(&ders[i])
+            if let Ok((_, c)) = X509Certificate::from_der(ders[i])
                 && c.is_ca()
                 && c.subject().as_raw() != c.issuer().as_raw()
             {
                 self.pool
-                    .insert(&ders[i], c.subject().as_raw(), &mut self.stats);
+                    .insert(ders[i], c.subject().as_raw(), &mut self.stats);
             }
         }
     }
 
-    fn verify_uncached(&self, role: Role, ders: &[Vec<u8>]) -> ChainVerdict {
+    fn verify_uncached(&self, role: Role, ders: &[&[u8]]) -> ChainVerdict {
         if ders.is_empty() {
             return ChainVerdict::new(ChainStatus::Empty);
         }
@@ -461,17 +458,15 @@ impl ChainVerifier {
 /// certificates were valid (dates are the rules' business).
 fn webpki_check(
     role: Role,
-    ders: &[Vec<u8>],
+    ders: &[&[u8]],
     certs: &Certs<'_>,
     path: &[usize],
     store: &TrustStore,
 ) -> Result<(), webpki::Error> {
-    let leaf_der = CertificateDer::from(ders[0].as_slice());
+    let leaf_der = CertificateDer::from(ders[0]);
     let leaf = EndEntityCert::try_from(&leaf_der)?;
-    let intermediates: Vec<CertificateDer<'_>> = ders[1..]
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
+    let intermediates: Vec<CertificateDer<'_>> =
+        ders[1..].iter().map(|d| CertificateDer::from(*d)).collect();
     let validity = |i: usize| {
         let v = certs.parsed[i].validity();
         (v.not_before.timestamp(), v.not_after.timestamp())

@@ -13,10 +13,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use sensor::analysis::{
-    AlertSeen, Analysis, AnalysisConfig, Chain, Clock, Correlation, Evaluation, Observation, Policy,
+use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
+use sensor::model::{
+    Alert, Certificate, CipherSuite, Connection, Correlation, Finding, ProtocolVersion,
 };
-use sensor::x509::{CertInfo, SystemRoots, TrustStore, describe};
+use sensor::x509::{ChainVerdict, SystemRoots, TrustStore, describe};
 use time::OffsetDateTime;
 
 pub const DAY: i64 = 86_400;
@@ -237,7 +238,7 @@ pub struct Conn {
     pub sni: Option<String>,
     pub version: Option<u16>,
     pub cipher: Option<u16>,
-    pub alert: Option<AlertSeen>,
+    pub alert: Option<Alert>,
     pub server: Vec<Vec<u8>>,
     pub client: Vec<Vec<u8>>,
     pub correlation: Correlation,
@@ -271,34 +272,45 @@ impl Conn {
     }
 }
 
-pub fn infos(ders: &[Vec<u8>]) -> Vec<Arc<CertInfo>> {
+pub fn infos(ders: &[Vec<u8>]) -> Vec<Arc<Certificate>> {
     ders.iter().map(|d| Arc::new(describe(d))).collect()
 }
 
-pub fn run(a: &mut Analysis, c: &Conn) -> Evaluation {
-    let server_certs = infos(&c.server);
-    let client_certs = infos(&c.client);
+/// The findings of one connection, and the server chain's verdict.
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    pub server_verdict: Option<Arc<ChainVerdict>>,
+}
+
+impl Evaluation {
+    /// Whether each finding gets a finding line of its own.
+    pub fn first(&self) -> Vec<bool> {
+        self.findings.iter().map(|f| f.first).collect()
+    }
+}
+
+/// The connection a test describes, as the pipeline would hand it over.
+pub fn connection(c: &Conn) -> Connection {
     let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
     let server: SocketAddr = "10.0.0.2:443".parse().unwrap();
-    a.evaluate(&Observation {
-        time_us: 0,
-        client,
-        server,
-        sni: c.sni.as_deref(),
-        mesh: None,
-        version: c.version,
-        cipher: c.cipher,
-        alert: c.alert,
-        server_chain: Chain {
-            ders: &c.server,
-            certs: &server_certs,
-        },
-        client_chain: Chain {
-            ders: &c.client,
-            certs: &client_certs,
-        },
-        correlation: &c.correlation,
-    })
+    let mut conn = Connection::new(client, server, 0);
+    conn.handshake.sni = c.sni.clone();
+    conn.handshake.version = c.version.map(ProtocolVersion);
+    conn.handshake.cipher = c.cipher.map(CipherSuite);
+    conn.handshake.alert = c.alert;
+    conn.server_chain = infos(&c.server);
+    conn.client_chain = infos(&c.client);
+    conn.correlation = c.correlation.clone();
+    conn
+}
+
+pub fn run(a: &mut Analysis, c: &Conn) -> Evaluation {
+    let mut conn = connection(c);
+    let server_verdict = a.evaluate(&mut conn);
+    Evaluation {
+        findings: conn.findings,
+        server_verdict,
+    }
 }
 
 /// Rule ids of the findings, in order.

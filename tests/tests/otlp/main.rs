@@ -8,20 +8,18 @@ mod receivers;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use receivers::{Dump, Proc, Rotel, TempDir, Victoria, free_port, wait_listening};
 use sensor::analysis::Analysis;
-use sensor::analysis::Verdict;
 use sensor::analyze::analyze;
-use sensor::export::otlp::attributes::TrafficSample;
 use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter, OtlpSink, SensorSnapshot};
-use sensor::export::records::{Finding, FindingRecord, HandshakeRecord, RecordSink, Summary};
-use sensor::inventory::correlate::{CertManagerRef, ObjectRef};
-use sensor::inventory::{Identity, IssuerRef, PeerKind, Workload};
+use sensor::export::{RecordSink, RunStats};
+use sensor::model::{
+    CertManagerRef, Connection, Finding, Flow, IssuerRef, Mesh, MeshKind, ObjectRef, Owner, Peer,
+    PeerKind, Rule, Severity, Verdict,
+};
 use sensor::pipeline::PipelineConfig;
-use sensor::x509::CertInfo;
 use serde_json::{Value, json};
 
 const WEB_SHA: &str = "189acf0a0db61c394164a14c504b884fb814f45c37cacd82e7a2d71794bf341b";
@@ -329,12 +327,12 @@ fn analyze_exports_metrics_to_victoria_metrics() {
 /// carries a value the test can predict.
 struct Enrich(OtlpSink);
 
-fn pod(ns: &str, workload: &str) -> Identity {
-    Identity {
+fn pod(ns: &str, workload: &str) -> Peer {
+    Peer {
         kind: PeerKind::Pod,
         namespace: Some(ns.into()),
         name: Some(format!("{workload}-5d9c")),
-        workload: Some(Workload {
+        workload: Some(Owner {
             kind: "Deployment".into(),
             name: workload.into(),
         }),
@@ -344,15 +342,16 @@ fn pod(ns: &str, workload: &str) -> Identity {
 }
 
 impl RecordSink for Enrich {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
-        let mut hs = hs.clone();
-        hs.source = Some(pod("shop", "frontend"));
-        hs.findings = Vec::new();
-        match hs.server.port {
+    fn connection(&mut self, c: &Connection) {
+        let mut c = c.clone();
+        let corr = &mut c.correlation;
+        corr.source = Some(pod("shop", "frontend"));
+        c.findings = Vec::new();
+        match c.server.port() {
             18443 | 21443 => {
-                hs.destination = Some(pod("shop", "web"));
-                hs.verdict = Some(Verdict::Managed);
-                hs.cert_manager = Some(CertManagerRef {
+                corr.destination = Some(pod("shop", "web"));
+                corr.verdict = Some(Verdict::Managed);
+                corr.cert_manager = Some(CertManagerRef {
                     certificate: ObjectRef {
                         namespace: "shop".into(),
                         name: "web-tls".into(),
@@ -365,37 +364,40 @@ impl RecordSink for Enrich {
                     },
                     current_revision: Some(3),
                     renewal_time: None,
+                    not_after: None,
                     issuer_type: None,
                     issuer_ready: None,
                 });
             }
             19443 => {
-                hs.destination = Some(pod("legacy", "old-api"));
-                hs.verdict = Some(Verdict::Unmanaged);
-                hs.findings = vec![Finding {
-                    rule: "cert.expired".into(),
-                    severity: "critical".into(),
+                corr.destination = Some(pod("legacy", "old-api"));
+                corr.verdict = Some(Verdict::Unmanaged);
+                c.findings = vec![Finding {
+                    rule: Rule::CertExpired,
+                    severity: Severity::Critical,
                     message: "certificate expired 2021-01-01T00:00:00Z".into(),
                     certificate: Some(EXPIRED_SHA.into()),
+                    subject: None,
+                    evidence: Value::Null,
+                    first: true,
                 }];
             }
             _ => {
-                hs.destination = Some(pod("payments", "pay"));
-                hs.mesh = Some("istio".into());
+                corr.destination = Some(pod("payments", "pay"));
+                c.mesh = Some(Mesh {
+                    kind: MeshKind::Istio,
+                    identity: None,
+                });
             }
         }
-        self.0.handshake(&hs, certs);
+        self.0.connection(&c);
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
-        self.0.certificate(cert);
+    fn flow(&mut self, f: &Flow) {
+        self.0.flow(f);
     }
 
-    fn finding(&mut self, f: &FindingRecord) {
-        self.0.finding(f);
-    }
-
-    fn finish(&mut self, s: &Summary) {
+    fn finish(&mut self, s: &RunStats) {
         self.0.finish(s);
     }
 }
@@ -415,10 +417,11 @@ fn exporter(args: OtlpArgs, env: &[(&str, &str)]) -> OtlpExporter {
 fn findings_per_pass() -> usize {
     struct Count(usize);
     impl RecordSink for Count {
-        fn handshake(&mut self, _: &HandshakeRecord, _: &[Arc<CertInfo>]) {}
-        fn certificate(&mut self, _: &CertInfo) {}
-        fn finding(&mut self, _: &FindingRecord) {
-            self.0 += 1;
+        fn connection(&mut self, c: &Connection) {
+            self.0 += c.findings.iter().filter(|f| f.first).count();
+        }
+        fn flow(&mut self, f: &Flow) {
+            self.0 += f.findings.iter().filter(|f| f.first).count();
         }
     }
     run_pcap(Count(0)).0
@@ -459,34 +462,42 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     let sink = exp.sink();
     run_pcap(Enrich(sink.clone()));
     let src = pod("shop", "frontend");
+    let mut sink = sink;
     for (bytes, encrypted, mesh, dst) in [
-        (1000, true, Some("istio"), pod("shop", "web")),
-        (500, true, Some("istio"), pod("shop", "web")),
+        (1000, true, Some(MeshKind::Istio), pod("shop", "web")),
+        (500, true, Some(MeshKind::Istio), pod("shop", "web")),
         (300, false, None, pod("legacy", "old-api")),
     ] {
-        sink.record_traffic(&TrafficSample {
+        let mut f = Flow::new(
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:443".parse().unwrap(),
+            0,
+            0,
             bytes,
-            encrypted,
-            mesh: mesh.map(str::to_string),
-            source: Some(src.clone()),
-            destination: Some(dst),
+            0,
+        );
+        f.encrypted = encrypted;
+        f.mesh = mesh.map(|kind| Mesh {
+            kind,
+            identity: None,
         });
+        f.source = Some(src.clone());
+        f.destination = Some(dst);
+        sink.flow(&f);
     }
     sink.record_snapshot(SensorSnapshot {
         packets: 1000,
         events_lost: 7,
         flows_evicted: 3,
-        parse_errors: BTreeMap::from([("tls_hello_unparsable".to_string(), 2)]),
-        inventory_synced: BTreeMap::from([
-            ("pods".to_string(), true),
-            ("certificaterequests".to_string(), false),
-        ]),
+        parse_errors: BTreeMap::from([("tls_hello_unparsable", 2)]),
+        inventory_synced: BTreeMap::from([("pods", true), ("certificaterequests", false)]),
     });
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
     assert_eq!(report.metric_exports, 1);
-    // 4 certificates and the findings, all lost with the logs collector absent.
-    let lost = 4 + findings_per_pass() as u64;
+    // 4 certificates and the finding lines (Enrich's one expired
+    // certificate), all lost with the logs collector absent.
+    let lost = 4 + 1;
     assert_eq!(report.logs_dropped_export_failed, lost);
     assert_eq!(
         vm.value(r#"sensor_export_dropped_total{signal="logs",reason="export_failed"}"#),

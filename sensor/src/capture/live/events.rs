@@ -7,8 +7,8 @@ use sensor_common::{
     PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
-use crate::accounting::PlaintextFlow;
 use crate::capture::{FlowKey, Segment, TcpFlags};
+use crate::model::Flow;
 
 /// Turns the kernel's monotonic timestamps into wall-clock time.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +69,7 @@ fn header(record: &[u8]) -> Option<EventHeader> {
 /// connection that ended.
 pub enum Event<'a> {
     Segment(Segment<'a>),
-    Plaintext(PlaintextFlow),
+    Plaintext(Box<Flow>),
 }
 
 /// None when the record is malformed.
@@ -84,31 +84,31 @@ pub fn decode(record: &[u8], clock: Clock) -> Option<Event<'_>> {
     let body = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + PLAIN_SUMMARY_LEN)?;
     // SAFETY: PlainSummary is repr(C) plain data; the length was checked.
     let s: PlainSummary = unsafe { std::ptr::read_unaligned(body.as_ptr() as *const PlainSummary) };
-    Some(Event::Plaintext(PlaintextFlow {
-        client: SocketAddr::new(addr(h.family, h.saddr), h.sport),
-        server: SocketAddr::new(addr(h.family, h.daddr), h.dport),
-        first_us: clock.to_unix_us(s.opened_ns),
-        last_us: clock.to_unix_us(h.ts_ns),
-        bytes_to_server: s.bytes_to_server,
-        bytes_to_client: s.bytes_to_client,
-    }))
+    Some(Event::Plaintext(Box::new(Flow::new(
+        SocketAddr::new(addr(h.family, h.saddr), h.sport),
+        SocketAddr::new(addr(h.family, h.daddr), h.dport),
+        clock.to_unix_us(s.opened_ns),
+        clock.to_unix_us(h.ts_ns),
+        s.bytes_to_server,
+        s.bytes_to_client,
+    ))))
 }
 
 /// A plaintext connection user space removed from the PLAIN map (idle,
 /// shutdown), as the kernel's summary would have described it.
-pub fn plain_flow(key: &KernelKey, s: &PlainState, clock: Clock) -> PlaintextFlow {
+pub fn plain_flow(key: &KernelKey, s: &PlainState, clock: Clock) -> Flow {
     let lo = SocketAddr::new(addr(key.family, key.lo_addr), key.lo_port);
     let hi = SocketAddr::new(addr(key.family, key.hi_addr), key.hi_port);
     let c = (s.client & 1) as usize;
     let (client, server) = if c == 0 { (lo, hi) } else { (hi, lo) };
-    PlaintextFlow {
+    Flow::new(
         client,
         server,
-        first_us: clock.to_unix_us(s.opened_ns),
-        last_us: clock.to_unix_us(s.last_ns),
-        bytes_to_server: s.bytes[c],
-        bytes_to_client: s.bytes[c ^ 1],
-    }
+        clock.to_unix_us(s.opened_ns),
+        clock.to_unix_us(s.last_ns),
+        s.bytes[c],
+        s.bytes[c ^ 1],
+    )
 }
 
 /// One ring-buffer record as a segment; None when the record is malformed.

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::attributes::peer;
 use crate::export::records::{CertificateRecord, FindingRecord, HandshakeRecord};
-use crate::x509::CertInfo;
+use crate::model::{Certificate, Connection, Severity as Level};
 
 pub const EVENT_CERTIFICATE: &str = "tls.certificate";
 pub const EVENT_FINDING: &str = "tls.finding";
@@ -63,15 +63,14 @@ fn time(us: i64) -> SystemTime {
 }
 
 /// OTel severity of a finding's configured severity word.
-pub fn finding_severity(s: &str) -> (Severity, &'static str) {
-    match s.to_ascii_lowercase().as_str() {
-        "critical" => (Severity::Fatal, "critical"),
-        "high" | "error" => (Severity::Error, "high"),
-        "medium" | "warning" | "warn" => (Severity::Warn, "medium"),
-        "low" => (Severity::Info, "low"),
-        "info" => (Severity::Info, "info"),
-        _ => (Severity::Info, "unknown"),
-    }
+pub fn finding_severity(s: Level) -> (Severity, &'static str) {
+    let number = match s {
+        Level::Critical => Severity::Fatal,
+        Level::High => Severity::Error,
+        Level::Medium => Severity::Warn,
+        Level::Low | Level::Info => Severity::Info,
+    };
+    (number, s.name())
 }
 
 fn base(
@@ -96,21 +95,21 @@ fn add(r: &mut SdkLogRecord, attrs: Vec<(String, AnyValue)>) {
 }
 
 /// Keys shared with the metrics, to go from a series to its log records.
-fn context(hs: &HandshakeRecord, out: &mut Vec<(String, AnyValue)>) {
+fn context(c: &Connection, out: &mut Vec<(String, AnyValue)>) {
     let s = |v: &str| AnyValue::String(StringValue::from(v.to_string()));
-    out.push(("server.address".into(), s(&hs.server.ip)));
-    out.push(("server.port".into(), AnyValue::Int(hs.server.port as i64)));
-    out.push(("client.address".into(), s(&hs.client.ip)));
-    out.push(("client.port".into(), AnyValue::Int(hs.client.port as i64)));
-    if let Some(fp) = hs.server_chain.first() {
-        out.push(("tls.server.hash.sha256".into(), s(fp)));
+    out.push(("server.address".into(), s(&c.server.ip().to_string())));
+    out.push(("server.port".into(), AnyValue::Int(c.server.port() as i64)));
+    out.push(("client.address".into(), s(&c.client.ip().to_string())));
+    out.push(("client.port".into(), AnyValue::Int(c.client.port() as i64)));
+    if let Some(leaf) = c.server_leaf() {
+        out.push(("tls.server.hash.sha256".into(), s(&leaf.sha256)));
     }
-    let (ns, owner) = peer(hs.destination.as_ref());
+    let (ns, owner) = peer(c.correlation.destination.as_ref());
     out.push(("k8s.dst.namespace".into(), s(&ns)));
     out.push(("k8s.dst.owner.name".into(), s(&owner)));
 }
 
-pub fn certificate(logger: &SdkLogger, cert: &CertInfo, time_us: i64) -> SdkLogRecord {
+pub fn certificate(logger: &SdkLogger, cert: &Certificate, time_us: i64) -> SdkLogRecord {
     let json = serde_json::to_value(CertificateRecord::from(cert)).unwrap_or(Json::Null);
     let sev = if cert.parse_error.is_some() {
         (Severity::Warn, "WARN")
@@ -128,28 +127,30 @@ pub fn certificate(logger: &SdkLogger, cert: &CertInfo, time_us: i64) -> SdkLogR
 }
 
 /// The analysis stage's finding record (already deduplicated per window).
-pub fn finding(logger: &SdkLogger, f: &FindingRecord) -> SdkLogRecord {
+/// A finding line: `severity` and `time_us` are the finding's and its
+/// connection's (or flow's).
+pub fn finding(
+    logger: &SdkLogger,
+    f: &FindingRecord<'_>,
+    severity: Level,
+    time_us: i64,
+) -> SdkLogRecord {
     let json = serde_json::to_value(f).unwrap_or(Json::Null);
-    let mut r = base(
-        logger,
-        EVENT_FINDING,
-        f.time_us,
-        finding_severity(&f.severity),
-    );
+    let mut r = base(logger, EVENT_FINDING, time_us, finding_severity(severity));
     let mut attrs = Vec::new();
     flatten(EVENT_FINDING, &json, &mut attrs);
     let s = |v: &str| AnyValue::String(StringValue::from(v.to_string()));
-    attrs.push(("server.address".into(), s(&f.server.ip)));
+    attrs.push(("server.address".into(), s(&f.server.ip.to_string())));
     attrs.push(("server.port".into(), AnyValue::Int(f.server.port as i64)));
-    attrs.push(("client.address".into(), s(&f.client.ip)));
+    attrs.push(("client.address".into(), s(&f.client.ip.to_string())));
     attrs.push(("client.port".into(), AnyValue::Int(f.client.port as i64)));
     if let Some(fp) = f.server_chain.first() {
         attrs.push(("tls.server.hash.sha256".into(), s(fp)));
     }
-    if let Some(sni) = &f.sni {
+    if let Some(sni) = f.sni {
         attrs.push(("tls.client.server_name".into(), s(sni)));
     }
-    let (ns, owner) = peer(f.destination.as_ref());
+    let (ns, owner) = peer(f.destination);
     attrs.push(("k8s.dst.namespace".into(), s(&ns)));
     attrs.push(("k8s.dst.owner.name".into(), s(&owner)));
     add(&mut r, attrs);
@@ -159,17 +160,17 @@ pub fn finding(logger: &SdkLogger, f: &FindingRecord) -> SdkLogRecord {
     r
 }
 
-pub fn handshake(logger: &SdkLogger, hs: &HandshakeRecord) -> SdkLogRecord {
-    let json = serde_json::to_value(hs).unwrap_or(Json::Null);
-    let sev = if hs.alert.is_some() {
+pub fn handshake(logger: &SdkLogger, c: &Connection) -> SdkLogRecord {
+    let json = serde_json::to_value(HandshakeRecord::from(c)).unwrap_or(Json::Null);
+    let sev = if c.handshake.alert.is_some() {
         (Severity::Warn, "WARN")
     } else {
         (Severity::Info, "INFO")
     };
-    let mut r = base(logger, EVENT_HANDSHAKE, hs.time_us, sev);
+    let mut r = base(logger, EVENT_HANDSHAKE, c.time_us, sev);
     let mut attrs = Vec::new();
     flatten(EVENT_HANDSHAKE, &json, &mut attrs);
-    context(hs, &mut attrs);
+    context(c, &mut attrs);
     add(&mut r, attrs);
     if let Some(b) = any(&json) {
         r.set_body(b);
@@ -211,9 +212,9 @@ mod tests {
 
     #[test]
     fn severities() {
-        assert_eq!(finding_severity("critical").0, Severity::Fatal);
-        assert_eq!(finding_severity("HIGH").0, Severity::Error);
-        assert_eq!(finding_severity("medium").0, Severity::Warn);
-        assert_eq!(finding_severity("whatever").1, "unknown");
+        assert_eq!(finding_severity(Level::Critical).0, Severity::Fatal);
+        assert_eq!(finding_severity(Level::High), (Severity::Error, "high"));
+        assert_eq!(finding_severity(Level::Medium).0, Severity::Warn);
+        assert_eq!(finding_severity(Level::Low).0, Severity::Info);
     }
 }

@@ -3,8 +3,7 @@
 //! [`OtlpExporter::new`] builds the SDK providers from an [`OtlpConfig`];
 //! [`OtlpExporter::sink`] gives a [`RecordSink`] for the pipeline (cheap to
 //! clone, `Send`), which also takes the sensor's own counters
-//! ([`OtlpSink::record_snapshot`]) and flow bytes
-//! ([`OtlpSink::record_traffic`]); [`OtlpExporter::shutdown`] sends what is
+//! ([`OtlpSink::record_snapshot`]); [`OtlpExporter::shutdown`] sends what is
 //! left. Nothing on the record path waits for the network: metrics are
 //! aggregated in memory and read by the SDK's periodic reader thread, log
 //! records go through a bounded queue ([`queue`]) to their own thread.
@@ -18,7 +17,7 @@ pub mod resource;
 pub mod transport;
 pub mod window;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -28,17 +27,18 @@ use opentelemetry::metrics::{Counter, Meter, MeterProvider as _};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
-use self::attributes::{CERTIFICATE_GAUGE_EXEMPT, TrafficSample};
+use self::attributes::CERTIFICATE_GAUGE_EXEMPT;
 use self::cardinality::Limiter;
 pub use self::config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 use self::queue::{BoundedLogProcessor, ExportStats, FailureLog, QueueConfig};
 use self::transport::{CountingMetricExporter, TransportError};
 use self::window::{CertSighting, CertWindow, DedupWindow, StreamClock};
-use crate::analysis::Rule;
+use crate::export::RecordSink;
 use crate::export::metric_names;
-use crate::export::records::{FindingRecord, HandshakeRecord, RecordSink, Summary};
-use crate::inventory::Phase;
-use crate::x509::CertInfo;
+use crate::export::records::FindingRecord;
+use crate::export::summary::RunStats;
+pub use crate::export::summary::SensorSnapshot;
+use crate::model::{Certificate, Connection, Flow};
 
 // Named from the one list that the deployment's dashboard and alerts are
 // checked against.
@@ -48,9 +48,6 @@ pub const M_CERTIFICATES: &str = metric_names::CERTIFICATES.name;
 pub const M_FINDINGS: &str = metric_names::FINDINGS.name;
 pub const M_TRAFFIC: &str = metric_names::TRAFFIC_BYTES.name;
 
-/// Certificates remembered for their log record (client chains reach the
-/// sink only on first sighting, through `certificate`).
-const KNOWN_CERTIFICATES: usize = 10_000;
 /// Keys remembered for log deduplication, per event.
 const DEDUP_KEYS: usize = 100_000;
 
@@ -68,49 +65,6 @@ pub enum OtlpError {
         what: &'static str,
         message: String,
     },
-}
-
-/// The sensor's own totals since start, as the capture side counts them;
-/// exported as `sensor.*` (cumulative counters, so pass totals, not deltas).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SensorSnapshot {
-    /// Packets seen by the capture (kernel counter, or frames of a file).
-    pub packets: u64,
-    /// Events the kernel could not hand to user space (ring/perf buffer full).
-    pub events_lost: u64,
-    /// Flows dropped from the kernel flow map or the connection table before their end.
-    pub flows_evicted: u64,
-    /// Bad input by kind (the Summary's error names: `tls_hello_unparsable`, ...).
-    pub parse_errors: BTreeMap<String, u64>,
-    /// Inventory watches by resource (`pods`, `certificaterequests`, ...): synced or not.
-    pub inventory_synced: BTreeMap<String, bool>,
-}
-
-impl SensorSnapshot {
-    /// From a run's summary: a capture file's frames count as packets; live
-    /// capture's kernel counters (`Summary::kernel`, named as
-    /// `sensor_common::Counter::name`) give packets, events lost (ring
-    /// buffer full) and flows evicted (flow map full), to which the
-    /// connection table's overflow is added.
-    pub fn from_summary(s: &Summary) -> Self {
-        let k = |name: &str| s.kernel.get(name).copied();
-        let table_full = s.errors.get("connection_table_full").copied().unwrap_or(0);
-        SensorSnapshot {
-            packets: k("packets").unwrap_or(s.frames),
-            events_lost: k("ring_buffer_full").unwrap_or(0),
-            flows_evicted: k("flow_map_full").unwrap_or(0) + table_full,
-            parse_errors: s.errors.clone(),
-            inventory_synced: s
-                .inventory
-                .iter()
-                .flat_map(|i| &i.sync)
-                .map(|(kind, k)| {
-                    let live = matches!(k.phase, Phase::Synced | Phase::Snapshot);
-                    (kind.gvk().3.to_string(), live)
-                })
-                .collect(),
-        }
-    }
 }
 
 /// Totals of the export path, also returned by [`OtlpExporter::shutdown`].
@@ -151,8 +105,6 @@ struct State {
     limiters: HashMap<&'static str, Limiter>,
     certs: CertWindow,
     cert_logs: DedupWindow,
-    known: HashMap<String, Arc<CertInfo>>,
-    known_order: VecDeque<String>,
     overflows: BTreeMap<(&'static str, &'static str), u64>,
     snapshot: SensorSnapshot,
 }
@@ -165,23 +117,6 @@ impl State {
             *self.overflows.entry((metric, a)).or_default() += 1;
         }
         kvs
-    }
-
-    fn remember(&mut self, cert: &CertInfo) {
-        if self.known.contains_key(&cert.sha256) {
-            return;
-        }
-        while self.known.len() >= KNOWN_CERTIFICATES {
-            match self.known_order.pop_front() {
-                Some(old) => {
-                    self.known.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.known
-            .insert(cert.sha256.clone(), Arc::new(cert.clone()));
-        self.known_order.push_back(cert.sha256.clone());
     }
 }
 
@@ -209,7 +144,7 @@ fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
     let s = shared.clone();
     meter
         .i64_observable_gauge(M_NOT_AFTER)
-        .with_unit("s")
+        .with_unit(metric_names::CERTIFICATE_NOT_AFTER.unit)
         .with_description(
             "Expiry (unix time) of each server certificate seen within the certificate window",
         )
@@ -226,7 +161,7 @@ fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
     let s = shared.clone();
     meter
         .u64_observable_gauge(M_CERTIFICATES)
-        .with_unit("{certificate}")
+        .with_unit(metric_names::CERTIFICATES.unit)
         .with_description(
             "Distinct server certificates seen within the certificate window, by verdict and status",
         )
@@ -255,61 +190,54 @@ fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
     Instruments {
         handshakes: meter
             .u64_counter(M_HANDSHAKES)
-            .with_unit("{handshake}")
+            .with_unit(metric_names::HANDSHAKES.unit)
             .with_description("TLS handshakes seen")
             .build(),
         findings: meter
             .u64_counter(M_FINDINGS)
-            .with_unit("{finding}")
+            .with_unit(metric_names::FINDINGS.unit)
             .with_description("Findings raised on handshakes and certificates")
             .build(),
         traffic: meter
             .u64_counter(M_TRAFFIC)
-            .with_unit("By")
+            .with_unit(metric_names::TRAFFIC_BYTES.unit)
             .with_description("TCP payload bytes between workloads, encrypted (TLS) or not")
             .build(),
     }
 }
 
 fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
-    let snap_counter = |name: &'static str,
-                        unit: &'static str,
-                        desc: &'static str,
-                        f: fn(&SensorSnapshot) -> u64| {
-        let s = shared.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_unit(unit)
-            .with_description(desc)
-            .with_callback(move |o| o.observe(f(&s.lock().snapshot), &[]))
-            .build();
-    };
+    let snap_counter =
+        |metric: metric_names::Metric, desc: &'static str, f: fn(&SensorSnapshot) -> u64| {
+            let s = shared.clone();
+            meter
+                .u64_observable_counter(metric.name)
+                .with_unit(metric.unit)
+                .with_description(desc)
+                .with_callback(move |o| o.observe(f(&s.lock().snapshot), &[]))
+                .build();
+        };
+    snap_counter(metric_names::PACKETS, "Packets seen by the capture", |s| {
+        s.packets
+    });
     snap_counter(
-        metric_names::PACKETS.name,
-        "{packet}",
-        "Packets seen by the capture",
-        |s| s.packets,
-    );
-    snap_counter(
-        metric_names::EVENTS_LOST.name,
-        "{event}",
+        metric_names::EVENTS_LOST,
         "Capture events lost between kernel and user space",
         |s| s.events_lost,
     );
     snap_counter(
-        metric_names::FLOWS_EVICTED.name,
-        "{flow}",
+        metric_names::FLOWS_EVICTED,
         "Flows evicted from a full flow map or connection table",
         |s| s.flows_evicted,
     );
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::PARSE_ERRORS.name)
-        .with_unit("{error}")
+        .with_unit(metric_names::PARSE_ERRORS.unit)
         .with_description("Bad input counted and skipped, by kind")
         .with_callback(move |o| {
             for (k, v) in &s.lock().snapshot.parse_errors {
-                o.observe(*v, &[KeyValue::new("error.type", k.clone())]);
+                o.observe(*v, &[KeyValue::new("error.type", *k)]);
             }
         })
         .build();
@@ -321,7 +249,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
             for (k, v) in &s.lock().snapshot.inventory_synced {
                 o.observe(
                     u64::from(*v),
-                    &[KeyValue::new("sensor.inventory.resource", k.clone())],
+                    &[KeyValue::new("sensor.inventory.resource", *k)],
                 );
             }
         })
@@ -329,7 +257,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::EXPORT_FAILURES.name)
-        .with_unit("{request}")
+        .with_unit(metric_names::EXPORT_FAILURES.unit)
         .with_description("OTLP export requests that failed, by signal")
         .with_callback(move |o| {
             let g = ExportStats::get;
@@ -346,7 +274,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::EXPORT_DROPPED.name)
-        .with_unit("{record}")
+        .with_unit(metric_names::EXPORT_DROPPED.unit)
         .with_description("Log records dropped: queue full, or their export failed")
         .with_callback(move |o| {
             let g = ExportStats::get;
@@ -367,7 +295,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::EXPORT_RECORDS.name)
-        .with_unit("{record}")
+        .with_unit(metric_names::EXPORT_RECORDS.unit)
         .with_description("Log records the collector accepted")
         .with_callback(move |o| {
             o.observe(
@@ -379,7 +307,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::CARDINALITY_OVERFLOWS.name)
-        .with_unit("{value}")
+        .with_unit(metric_names::CARDINALITY_OVERFLOWS.unit)
         .with_description(
             "Attribute values (or whole series) replaced by _overflow because a limit was reached",
         )
@@ -398,7 +326,7 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::DEDUP_EVICTIONS.name)
-        .with_unit("{key}")
+        .with_unit(metric_names::DEDUP_EVICTIONS.unit)
         .with_description(
             "Log deduplication keys forgotten before their window ended (the table was full)",
         )
@@ -553,8 +481,6 @@ impl OtlpExporter {
                 limiters,
                 certs: CertWindow::new(window_us, cfg.max_series),
                 cert_logs: DedupWindow::new(dedup_us, DEDUP_KEYS),
-                known: HashMap::new(),
-                known_order: VecDeque::new(),
                 overflows: BTreeMap::new(),
                 snapshot: SensorSnapshot::default(),
             }),
@@ -644,9 +570,10 @@ impl Drop for OtlpExporter {
 }
 
 /// A log record decided under the lock, built after it.
-enum PendingLog {
-    Certificate(Arc<CertInfo>),
+enum PendingLog<'a> {
+    Certificate(&'a Certificate),
     Handshake,
+    Finding(&'a crate::model::Finding),
 }
 
 /// Feeds records into the exporter's instruments and log queue.
@@ -663,38 +590,29 @@ impl OtlpSink {
         self.shared.lock().snapshot = snapshot;
     }
 
-    /// Adds flow bytes to `tls.traffic.bytes`.
-    pub fn record_traffic(&self, t: &TrafficSample) {
-        let attrs = self.shared.lock().limit(M_TRAFFIC, attributes::traffic(t));
-        self.instruments.traffic.add(t.bytes, &attrs);
-    }
-
     pub fn report(&self) -> ExportReport {
         ExportReport::from_stats(&self.shared.stats)
     }
 }
 
 impl RecordSink for OtlpSink {
-    fn handshake(&mut self, hs: &HandshakeRecord, certs: &[Arc<CertInfo>]) {
-        let mut logs: Vec<PendingLog> = Vec::new();
+    fn connection(&mut self, c: &Connection) {
+        let mut logs: Vec<PendingLog<'_>> = Vec::new();
         let (hs_attrs, findings) = {
             let mut st = self.shared.lock();
-            st.clock.observe(hs.time_us, Instant::now());
+            st.clock.observe(c.time_us, Instant::now());
             let now_us = st.clock.now_us(Instant::now());
-            let hs_attrs = st.limit(M_HANDSHAKES, attributes::handshake(hs));
+            let hs_attrs = st.limit(M_HANDSHAKES, attributes::handshake(c));
             // The gauge describes the server's own certificate, which is
             // what verdict, source and cert-manager attributes are about.
-            if let Some(leaf) = certs
-                .first()
-                .filter(|c| hs.server_chain.first() == Some(&c.sha256))
-            {
-                let attrs = st.limit(M_NOT_AFTER, attributes::certificate_gauge(hs, leaf));
+            if let Some(leaf) = c.server_leaf() {
+                let attrs = st.limit(M_NOT_AFTER, attributes::certificate_gauge(c, leaf));
                 let sighting = CertSighting {
                     attrs,
                     not_after: leaf.parse_error.is_none().then_some(leaf.not_after),
                     sha256: leaf.sha256.clone(),
-                    verdict: attributes::verdict(hs),
-                    status: attributes::status(leaf, hs.time_us.div_euclid(1_000_000)),
+                    verdict: attributes::verdict(c).to_string(),
+                    status: attributes::status(leaf, c.time_us.div_euclid(1_000_000)),
                     // Stream time, so a replayed old record counts as seen now.
                     last_seen_us: now_us,
                 };
@@ -702,26 +620,27 @@ impl RecordSink for OtlpSink {
                     *st.overflows.entry((M_NOT_AFTER, "series")).or_default() += 1;
                 }
             }
-            let findings: Vec<Vec<KeyValue>> = hs
+            let destination = c.correlation.destination.as_ref();
+            let findings: Vec<Vec<KeyValue>> = c
                 .findings
                 .iter()
-                .map(|f| st.limit(M_FINDINGS, attributes::finding(hs, f)))
+                .map(|f| st.limit(M_FINDINGS, attributes::finding(f, destination)))
                 .collect();
             if self.logger.is_some() {
-                for c in certs {
-                    st.remember(c);
-                }
-                for fp in hs.server_chain.iter().chain(&hs.client_chain) {
-                    let Some(info) = st.known.get(fp).cloned() else {
-                        continue;
-                    };
-                    if st.cert_logs.first_in_window(fp, hs.time_us) {
-                        logs.push(PendingLog::Certificate(info));
+                for cert in c.server_chain.iter().chain(&c.client_chain) {
+                    if st.cert_logs.first_in_window(&cert.sha256, c.time_us) {
+                        logs.push(PendingLog::Certificate(cert));
                     }
                 }
                 if self.shared.handshake_logs {
                     logs.push(PendingLog::Handshake);
                 }
+                logs.extend(
+                    c.findings
+                        .iter()
+                        .filter(|f| f.first)
+                        .map(PendingLog::Finding),
+                );
             }
             (hs_attrs, findings)
         };
@@ -733,44 +652,58 @@ impl RecordSink for OtlpSink {
         if let Some(l) = &self.logger {
             for p in logs {
                 let record = match p {
-                    PendingLog::Certificate(c) => logs::certificate(l, &c, hs.time_us),
-                    PendingLog::Handshake => logs::handshake(l, hs),
+                    PendingLog::Certificate(cert) => logs::certificate(l, cert, c.time_us),
+                    PendingLog::Handshake => logs::handshake(l, c),
+                    PendingLog::Finding(f) => logs::finding(
+                        l,
+                        &FindingRecord::of_connection(f, c),
+                        f.severity,
+                        c.time_us,
+                    ),
                 };
                 l.emit(record);
             }
         }
     }
 
-    fn certificate(&mut self, cert: &CertInfo) {
-        if self.logger.is_some() {
-            self.shared.lock().remember(cert);
-        }
-    }
-
-    /// The analysis stage sends each finding once per its window; the
-    /// `tls.findings` counter counts every occurrence from the handshakes.
-    fn finding(&mut self, f: &FindingRecord) {
-        // Findings of a handshake are counted with it; a plaintext flow has
-        // no handshake record, so its finding line is counted here (one per
-        // server endpoint and window, not per connection).
-        if f.rule_id == Some(Rule::TlsPlaintext) {
-            let attrs = self
-                .shared
-                .lock()
-                .limit(M_FINDINGS, attributes::finding_line(f));
-            self.instruments.findings.add(1, &attrs);
+    /// A flow's bytes go to `tls.traffic.bytes`; a plaintext flow's
+    /// finding lines are counted in `tls.findings` (one per server
+    /// endpoint and window, not per connection) and logged.
+    fn flow(&mut self, flow: &Flow) {
+        let (traffic, findings) = {
+            let mut st = self.shared.lock();
+            let traffic = st.limit(M_TRAFFIC, attributes::traffic(flow));
+            let findings: Vec<Vec<KeyValue>> = flow
+                .findings
+                .iter()
+                .filter(|f| f.first)
+                .map(|f| {
+                    st.limit(
+                        M_FINDINGS,
+                        attributes::finding(f, flow.destination.as_ref()),
+                    )
+                })
+                .collect();
+            (traffic, findings)
+        };
+        self.instruments.traffic.add(flow.bytes(), &traffic);
+        for attrs in &findings {
+            self.instruments.findings.add(1, attrs);
         }
         if let Some(l) = &self.logger {
-            l.emit(logs::finding(l, f));
+            for f in flow.findings.iter().filter(|f| f.first) {
+                l.emit(logs::finding(
+                    l,
+                    &FindingRecord::of_flow(f, flow),
+                    f.severity,
+                    flow.first_us,
+                ));
+            }
         }
     }
 
-    fn traffic(&mut self, t: &TrafficSample) {
-        self.record_traffic(t);
-    }
-
-    fn finish(&mut self, summary: &Summary) {
-        self.record_snapshot(SensorSnapshot::from_summary(summary));
+    fn finish(&mut self, stats: &RunStats) {
+        self.record_snapshot(SensorSnapshot::from(stats));
     }
 }
 
@@ -805,7 +738,7 @@ mod tests {
                     .unwrap();
                 let exp = OtlpExporter::new(cfg).unwrap();
                 let mut sink = exp.sink();
-                sink.finish(&Summary::default());
+                sink.finish(&RunStats::default());
                 let report = exp.shutdown();
                 assert_eq!(report.metric_export_failures, 1, "{proto}: {report:?}");
                 assert_eq!(report.metric_exports, 0);
@@ -814,24 +747,23 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_from_file_and_live_summaries() {
-        let mut s = Summary {
-            frames: 74,
-            ..Default::default()
-        };
-        s.errors.insert("connection_table_full".into(), 2);
-        s.errors.insert("tls_hello_unparsable".into(), 1);
-        let f = SensorSnapshot::from_summary(&s);
+    fn snapshot_from_file_and_live_stats() {
+        let mut s = RunStats::default();
+        s.capture.frames = 74;
+        s.reassembly.table_full = 2;
+        s.tls.hello_errors = 1;
+        let f = SensorSnapshot::from(&s);
         assert_eq!((f.packets, f.events_lost, f.flows_evicted), (74, 0, 2));
         assert_eq!(f.parse_errors.get("tls_hello_unparsable"), Some(&1));
+        assert_eq!(f.parse_errors.get("connection_table_full"), Some(&2));
         for (k, v) in [
             ("packets", 1000),
             ("ring_buffer_full", 5),
             ("flow_map_full", 3),
         ] {
-            s.kernel.insert(k.into(), v);
+            s.kernel.insert(k, v);
         }
-        let l = SensorSnapshot::from_summary(&s);
+        let l = SensorSnapshot::from(&s);
         assert_eq!((l.packets, l.events_lost, l.flows_evicted), (1000, 5, 5));
     }
 }

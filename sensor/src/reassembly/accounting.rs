@@ -2,11 +2,10 @@
 //! starting TLS (DESIGN.md `tls.plaintext`). A connection is classified by
 //! the first payload bytes seen on it; one that is not TLS is counted
 //! (bytes only, never its payload) until it ends, and then reported as a
-//! `PlaintextFlow`. The analysis decides whether that is a finding (both
+//! `Flow`. The analysis decides whether that is a finding (both
 //! peers must be workloads).
 
-use std::net::SocketAddr;
-
+use crate::model::Flow;
 use crate::reassembly::{ConnMeta, Side};
 
 /// What the first payload bytes of a connection said.
@@ -32,42 +31,24 @@ pub fn starts_tls(b: &[u8]) -> bool {
         && b.get(2).is_none_or(|v| *v <= 4)
 }
 
-/// One plaintext connection that ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlaintextFlow {
-    pub client: SocketAddr,
-    pub server: SocketAddr,
-    /// The connection's first packet, microseconds since the epoch.
-    pub first_us: i64,
-    pub last_us: i64,
-    pub bytes_to_server: u64,
-    pub bytes_to_client: u64,
-}
-
-impl PlaintextFlow {
-    pub fn bytes(&self) -> u64 {
-        self.bytes_to_server + self.bytes_to_client
-    }
-
-    /// From the reassembly table's view of a connection: the client sent
-    /// the SYN; without one (the capture started later), the side with the
-    /// higher port, as ephemeral ports are the higher ones.
-    pub fn from_meta(meta: &ConnMeta) -> Self {
-        let client = meta.syn_from.unwrap_or(if meta.a.port() >= meta.b.port() {
-            Side::A
-        } else {
-            Side::B
-        });
-        let server = client.other();
-        PlaintextFlow {
-            client: meta.addr(client),
-            server: meta.addr(server),
-            first_us: meta.first_seen_us,
-            last_us: meta.last_seen_us,
-            bytes_to_server: meta.payload_bytes[client as usize],
-            bytes_to_client: meta.payload_bytes[server as usize],
-        }
-    }
+/// A connection's flow from the reassembly table's view of it: the client
+/// sent the SYN; without one (the capture started later), the side with
+/// the higher port, as ephemeral ports are the higher ones.
+pub fn flow_of(meta: &ConnMeta) -> Flow {
+    let client = meta.syn_from.unwrap_or(if meta.a.port() >= meta.b.port() {
+        Side::A
+    } else {
+        Side::B
+    });
+    let server = client.other();
+    Flow::new(
+        meta.addr(client),
+        meta.addr(server),
+        meta.first_seen_us,
+        meta.last_seen_us,
+        meta.payload_bytes[client as usize],
+        meta.payload_bytes[server as usize],
+    )
 }
 
 #[derive(Debug, Default, Clone)]
@@ -172,14 +153,14 @@ mod tests {
 
     #[test]
     fn the_syn_sender_is_the_client() {
-        let f = PlaintextFlow::from_meta(&meta(Some(Side::A)));
+        let f = flow_of(&meta(Some(Side::A)));
         assert_eq!(f.client, "10.0.0.1:80".parse().unwrap());
         assert_eq!((f.bytes_to_server, f.bytes_to_client), (100, 7));
     }
 
     #[test]
     fn without_a_syn_the_lower_port_is_the_server() {
-        let f = PlaintextFlow::from_meta(&meta(None));
+        let f = flow_of(&meta(None));
         assert_eq!(f.server, "10.0.0.1:80".parse().unwrap());
         assert_eq!(f.client, "10.0.0.2:40000".parse().unwrap());
         assert_eq!((f.bytes_to_server, f.bytes_to_client), (7, 100));

@@ -47,7 +47,9 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 18] = [
+    pub const COUNT: usize = 18;
+
+    pub const ALL: [Rule; Self::COUNT] = [
         Rule::CertExpired,
         Rule::CertNotYetValid,
         Rule::CertExpiringSoon,
