@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crate::analysis::trust_refresh::TrustRefresh;
 use crate::analysis::{Analysis, mesh};
-use crate::capture::decode::{self, Skip};
 use crate::capture::{CaptureStats, Segment};
 use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
@@ -254,13 +253,8 @@ impl<K: RecordSink> Pipeline<K> {
 
     /// One captured frame of a link type (pcap numbering).
     pub fn frame(&mut self, linktype: i32, timestamp_us: i64, data: &[u8]) {
-        self.capture.frames += 1;
-        self.capture.bytes += data.len() as u64;
-        match decode::decode(linktype, data, timestamp_us) {
-            Ok(seg) => self.segment(&seg),
-            // Non-IP and non-TCP frames are normal traffic, not errors.
-            Err(Skip::NotIp | Skip::NotTcp) => {}
-            Err(skip) => self.capture.skip(skip),
+        if let Some(seg) = self.capture.frame(linktype, timestamp_us, data) {
+            self.segment(&seg);
         }
     }
 

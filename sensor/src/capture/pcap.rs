@@ -64,7 +64,7 @@ struct Blocks {
 }
 
 impl Blocks {
-    fn block(&mut self, block: PcapBlockOwned<'_>, on_frame: &mut impl FnMut(Frame<'_>)) {
+    fn block<'a>(&mut self, block: PcapBlockOwned<'a>, on_frame: &mut impl FnMut(Frame<'a>)) {
         let out = &mut self.out;
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
@@ -137,9 +137,30 @@ impl Blocks {
 /// bounded buffer.
 pub fn read_file(
     path: &Path,
-    on_frame: impl FnMut(Frame<'_>),
+    mut on_frame: impl FnMut(Frame<'_>),
     progress: impl FnMut(u64),
 ) -> Result<ReadOutcome, CaptureFileError> {
+    match open(path)? {
+        Opened::Mapped(m) => m.read(|f| on_frame(f), progress),
+        Opened::Streamed { file, name } => read_streamed(file, name, on_frame, progress),
+    }
+}
+
+/// A capture file ready to read: mapped when it is a regular file that
+/// maps, else read as a stream (pipes, special files).
+pub enum Opened {
+    Mapped(MappedCapture),
+    Streamed { file: File, name: String },
+}
+
+/// A mapped capture file. Its frames borrow from the map, so they can be
+/// handed to another thread for as long as the map lives.
+pub struct MappedCapture {
+    map: Mmap,
+    name: String,
+}
+
+pub fn open(path: &Path) -> Result<Opened, CaptureFileError> {
     let name = path.display().to_string();
     let file = File::open(path).map_err(|source| CaptureFileError::Open {
         path: name.clone(),
@@ -159,16 +180,32 @@ pub fn read_file(
         // SIGBUS, as it would for any reader of a mapped file.
         if let Ok(map) = unsafe { Mmap::map(&file) } {
             let _ = map.advise(Advice::Sequential);
-            let release = |upto: usize| {
-                // SAFETY: the map is of a file, shared and read-only:
-                // after MADV_DONTNEED the pages read back from the file
-                // unchanged, under the same assumption as the map itself.
-                let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, 0, upto) };
-            };
-            return read_mapped(&map, name, on_frame, progress, release);
+            return Ok(Opened::Mapped(MappedCapture { map, name }));
         }
     }
-    read_streamed(file, name, on_frame, progress)
+    Ok(Opened::Streamed { file, name })
+}
+
+impl MappedCapture {
+    /// Every frame in order; each borrows from the map.
+    pub fn read<'a>(
+        &'a self,
+        on_frame: impl FnMut(Frame<'a>),
+        progress: impl FnMut(u64),
+    ) -> Result<ReadOutcome, CaptureFileError> {
+        let release = |upto: usize| {
+            // SAFETY: the map is of a file, shared and read-only: after
+            // MADV_DONTNEED the pages read back from the file unchanged,
+            // under the same assumption as the map itself. A frame still
+            // held by a consumer behind the reader stays valid for that
+            // reason too; it is only read back from the page cache.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, upto)
+            };
+        };
+        read_mapped(&self.map, self.name.clone(), on_frame, progress, release)
+    }
 }
 
 /// pcapng's Section Header Block type, the same bytes in either byte order.
@@ -180,17 +217,19 @@ type LegacyParser = fn(&[u8]) -> IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&
 /// many bytes, so that the resident size stays bounded whatever the file size.
 const RELEASE_EVERY: usize = 32 << 20;
 
-fn read_mapped(
-    data: &[u8],
+fn read_mapped<'a>(
+    data: &'a [u8],
     name: String,
-    mut on_frame: impl FnMut(Frame<'_>),
+    mut on_frame: impl FnMut(Frame<'a>),
     mut progress: impl FnMut(u64),
     mut release: impl FnMut(usize),
 ) -> Result<ReadOutcome, CaptureFileError> {
     let mut released = 0;
     let mut progress = |at: usize| {
-        if at >= released + RELEASE_EVERY {
-            released = at - at % RELEASE_EVERY;
+        // One window behind the reader: a consumer on another thread may
+        // still be reading the frames just handed over.
+        if at >= released + 2 * RELEASE_EVERY {
+            released = at - at % RELEASE_EVERY - RELEASE_EVERY;
             release(released);
         }
         progress(at as u64);
@@ -317,7 +356,7 @@ fn known_legacy_magic(data: &[u8]) -> bool {
         .any(|k| m == *k || m == k.swap_bytes())
 }
 
-fn read_streamed(
+pub fn read_streamed(
     file: File,
     name: String,
     mut on_frame: impl FnMut(Frame<'_>),
