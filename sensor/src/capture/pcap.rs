@@ -141,7 +141,7 @@ pub fn read_file(
     progress: impl FnMut(u64),
 ) -> Result<ReadOutcome, CaptureFileError> {
     match open(path)? {
-        Opened::Mapped(m) => m.read(|f| on_frame(f), progress),
+        Opened::Mapped(m) => m.read(&mut on_frame, progress),
         Opened::Streamed { file, name } => read_streamed(file, name, on_frame, progress),
     }
 }
