@@ -9,7 +9,7 @@ use aya_ebpf::maps::{Array, HashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
     COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES,
-    DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EventHeader, FAMILY_V4, FAMILY_V6,
+    DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EVENT_SEGMENT, EventHeader, FAMILY_V4, FAMILY_V6,
     FlowKey, FlowState, GATE_SLOTS, MAX_CHUNK, MAX_CHUNKS, PLAIN_COUNTING, PLAIN_PENDING,
     PLAIN_SUMMARY_LEN, PlainState, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix, gate_slot_mixed,
 };
@@ -323,9 +323,10 @@ fn summarise(ctx: &TcContext, key: &FlowKey, s: &PlainState, direction: u8) {
     h.seq = 0;
     h.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     h.len = PLAIN_SUMMARY_LEN as u16;
-    h.tcp_flags = EVENT_PLAIN_SUMMARY;
+    h.tcp_flags = 0;
     h.family = key.family;
     h.direction = direction;
+    h.kind = EVENT_PLAIN_SUMMARY;
     // SAFETY: data is MAX_CHUNK bytes, far more than a PlainSummary; one
     // word at a time, for the same reason as the addresses.
     unsafe {
@@ -713,6 +714,8 @@ fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8) {
     s.header.tcp_flags = pkt.flags;
     s.header.family = pkt.family;
     s.header.direction = direction;
+    // The scratch header is shared with summaries: every field is set anew.
+    s.header.kind = EVENT_SEGMENT;
     if len == 0 {
         // FIN or RST of an open flow: a header alone tells user space.
         s.header.seq = pkt.seq;
