@@ -29,7 +29,11 @@ fn check_prerequisites() {
 
 fn main() {
     check_prerequisites();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sensor-ebpf");
+    // Read when the script runs, not baked in when it compiles: a target
+    // folder copied from another checkout reuses this script's binary,
+    // which would otherwise build (and watch) that checkout's programs.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("../sensor-ebpf");
     let root = root.canonicalize().expect("sensor-ebpf next to sensor");
     let package = aya_build::Package {
         name: "sensor-ebpf",

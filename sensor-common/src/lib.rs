@@ -23,9 +23,13 @@ pub const TCP_SYN: u8 = 1;
 pub const TCP_FIN: u8 = 2;
 pub const TCP_RST: u8 = 4;
 pub const TCP_ACK: u8 = 8;
-/// In `EventHeader::tcp_flags`: the record is a `PlainSummary` of a
-/// plaintext connection that ended, not a segment.
-pub const EVENT_PLAIN_SUMMARY: u8 = 0x80;
+
+/// `EventHeader::kind`: a TCP segment of a handshake flow, `len` payload
+/// bytes (none for the FIN or RST of an open flow).
+pub const EVENT_SEGMENT: u8 = 1;
+/// `EventHeader::kind`: a `PlainSummary` of a plaintext connection that
+/// ended in the kernel.
+pub const EVENT_PLAIN_SUMMARY: u8 = 2;
 
 /// A connection, both directions: the endpoint with the lower (port, addr)
 /// is `lo`, so either direction's packet finds the same entry with one lookup.
@@ -128,7 +132,7 @@ pub const PLAIN_PENDING: u8 = 0;
 pub const PLAIN_COUNTING: u8 = 1;
 
 /// The payload of an `EVENT_PLAIN_SUMMARY` record; the header's source is
-/// the client, its destination the server, `ts_ns` the end.
+/// the client, its destination the server, `ts_ns` the end, `tcp_flags` 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PlainSummary {
@@ -158,7 +162,10 @@ pub struct EventHeader {
     pub family: u8,
     /// 0 ingress, 1 egress.
     pub direction: u8,
-    pub _pad: [u8; 7],
+    /// What follows the header: `EVENT_SEGMENT` or `EVENT_PLAIN_SUMMARY`.
+    /// A reader rejects kinds it does not know rather than guess.
+    pub kind: u8,
+    pub _pad: [u8; 6],
 }
 
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();

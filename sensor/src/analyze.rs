@@ -23,8 +23,8 @@ const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 /// Segments handed over at once, and batches in flight: enough to keep
 /// both threads busy, little enough to stay in the CPU caches.
-const BATCH: usize = 256;
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCH: usize = 1024;
+const BATCHES_IN_FLIGHT: usize = 8;
 
 pub struct AnalyzeOutcome<K> {
     pub sink: K,

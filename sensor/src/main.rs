@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
+use sensor::capture::live::AttachMode;
 use sensor::export::json::JsonLines;
 use sensor::export::otlp::config::ProcessEnv;
 use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter};
@@ -172,6 +173,9 @@ struct RunArgs {
     /// Seconds a kernel flow may stay idle before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     flow_idle: f64,
+    /// How the programs attach: auto (TCX where the kernel has it, else a clsact qdisc), tcx, clsact.
+    #[arg(long, value_name = "auto|tcx|clsact", default_value = "auto")]
+    attach_mode: AttachMode,
     /// Serve /healthz and /readyz (Kubernetes probes) on this address, e.g. 0.0.0.0:9878; `none`: off.
     #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
     health_listen: String,
@@ -377,6 +381,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             flow_entries: a.flow_entries,
             ring_bytes: a.ring_bytes,
             plain_entries: a.plain_entries,
+            attach: a.attach_mode,
         },
         pipeline,
         health: health.clone(),

@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::analysis::Analysis;
 use crate::capture::live::{
     Clock, Event, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
-    check_capabilities, decode, list_interfaces, plain_flow,
+    check_capabilities, drain, list_interfaces, plain_flow,
 };
 use crate::export::otlp::OtlpSink;
 use crate::export::{RecordSink, RunStats, SensorSnapshot, Summary};
@@ -115,6 +115,13 @@ impl UserCounts {
     }
 }
 
+fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
+    match event {
+        Event::Segment(seg) => pipeline.segment(&seg),
+        Event::Plaintext(flow) => pipeline.plaintext_flow(*flow),
+    }
+}
+
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
     check_capabilities()?;
     // Started before the programs load so the first list overlaps it;
@@ -158,14 +165,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    match decode(&item, clock) {
-                        Some(Event::Segment(seg)) => pipeline.segment(&seg),
-                        Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(*flow),
-                        None => counts.malformed += 1,
-                    }
-                }
+                counts.malformed += drain(guard.get_inner_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 guard.clear_ready();
                 for (a, b) in pipeline.take_finished() {
                     programs.close_flow(a, b);
@@ -220,13 +220,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     }
     // Records already in the ring (summaries of connections that just
     // ended) come before the connections still open.
-    while let Some(item) = ring.get_mut().next() {
-        match decode(&item, clock) {
-            Some(Event::Segment(seg)) => pipeline.segment(&seg),
-            Some(Event::Plaintext(flow)) => pipeline.plaintext_flow(*flow),
-            None => counts.malformed += 1,
-        }
-    }
+    counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
     // Plaintext connections still open end with the capture, as at the end of a file.
     let (open, _) = programs.expire_plain(mono_ns(), 0);
     for (k, s) in open {

@@ -349,6 +349,48 @@ fn loopback_sees_each_packet_twice_and_reports_once() {
     assert!(kernel(&lines, "duplicates") > 0, "{:?}", summary(&lines));
 }
 
+/// The clsact path, forced on a kernel that has TCX (as older kernels
+/// would take it): a qdisc with our filters on both directions, and the
+/// same handshake seen.
+#[test]
+fn clsact_attach_sees_a_tls12_handshake() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("k");
+    let _srv = s_server(&lab.server, &pki, 4441, "leaf", &[]);
+    let sensor = Sensor::start(
+        &lab.client,
+        &["-i", &lab.client_if, "--attach-mode", "clsact"],
+    );
+    assert!(
+        sensor
+            .watched
+            .seen
+            .iter()
+            .any(|l| l.contains("attach mode") && l.contains("clsact")),
+        "{:#?}",
+        sensor.watched.seen
+    );
+    for dir in ["ingress", "egress"] {
+        let out = lab
+            .client
+            .sh(&format!("tc filter show dev {} {dir}", lab.client_if));
+        let filters = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            filters.contains("tls_tc_eth") && filters.contains("direct-action"),
+            "no filter of ours on {dir}: {filters}"
+        );
+    }
+    s_client(&lab.client, SERVER4, 4441, SNI, &["-tls1_2"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "clsact");
+    assert_eq!(h["version"], "TLS 1.2");
+    assert_eq!(
+        h["server_chain"],
+        serde_json::json!([pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")])
+    );
+}
+
 /// Attaches the auxiliary peer counter to `iface` inside `ns` (after the
 /// sensor, as a CNI's program would be), runs `during`, returns its count.
 fn with_peer_counter(ns: &Netns, iface: &str, during: impl FnOnce()) -> u64 {

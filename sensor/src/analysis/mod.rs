@@ -270,7 +270,6 @@ impl Analysis {
 
     /// Applies exceptions, counts, and marks the first of each key.
     fn finish(&mut self, obs: &Observation<'_>, now: i64, found: Vec<Found>) -> Vec<Finding> {
-        let chain: Vec<String> = obs.server_chain.iter().map(|c| c.sha256.clone()).collect();
         let dest = obs.destination.as_ref();
         let workload_full = dest.and_then(|d| match (&d.kind, &d.name) {
             (Some(k), Some(n)) => Some(format!("{k}/{n}")),
@@ -285,7 +284,7 @@ impl Analysis {
             let subject = policy::Subject {
                 rule: finding.rule,
                 certificate: finding.certificate.as_deref(),
-                chain: &chain,
+                chain: obs.server_chain,
                 sni: obs.sni,
                 namespace: dest.and_then(|d| d.namespace.as_deref()),
                 workload: dest

@@ -301,7 +301,7 @@ struct PolicyFile {
 pub struct Subject<'a> {
     pub rule: Rule,
     pub certificate: Option<&'a str>,
-    pub chain: &'a [String],
+    pub chain: &'a [std::sync::Arc<crate::model::Certificate>],
     pub sni: Option<&'a str>,
     pub namespace: Option<&'a str>,
     /// `Kind/name` and `name` of the server's workload.
@@ -437,7 +437,7 @@ impl Policy {
                     .as_ref()
                     .is_none_or(|p| s.sni.is_some_and(|n| p.matches(n)))
                 && e.fingerprint.as_ref().is_none_or(|f| {
-                    s.certificate == Some(f.as_str()) || s.chain.iter().any(|c| c == f)
+                    s.certificate == Some(f.as_str()) || s.chain.iter().any(|c| c.sha256 == *f)
                 })
         })
     }

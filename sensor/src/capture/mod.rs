@@ -1,5 +1,6 @@
-//! Where segments come from: capture files here, the kernel programs later.
-//! Everything downstream sees only [`Segment`], never the source.
+//! Where segments come from: capture files (`pcap`, framed by `decode`)
+//! and the kernel programs (`live`). Everything downstream sees only
+//! [`Segment`], never the source.
 
 pub mod decode;
 pub mod live;

@@ -54,8 +54,23 @@ pub fn ja3_string(ch: &ClientHello) -> String {
     s
 }
 
+/// Lowercase hex of a digest, without going through `char`s one by one.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    let buf = &mut buf[..bytes.len() * 2];
+    if hex::encode_to_slice(bytes, buf).is_ok() {
+        out.push_str(std::str::from_utf8(buf).unwrap_or_default());
+    }
+}
+
+fn md5_hex(s: &str) -> String {
+    let mut out = String::with_capacity(32);
+    push_hex(&mut out, &Md5::digest(s.as_bytes()));
+    out
+}
+
 pub fn ja3(ch: &ClientHello) -> String {
-    hex::encode(Md5::digest(ja3_string(ch).as_bytes()))
+    md5_hex(&ja3_string(ch))
 }
 
 pub fn ja3s_string(sh: &ServerHello) -> String {
@@ -72,7 +87,7 @@ pub fn ja3s_string(sh: &ServerHello) -> String {
 }
 
 pub fn ja3s(sh: &ServerHello) -> String {
-    hex::encode(Md5::digest(ja3s_string(sh).as_bytes()))
+    md5_hex(&ja3s_string(sh))
 }
 
 fn ja4_version(v: u16) -> &'static str {
@@ -108,7 +123,7 @@ fn push_ja4_alpn(out: &mut String, ch: &ClientHello) {
 
 fn push_truncated_sha256(out: &mut String, s: &str) {
     let digest = Sha256::digest(s.as_bytes());
-    out.push_str(&hex::encode(&digest[..6]));
+    push_hex(out, &digest[..6]);
 }
 
 /// JA4 `a_b_c` for a ClientHello over TCP.

@@ -11,6 +11,7 @@
 //! when every certificate of the path was valid.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +129,8 @@ impl IntermediatePool {
 }
 
 struct Cached {
+    /// The chain's fingerprints: the key is only their hash.
+    fingerprints: Box<[String]>,
     generation: (u64, u64),
     verdict: Arc<ChainVerdict>,
 }
@@ -136,7 +139,10 @@ struct Cached {
 pub struct ChainVerifier {
     store: TrustStore,
     pool: IntermediatePool,
-    cache: HashMap<(Role, Vec<String>), Cached>,
+    /// By role and a keyed hash of the chain's fingerprints, so that a hit
+    /// allocates nothing.
+    cache: HashMap<(Role, u64), Cached>,
+    hasher: RandomState,
     cache_capacity: usize,
     pub stats: VerifyStats,
 }
@@ -173,6 +179,7 @@ impl ChainVerifier {
                 generation: 0,
             },
             cache: HashMap::new(),
+            hasher: RandomState::new(),
             cache_capacity,
             stats: VerifyStats::default(),
         }
@@ -194,10 +201,20 @@ impl ChainVerifier {
     /// Verifies one presented chain, cached by the certificates' fingerprints.
     pub fn verify(&mut self, role: Role, chain: &[Arc<Certificate>]) -> Arc<ChainVerdict> {
         let generation = (self.store.generation(), self.pool.generation);
-        let key = (role, chain.iter().map(|c| c.sha256.clone()).collect());
-        let ders: Vec<&[u8]> = chain.iter().map(|c| &*c.der).collect();
-        let ders = ders.as_slice();
+        let mut h = self.hasher.build_hasher();
+        for c in chain {
+            h.write(c.sha256.as_bytes());
+        }
+        let key = (role, h.finish());
+        let same_chain = |c: &Cached| {
+            c.fingerprints.len() == chain.len()
+                && c.fingerprints
+                    .iter()
+                    .zip(chain)
+                    .all(|(f, c)| *f == c.sha256)
+        };
         if let Some(c) = self.cache.get(&key)
+            && same_chain(c)
             && (c.generation == generation
                 // Only a chain that ended at a missing issuer can change
                 // when CA certificates are learnt.
@@ -208,6 +225,8 @@ impl ChainVerifier {
             return c.verdict.clone();
         }
         self.stats.verified += 1;
+        let ders: Vec<&[u8]> = chain.iter().map(|c| &*c.der).collect();
+        let ders = ders.as_slice();
         let verdict = Arc::new(self.verify_uncached(role, ders));
         if verdict.trusted() {
             self.learn(ders, &verdict.path);
@@ -216,6 +235,7 @@ impl ChainVerifier {
             self.cache.insert(
                 key,
                 Cached {
+                    fingerprints: chain.iter().map(|c| c.sha256.clone()).collect(),
                     generation: (self.store.generation(), self.pool.generation),
                     verdict: verdict.clone(),
                 },

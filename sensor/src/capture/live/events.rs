@@ -3,8 +3,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::net::SocketAddr;
 
 use sensor_common::{
-    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EventHeader, FAMILY_V4, FlowKey as KernelKey,
-    PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EVENT_SEGMENT, EventHeader, FAMILY_V4,
+    FlowKey as KernelKey, PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_SYN,
 };
 
 use crate::capture::{FlowKey, Segment, TcpFlags};
@@ -72,26 +73,34 @@ pub enum Event<'a> {
     Plaintext(Box<Flow>),
 }
 
-/// None when the record is malformed.
+/// The record parsed by its header's kind; None when the record is
+/// malformed or of a kind this build does not know.
 pub fn decode(record: &[u8], clock: Clock) -> Option<Event<'_>> {
     let h = header(record)?;
-    if h.tcp_flags & EVENT_PLAIN_SUMMARY == 0 {
-        return decode_event(record, clock).map(Event::Segment);
+    match h.kind {
+        EVENT_SEGMENT => decode_event(record, clock).map(Event::Segment),
+        EVENT_PLAIN_SUMMARY => {
+            plain_summary(&h, record, clock).map(|f| Event::Plaintext(Box::new(f)))
+        }
+        _ => None,
     }
+}
+
+fn plain_summary(h: &EventHeader, record: &[u8], clock: Clock) -> Option<Flow> {
     if h.len as usize != PLAIN_SUMMARY_LEN {
         return None;
     }
     let body = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + PLAIN_SUMMARY_LEN)?;
     // SAFETY: PlainSummary is repr(C) plain data; the length was checked.
     let s: PlainSummary = unsafe { std::ptr::read_unaligned(body.as_ptr() as *const PlainSummary) };
-    Some(Event::Plaintext(Box::new(Flow::new(
+    Some(Flow::new(
         SocketAddr::new(addr(h.family, h.saddr), h.sport),
         SocketAddr::new(addr(h.family, h.daddr), h.dport),
         clock.to_unix_us(s.opened_ns),
         clock.to_unix_us(h.ts_ns),
         s.bytes_to_server,
         s.bytes_to_client,
-    ))))
+    ))
 }
 
 /// A plaintext connection user space removed from the PLAIN map (idle,
@@ -132,4 +141,60 @@ pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
         timestamp_us: clock.to_unix_us(h.ts_ns),
         payload,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u8, len: u16, body: &[u8]) -> Vec<u8> {
+        let h = EventHeader {
+            ts_ns: 1_000,
+            saddr: [u32::from_ne_bytes([10, 0, 0, 1]), 0, 0, 0],
+            daddr: [u32::from_ne_bytes([10, 0, 0, 2]), 0, 0, 0],
+            sport: 40000,
+            dport: 443,
+            seq: 7,
+            len,
+            family: FAMILY_V4,
+            kind,
+            ..EventHeader::default()
+        };
+        // SAFETY: EventHeader is repr(C) plain data.
+        let head = unsafe {
+            std::slice::from_raw_parts(&h as *const EventHeader as *const u8, EVENT_HEADER_LEN)
+        };
+        [head, body].concat()
+    }
+
+    #[test]
+    fn records_are_parsed_by_kind() {
+        let clock = Clock::new();
+        let seg = record(EVENT_SEGMENT, 3, b"abc");
+        let Some(Event::Segment(s)) = decode(&seg, clock) else {
+            panic!("a segment");
+        };
+        assert_eq!((s.seq, s.payload), (7, &b"abc"[..]));
+
+        let mut body = Vec::new();
+        for v in [10u64, 20, 500] {
+            body.extend_from_slice(&v.to_ne_bytes());
+        }
+        let sum = record(EVENT_PLAIN_SUMMARY, PLAIN_SUMMARY_LEN as u16, &body);
+        let Some(Event::Plaintext(p)) = decode(&sum, clock) else {
+            panic!("a plaintext summary");
+        };
+        assert_eq!((p.bytes_to_server, p.bytes_to_client), (10, 20));
+        assert_eq!(p.server.port(), 443);
+    }
+
+    #[test]
+    fn unknown_kinds_and_short_records_are_malformed() {
+        let clock = Clock::new();
+        assert!(decode(&record(0, 0, &[]), clock).is_none());
+        assert!(decode(&record(9, 0, &[]), clock).is_none());
+        assert!(decode(&record(EVENT_SEGMENT, 4, b"abc"), clock).is_none());
+        assert!(decode(&record(EVENT_PLAIN_SUMMARY, 3, b"abc"), clock).is_none());
+        assert!(decode(&[0u8; 10], clock).is_none());
+    }
 }

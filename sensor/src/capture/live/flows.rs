@@ -2,12 +2,13 @@
 //! (sensor_common::GATE_SLOTS): a flow user space deletes is taken off its
 //! gate slot, so packets of that slot skip the hash lookup again.
 
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use sensor_common::{FlowKey, FlowState, GATE_SLOTS, PlainState};
+use sensor_common::{FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS, PlainState};
 
 use super::LiveError;
 
@@ -141,5 +142,56 @@ impl FlowTable {
     /// Open flows the gate counts in `key`'s slot.
     pub fn gate_count(&self, key: &FlowKey) -> u64 {
         self.gate.slot(key.gate_slot()).load(Ordering::SeqCst)
+    }
+}
+
+fn words(ip: IpAddr) -> [u32; 4] {
+    match ip {
+        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let mut w = [0u32; 4];
+            for (i, x) in w.iter_mut().enumerate() {
+                *x = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+            }
+            w
+        }
+    }
+}
+
+/// The kernel's key for a connection: the same canonical order the
+/// program computes (lower port first; equal ports, lower address first).
+pub fn kernel_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
+    let (wa, wb) = (words(a.ip()), words(b.ip()));
+    let a_lo = if a.port() != b.port() {
+        a.port() < b.port()
+    } else {
+        wa <= wb
+    };
+    let (lo, hi, wlo, whi) = if a_lo { (a, b, wa, wb) } else { (b, a, wb, wa) };
+    FlowKey {
+        lo_addr: wlo,
+        hi_addr: whi,
+        lo_port: lo.port(),
+        hi_port: hi.port(),
+        family: if a.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
+        _pad: [0; 3],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_key_is_direction_independent() {
+        let a: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
+        assert_eq!(kernel_key(a, b), kernel_key(b, a));
+        assert_eq!(kernel_key(a, b).lo_port, 443);
+        let c: SocketAddr = "[fd00::2]:443".parse().unwrap();
+        let d: SocketAddr = "[fd00::1]:443".parse().unwrap();
+        assert_eq!(kernel_key(c, d), kernel_key(d, c));
+        assert_eq!(kernel_key(c, d).family, FAMILY_V6);
     }
 }

@@ -1,17 +1,33 @@
-//! Live capture: the kernel programs of sensor-ebpf, attached to network
-//! interfaces, feeding segments through a ring buffer.
+//! Live capture: the kernel programs of sensor-ebpf on the running kernel.
+//!
+//! - `features`: what the kernel offers, probed once when the programs load.
+//! - `programs`: loads the object, owns its maps, and hands out its reader.
+//! - `attach`: how the programs reach traffic (TCX or clsact, chosen from
+//!   the features unless the operator forces one).
+//! - `interfaces`: which interfaces to watch, and when links come and go.
+//! - `flows`: the kernel's flow maps and their gate, as user space edits them.
+//! - `reader`: raw records from the ring buffer, and the one drain loop.
+//! - `events`: a record parsed by its header's kind into a `Segment` or
+//!   a plaintext connection's summary.
+//! - `caps`: the capabilities loading and attaching need.
 
+mod attach;
 mod caps;
 mod events;
+mod features;
 mod flows;
 mod interfaces;
 mod programs;
+mod reader;
 
+pub use attach::{Attach, AttachMode};
 pub use caps::check_capabilities;
 pub use events::{Clock, Event, decode, decode_event, plain_flow};
-pub use flows::FlowTable;
+pub use features::KernelFeatures;
+pub use flows::{FlowTable, kernel_key};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
-pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, kernel_key, object};
+pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, object};
+pub use reader::{Drained, EventReader, RingReader, drain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {

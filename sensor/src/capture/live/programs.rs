@@ -1,18 +1,19 @@
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::tc::{SchedClassifierLinkId, TcAttachType};
-use aya::programs::{SchedClassifier, tc};
-use aya::util::KernelVersion;
+use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
     COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES,
-    DEFAULT_RING_BYTES, FAMILY_V4, FAMILY_V6, FlowKey, PLAIN_COUNTING, PlainState,
+    DEFAULT_RING_BYTES, FlowKey, PLAIN_COUNTING, PlainState,
 };
 
 use super::LiveError;
-use super::flows::FlowTable;
+use super::attach::{Attach, AttachMode, Attachments, PROGRAMS};
+use super::features::KernelFeatures;
+use super::flows::{FlowTable, kernel_key};
+use super::reader::RingReader;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
 static AUX_OBJECT: &[u8] =
@@ -38,6 +39,8 @@ pub struct LiveConfig {
     pub ring_bytes: u32,
     /// Connections followed for plaintext accounting at once.
     pub plain_entries: u32,
+    /// TCX, clsact, or whichever the kernel offers.
+    pub attach: AttachMode,
 }
 
 impl Default for LiveConfig {
@@ -47,6 +50,7 @@ impl Default for LiveConfig {
             flow_entries: DEFAULT_FLOW_ENTRIES,
             ring_bytes: DEFAULT_RING_BYTES,
             plain_entries: DEFAULT_PLAIN_ENTRIES,
+            attach: AttachMode::Auto,
         }
     }
 }
@@ -54,58 +58,39 @@ impl Default for LiveConfig {
 /// Kernel counters summed over CPUs, by name.
 pub type KernelCounters = BTreeMap<&'static str, u64>;
 
-const PROGRAMS: [(&str, bool, TcAttachType); 4] = [
-    ("tls_tc_eth", true, TcAttachType::Ingress),
-    ("tls_tc_eth_egress", true, TcAttachType::Egress),
-    ("tls_tc_l3", false, TcAttachType::Ingress),
-    ("tls_tc_l3_egress", false, TcAttachType::Egress),
-];
-
-/// The loaded object and where its programs are attached.
+/// The loaded object, its maps, and where its programs are attached.
 pub struct Programs {
     ebpf: Ebpf,
+    features: KernelFeatures,
+    attachments: Attachments,
     flows: FlowTable,
     counts: PerCpuArray<MapData, [u64; COUNTERS]>,
-    attached: BTreeMap<String, Vec<(&'static str, SchedClassifierLinkId)>>,
-}
-
-fn words(ip: IpAddr) -> [u32; 4] {
-    match ip {
-        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let mut w = [0u32; 4];
-            for (i, x) in w.iter_mut().enumerate() {
-                *x = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
-            }
-            w
-        }
-    }
-}
-
-/// The kernel's key for a connection: the same canonical order the
-/// program computes (lower port first; equal ports, lower address first).
-pub fn kernel_key(a: SocketAddr, b: SocketAddr) -> FlowKey {
-    let (wa, wb) = (words(a.ip()), words(b.ip()));
-    let a_lo = if a.port() != b.port() {
-        a.port() < b.port()
-    } else {
-        wa <= wb
-    };
-    let (lo, hi, wlo, whi) = if a_lo { (a, b, wa, wb) } else { (b, a, wb, wa) };
-    FlowKey {
-        lo_addr: wlo,
-        hi_addr: whi,
-        lo_port: lo.port(),
-        hi_port: hi.port(),
-        family: if a.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
-        _pad: [0; 3],
-    }
 }
 
 impl Programs {
-    pub fn load(cfg: &LiveConfig) -> Result<(Self, RingBuf<MapData>), LiveError> {
-        let load_err = |e: &dyn std::fmt::Display| LiveError::Load(e.to_string());
+    /// Probes the kernel's features (once: the result is kept), loads the
+    /// object and its programs, and chooses how they will attach. The
+    /// reader is the programs' ring buffer.
+    pub fn load(cfg: &LiveConfig) -> Result<(Self, RingReader), LiveError> {
+        let features = KernelFeatures::probe();
+        tracing::info!(
+            tcx = features.tcx,
+            ringbuf = features.ringbuf,
+            bpf_loop = features.bpf_loop,
+            "kernel features"
+        );
+        let how = Attach::choose(cfg.attach, &features)?;
+        tracing::info!(mode = how.name(), asked = ?cfg.attach, "attach mode");
+        // A load that fails on a kernel lacking what the programs use says
+        // so: the verifier's own words rarely name the missing feature.
+        let missing = features.missing();
+        let load_err = |e: &dyn std::fmt::Display| {
+            if missing.is_empty() {
+                LiveError::Load(e.to_string())
+            } else {
+                LiveError::Load(format!("{e} (this kernel lacks {})", missing.join(", ")))
+            }
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("BUDGET", &cfg.budget, true)
             .map_max_entries("FLOWS", cfg.flow_entries)
@@ -120,7 +105,7 @@ impl Programs {
                 .try_into()
                 .map_err(|e| load_err(&e))?;
             prog.load()
-                .map_err(|e| LiveError::Load(format!("{name}: {e:?}")))?;
+                .map_err(|e| load_err(&format!("{name}: {e:?}")))?;
         }
         let take = |ebpf: &mut Ebpf, name: &str| {
             ebpf.take_map(name)
@@ -136,82 +121,39 @@ impl Programs {
         Ok((
             Self {
                 ebpf,
+                features,
+                attachments: Attachments::new(how),
                 flows,
                 counts,
-                attached: BTreeMap::new(),
             },
-            ring,
+            RingReader::new(ring),
         ))
     }
 
+    /// What the kernel offered when the programs were loaded.
+    pub fn features(&self) -> KernelFeatures {
+        self.features
+    }
+
+    pub fn attach_mode(&self) -> Attach {
+        self.attachments.how()
+    }
+
     pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attached.keys().map(String::as_str)
+        self.attachments.interfaces()
     }
 
-    /// Attaches on ingress and egress. TCX on 6.6+ (aya's choice), else a
-    /// clsact qdisc with netlink filters.
+    /// Attaches on ingress and egress of `interface` (see `Attach`).
     pub fn attach(&mut self, interface: &str, ethernet: bool) -> Result<(), LiveError> {
-        if self.attached.contains_key(interface) {
-            return Ok(());
-        }
-        let err = |reason: String| LiveError::Attach {
-            interface: interface.to_string(),
-            reason,
-        };
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
-        if !tcx
-            && let Err(e) = tc::qdisc_add_clsact(interface)
-            && !matches!(e, tc::TcError::AlreadyAttached)
-        {
-            return Err(err(format!("adding clsact: {e}")));
-        }
-        let mut links = Vec::new();
-        for (name, eth, attach_type) in PROGRAMS {
-            if eth != ethernet {
-                continue;
-            }
-            let prog: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or_else(|| err(format!("{name} missing")))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| err(e.to_string()))?;
-            match prog.attach(interface, attach_type) {
-                Ok(id) => links.push((name, id)),
-                Err(e) => {
-                    for (n, id) in links {
-                        self.detach_one(n, id);
-                    }
-                    return Err(err(format!("{e}")));
-                }
-            }
-        }
-        self.attached.insert(interface.to_string(), links);
-        Ok(())
-    }
-
-    fn detach_one(&mut self, name: &str, id: SchedClassifierLinkId) {
-        if let Some(p) = self.ebpf.program_mut(name)
-            && let Ok(prog) = <&mut SchedClassifier>::try_from(p)
-        {
-            // The interface may be gone already, and its links with it.
-            let _ = prog.detach(id);
-        }
+        self.attachments.attach(&mut self.ebpf, interface, ethernet)
     }
 
     pub fn detach(&mut self, interface: &str) {
-        if let Some(links) = self.attached.remove(interface) {
-            for (name, id) in links {
-                self.detach_one(name, id);
-            }
-        }
+        self.attachments.detach(&mut self.ebpf, interface);
     }
 
     pub fn detach_all(&mut self) {
-        let names: Vec<String> = self.attached.keys().cloned().collect();
-        for n in names {
-            self.detach(&n);
-        }
+        self.attachments.detach_all(&mut self.ebpf);
     }
 
     /// Stops the kernel following a connection (its handshake is done).
@@ -285,22 +227,5 @@ impl Programs {
 impl Drop for Programs {
     fn drop(&mut self) {
         self.detach_all();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_key_is_direction_independent() {
-        let a: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-        let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
-        assert_eq!(kernel_key(a, b), kernel_key(b, a));
-        assert_eq!(kernel_key(a, b).lo_port, 443);
-        let c: SocketAddr = "[fd00::2]:443".parse().unwrap();
-        let d: SocketAddr = "[fd00::1]:443".parse().unwrap();
-        assert_eq!(kernel_key(c, d), kernel_key(d, c));
-        assert_eq!(kernel_key(c, d).family, FAMILY_V6);
     }
 }

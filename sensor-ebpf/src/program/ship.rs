@@ -1,0 +1,135 @@
+//! Shipping to user space: a handshake packet's payload into the ring
+//! buffer as records of at most MAX_CHUNK bytes behind an EventHeader,
+//! read with bpf_skb_load_bytes (the payload is often non-linear).
+
+use aya_ebpf::helpers::generated::{
+    bpf_ktime_get_ns, bpf_loop, bpf_ringbuf_output, bpf_skb_load_bytes,
+};
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::{PerCpuArray, RingBuf};
+use aya_ebpf::programs::TcContext;
+use sensor_common::{
+    Counter, DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, MAX_CHUNK,
+    MAX_CHUNKS,
+};
+
+use super::count;
+use super::parse::Packet;
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[repr(C)]
+pub(super) struct Scratch {
+    pub(super) header: EventHeader,
+    pub(super) data: [u8; MAX_CHUNK],
+}
+
+/// Records are built here: a 4 KiB buffer does not fit the BPF stack.
+#[map]
+pub(super) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8) {
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let s = unsafe { &mut *s };
+    s.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    s.header.saddr = pkt.saddr;
+    s.header.daddr = pkt.daddr;
+    s.header.sport = pkt.sport;
+    s.header.dport = pkt.dport;
+    s.header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    s.header.tcp_flags = pkt.flags;
+    s.header.family = pkt.family;
+    s.header.direction = direction;
+    // The scratch header is shared with summaries: every field is set anew.
+    s.header.kind = EVENT_SEGMENT;
+    if len == 0 {
+        // FIN or RST of an open flow: a header alone tells user space.
+        s.header.seq = pkt.seq;
+        s.header.len = 0;
+        output(s as *mut Scratch as *mut _, EVENT_HEADER_LEN as u64, 0);
+        return;
+    }
+    let mut c = ChunkCtx {
+        skb: ctx.skb.skb as u64,
+        off: pkt.payload_off as u32,
+        len: len as u32,
+        seq: pkt.seq,
+        done: 0,
+    };
+    // bpf_loop keeps verification linear in the chunk count; an unrolled
+    // loop of 4 KiB copies exceeds the verifier's instruction budget.
+    unsafe {
+        bpf_loop(
+            MAX_CHUNKS as u32,
+            ship_chunk as *mut core::ffi::c_void,
+            &mut c as *mut ChunkCtx as *mut core::ffi::c_void,
+            0,
+        )
+    };
+}
+
+#[repr(C)]
+struct ChunkCtx {
+    skb: u64,
+    off: u32,
+    len: u32,
+    seq: u32,
+    done: u32,
+}
+
+/// One chunk of a packet's payload into the ring buffer; 1 stops the loop.
+extern "C" fn ship_chunk(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let c = unsafe { &mut *(ctx as *mut ChunkCtx) };
+    if c.done >= c.len {
+        return 1;
+    }
+    let Some(s) = SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let s = unsafe { &mut *s };
+    let mut n = c.len - c.done;
+    if n > MAX_CHUNK as u32 {
+        n = MAX_CHUNK as u32;
+    }
+    // Keeps the verifier sure 0 < n <= MAX_CHUNK.
+    let n = ((n.wrapping_sub(1)) & (MAX_CHUNK as u32 - 1)) + 1;
+    s.header.seq = c.seq.wrapping_add(c.done);
+    s.header.len = n as u16;
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            c.skb as *const _,
+            c.off.wrapping_add(c.done),
+            s.data.as_mut_ptr() as *mut _,
+            n,
+        )
+    };
+    if r != 0 {
+        count(Counter::Truncated, 1);
+        return 1;
+    }
+    if !output(
+        s as *mut Scratch as *mut _,
+        (EVENT_HEADER_LEN as u32 + n) as u64,
+        n as u64,
+    ) {
+        return 1;
+    }
+    c.done += n;
+    0
+}
+
+#[inline(always)]
+pub(super) fn output(data: *mut core::ffi::c_void, size: u64, payload: u64) -> bool {
+    let r = unsafe { bpf_ringbuf_output(&EVENTS as *const RingBuf as *mut _, data, size, 0) };
+    if r != 0 {
+        count(Counter::RingFull, 1);
+        return false;
+    }
+    count(Counter::Records, 1);
+    count(Counter::BytesShipped, payload);
+    true
+}

@@ -1,0 +1,227 @@
+//! How the kernel programs reach traffic. Today: TC classifiers on ingress
+//! and egress of network interfaces, as TCX links where the kernel has
+//! them, else filters under a clsact qdisc. Another attach point (cgroup
+//! sockets through cgroup_skb) is another variant of `Attach`, with its
+//! own programs and targets.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use aya::Ebpf;
+use aya::programs::tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
+use aya::programs::{LinkOrder, ProgramError, SchedClassifier, tc};
+
+use super::LiveError;
+use super::features::KernelFeatures;
+
+/// The attach the operator asks for; `Auto` lets the features decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    #[default]
+    Auto,
+    Tcx,
+    Clsact,
+}
+
+impl FromStr for AttachMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "tcx" => Ok(Self::Tcx),
+            "clsact" => Ok(Self::Clsact),
+            _ => Err(format!("{s:?} is not one of auto, tcx, clsact")),
+        }
+    }
+}
+
+/// How the classifiers are attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// TCX links (Linux 6.6+): no qdisc, and the links go with the process.
+    Tcx,
+    /// A clsact qdisc (added when missing, left in place) with one
+    /// direct-action filter per direction, through netlink.
+    Clsact,
+}
+
+impl Attach {
+    /// The attach for `mode` on a kernel with `features`. Asking for TCX
+    /// on a kernel without it is an error, not a silent fallback.
+    pub fn choose(mode: AttachMode, features: &KernelFeatures) -> Result<Self, LiveError> {
+        match mode {
+            AttachMode::Auto if features.tcx => Ok(Self::Tcx),
+            AttachMode::Auto | AttachMode::Clsact => Ok(Self::Clsact),
+            AttachMode::Tcx if features.tcx => Ok(Self::Tcx),
+            AttachMode::Tcx => Err(LiveError::Load(
+                "attach mode tcx asked for, but this kernel has no TCX links (Linux 6.6+)".into(),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Clsact => "clsact",
+        }
+    }
+
+    /// Once per interface, before its first program.
+    fn prepare(self, interface: &str) -> Result<(), String> {
+        match self {
+            Self::Tcx => Ok(()),
+            Self::Clsact => match tc::qdisc_add_clsact(interface) {
+                Ok(()) | Err(tc::TcError::AlreadyAttached) => Ok(()),
+                Err(e) => Err(format!("adding clsact: {e}")),
+            },
+        }
+    }
+
+    fn attach_one(
+        self,
+        prog: &mut SchedClassifier,
+        interface: &str,
+        direction: TcAttachType,
+    ) -> Result<SchedClassifierLinkId, ProgramError> {
+        let options = match self {
+            Self::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            Self::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
+        };
+        prog.attach_with_options(interface, direction, options)
+    }
+}
+
+/// Program, link layer (true: Ethernet) and direction: one pair of
+/// programs per kind of device.
+pub(super) const PROGRAMS: [(&str, bool, TcAttachType); 4] = [
+    ("tls_tc_eth", true, TcAttachType::Ingress),
+    ("tls_tc_eth_egress", true, TcAttachType::Egress),
+    ("tls_tc_l3", false, TcAttachType::Ingress),
+    ("tls_tc_l3_egress", false, TcAttachType::Egress),
+];
+
+/// Where the programs are attached, by interface.
+pub(super) struct Attachments {
+    how: Attach,
+    links: BTreeMap<String, Vec<(&'static str, SchedClassifierLinkId)>>,
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier, String> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| format!("{name} missing"))?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())
+}
+
+impl Attachments {
+    pub(super) fn new(how: Attach) -> Self {
+        Self {
+            how,
+            links: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn how(&self) -> Attach {
+        self.how
+    }
+
+    pub(super) fn interfaces(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    /// Attaches on ingress and egress; all or nothing.
+    pub(super) fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        interface: &str,
+        ethernet: bool,
+    ) -> Result<(), LiveError> {
+        if self.links.contains_key(interface) {
+            return Ok(());
+        }
+        let err = |reason: String| LiveError::Attach {
+            interface: interface.to_string(),
+            reason,
+        };
+        self.how.prepare(interface).map_err(err)?;
+        let mut links = Vec::new();
+        for (name, eth, direction) in PROGRAMS {
+            if eth != ethernet {
+                continue;
+            }
+            let attached = classifier(ebpf, name).and_then(|prog| {
+                self.how
+                    .attach_one(prog, interface, direction)
+                    .map_err(|e| e.to_string())
+            });
+            match attached {
+                Ok(id) => links.push((name, id)),
+                Err(e) => {
+                    for (n, id) in links {
+                        detach_one(ebpf, n, id);
+                    }
+                    return Err(err(e));
+                }
+            }
+        }
+        self.links.insert(interface.to_string(), links);
+        Ok(())
+    }
+
+    pub(super) fn detach(&mut self, ebpf: &mut Ebpf, interface: &str) {
+        if let Some(links) = self.links.remove(interface) {
+            for (name, id) in links {
+                detach_one(ebpf, name, id);
+            }
+        }
+    }
+
+    pub(super) fn detach_all(&mut self, ebpf: &mut Ebpf) {
+        let names: Vec<String> = self.links.keys().cloned().collect();
+        for n in names {
+            self.detach(ebpf, &n);
+        }
+    }
+}
+
+fn detach_one(ebpf: &mut Ebpf, name: &str, id: SchedClassifierLinkId) {
+    if let Ok(prog) = classifier(ebpf, name) {
+        // The interface may be gone already, and its links with it.
+        let _ = prog.detach(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: KernelFeatures = KernelFeatures {
+        tcx: true,
+        ringbuf: true,
+        bpf_loop: true,
+    };
+    const NO_TCX: KernelFeatures = KernelFeatures { tcx: false, ..ALL };
+
+    #[test]
+    fn auto_follows_the_kernel_and_a_forced_mode_wins() {
+        let pick = |m, f| Attach::choose(m, &f).ok();
+        assert_eq!(pick(AttachMode::Auto, ALL), Some(Attach::Tcx));
+        assert_eq!(pick(AttachMode::Auto, NO_TCX), Some(Attach::Clsact));
+        assert_eq!(pick(AttachMode::Clsact, ALL), Some(Attach::Clsact));
+        assert_eq!(pick(AttachMode::Tcx, ALL), Some(Attach::Tcx));
+        assert_eq!(pick(AttachMode::Tcx, NO_TCX), None);
+    }
+
+    #[test]
+    fn modes_parse_from_their_names() {
+        for (s, m) in [
+            ("auto", AttachMode::Auto),
+            ("tcx", AttachMode::Tcx),
+            ("clsact", AttachMode::Clsact),
+        ] {
+            assert_eq!(s.parse::<AttachMode>(), Ok(m));
+        }
+        assert!("tc".parse::<AttachMode>().is_err());
+    }
+}
