@@ -237,7 +237,7 @@ fn security_invariants(name: &str, docs: &[Value]) -> Result<()> {
         for rule in role["rules"].as_array().into_iter().flatten() {
             let verbs: BTreeSet<&str> = strings(&rule["verbs"]).into_iter().collect();
             ensure!(
-                verbs.is_subset(&["get", "list", "watch"].into_iter().collect()),
+                verbs.is_subset(&["list", "watch"].into_iter().collect()),
                 "{name}: {} grants {verbs:?}",
                 kind_name(role)
             );
