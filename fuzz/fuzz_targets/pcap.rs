@@ -26,7 +26,12 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = PipelineConfig::default();
     cfg.reassembly.max_pending_total = 1 << 20;
     cfg.max_handshake_message = 256 << 10;
-    let out = analyze(&[path.clone()], cfg, JsonLines::new(std::io::sink()));
+    let out = analyze(
+        &[path.clone()],
+        cfg,
+        sensor::analysis::Analysis::default(),
+        JsonLines::new(std::io::sink()),
+    );
     assert!(out.sink.error.is_none());
     assert!(out.summary.files + out.failed.len() as u64 == 1);
     let _ = std::fs::remove_file(&path);

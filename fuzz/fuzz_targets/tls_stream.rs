@@ -35,8 +35,7 @@ fn config() -> PipelineConfig {
         max_handshake_message: 64 << 10,
         cert_cache_entries: 8,
         max_plaintext_flows: 2,
-        inventory: None,
-        tls_traffic: true,
+        ..PipelineConfig::default()
     }
 }
 
@@ -160,21 +159,18 @@ fn through_session(chunks: &[Chunk<'_>]) {
     }
     if let Some(client) = tls.client_side() {
         let addr = |port| std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
-        let chains = |ders: &[Vec<u8>]| -> Vec<String> {
+        let chain = |ders: &[Vec<u8>]| -> Vec<std::sync::Arc<sensor::model::Certificate>> {
             ders.iter()
-                .map(|d| sensor::x509::describe(d).sha256)
+                .map(|d| std::sync::Arc::new(sensor::x509::describe(d)))
                 .collect()
         };
         let hs = &tls.handshake;
-        let record = HandshakeRecord::new(
-            hs,
-            addr(if client == Side::A { 1 } else { 2 }),
-            addr(443),
-            0,
-            chains(&hs.server_chain),
-            chains(&hs.client_chain),
-        );
-        serde_json::to_vec(&record).expect("a handshake record serialises");
+        let mut conn =
+            sensor::model::Connection::new(addr(if client == Side::A { 1 } else { 2 }), addr(443), 0);
+        conn.handshake = hs.facts();
+        conn.server_chain = chain(&hs.server_chain);
+        conn.client_chain = chain(&hs.client_chain);
+        serde_json::to_vec(&HandshakeRecord::from(&conn)).expect("a handshake record serialises");
     }
 }
 
