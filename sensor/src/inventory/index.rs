@@ -225,18 +225,9 @@ fn drop_ref(map: &mut HashMap<Key, Vec<Arc<Key>>>, k: &Key, key: &Key) {
     }
 }
 
-/// TLS host name matching (RFC 6125): case-insensitive, a wildcard stands
-/// for exactly one left-most label.
-pub fn name_covers(pattern: &str, host: &str) -> bool {
-    let p = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    match p.strip_prefix("*.") {
-        Some(rest) => h
-            .split_once('.')
-            .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
-        None => p == h,
-    }
-}
+/// TLS host name matching: the strict RFC 6125 matcher the certificate
+/// checks use, so the inventory and the findings agree on what a name covers.
+pub use crate::x509::names::name_covers;
 
 impl Index {
     pub fn new(limits: Limits) -> Self {
@@ -987,5 +978,12 @@ mod tests {
         assert!(!name_covers("*.a.svc", "a.svc"));
         assert!(!name_covers("*.a.svc", "y.x.a.svc"));
         assert!(name_covers("Web.A", "web.a."));
+    }
+
+    #[test]
+    fn wildcard_of_a_top_level_domain_covers_nothing() {
+        for host in ["example.com", "com", "a.example.com"] {
+            assert!(!name_covers("*.com", host), "{host}");
+        }
     }
 }

@@ -33,6 +33,12 @@ fn dns_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
+/// Whether the DNS name `pattern` (a SAN, or a name a certificate is
+/// requested for) covers the host name `host`.
+pub fn name_covers(pattern: &str, host: &str) -> bool {
+    dns_matches(pattern, &normalize(host))
+}
+
 /// Whether the SANs cover `server_name` (an SNI host name, or an IP address
 /// literal when a client sends one).
 pub fn covers(san: &Sans, server_name: &str) -> bool {
