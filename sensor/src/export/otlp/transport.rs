@@ -148,63 +148,63 @@ fn build_err(signal: &'static str, s: &SignalConfig, e: impl std::fmt::Display) 
     }
 }
 
+fn grpc_options<B: WithExportConfig + WithTonicConfig>(
+    b: B,
+    cfg: &OtlpConfig,
+    s: &SignalConfig,
+) -> Result<B, TransportError> {
+    let b = b
+        .with_endpoint(s.endpoint.clone())
+        .with_timeout(s.timeout)
+        .with_retry_policy(retry_policy())
+        .with_metadata(metadata(&cfg.headers)?);
+    Ok(if is_https(s) {
+        b.with_tls_config(tonic_tls(cfg))
+    } else {
+        b
+    })
+}
+
+fn http_options<B: WithExportConfig + WithHttpConfig>(
+    b: B,
+    cfg: &OtlpConfig,
+    signal: &'static str,
+    s: &SignalConfig,
+) -> Result<B, TransportError> {
+    Ok(b.with_endpoint(s.endpoint.clone())
+        .with_timeout(s.timeout)
+        .with_retry_policy(retry_policy())
+        .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
+        .with_http_client(http_client(cfg, signal, s)?))
+}
+
+/// The metric and log exporters differ only in their builder type, which
+/// the exporter crate offers through no common trait.
+macro_rules! exporter {
+    ($exporter:ty, $signal:literal, $cfg:expr, $s:expr) => {{
+        let (cfg, s) = ($cfg, $s);
+        warn_unused_tls(cfg, s);
+        let built = match s.protocol {
+            Protocol::Grpc => grpc_options(<$exporter>::builder().with_tonic(), cfg, s)?.build(),
+            Protocol::HttpProtobuf => {
+                http_options(<$exporter>::builder().with_http(), cfg, $signal, s)?.build()
+            }
+        };
+        built.map_err(|e| build_err($signal, s, e))
+    }};
+}
+
 /// Must run inside a tokio runtime context (tonic's lazy channel spawns there).
 pub fn metric_exporter(
     cfg: &OtlpConfig,
     s: &SignalConfig,
 ) -> Result<MetricExporter, TransportError> {
-    warn_unused_tls(cfg, s);
-    let r = match s.protocol {
-        Protocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_timeout(s.timeout)
-                .with_retry_policy(retry_policy())
-                .with_metadata(metadata(&cfg.headers)?);
-            if is_https(s) {
-                b = b.with_tls_config(tonic_tls(cfg));
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => MetricExporter::builder()
-            .with_http()
-            .with_endpoint(s.endpoint.clone())
-            .with_timeout(s.timeout)
-            .with_retry_policy(retry_policy())
-            .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .with_http_client(http_client(cfg, "metrics", s)?)
-            .build(),
-    };
-    r.map_err(|e| build_err("metrics", s, e))
+    exporter!(MetricExporter, "metrics", cfg, s)
 }
 
 /// Must run inside a tokio runtime context (tonic's lazy channel spawns there).
 pub fn log_exporter(cfg: &OtlpConfig, s: &SignalConfig) -> Result<LogExporter, TransportError> {
-    warn_unused_tls(cfg, s);
-    let r = match s.protocol {
-        Protocol::Grpc => {
-            let mut b = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_timeout(s.timeout)
-                .with_retry_policy(retry_policy())
-                .with_metadata(metadata(&cfg.headers)?);
-            if is_https(s) {
-                b = b.with_tls_config(tonic_tls(cfg));
-            }
-            b.build()
-        }
-        Protocol::HttpProtobuf => LogExporter::builder()
-            .with_http()
-            .with_endpoint(s.endpoint.clone())
-            .with_timeout(s.timeout)
-            .with_retry_policy(retry_policy())
-            .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
-            .with_http_client(http_client(cfg, "logs", s)?)
-            .build(),
-    };
-    r.map_err(|e| build_err("logs", s, e))
+    exporter!(LogExporter, "logs", cfg, s)
 }
 
 /// Counts metric exports and their failures for `sensor.export.*`.
