@@ -218,7 +218,7 @@ fn snapshot_formats_agree() {
     let per_doc = dir.path().join("docs.yaml");
     let docs: Vec<String> = objects
         .iter()
-        .map(|v| serde_saphyr::to_string(v).unwrap())
+        .map(|v| serde_norway::to_string(v).unwrap())
         .collect();
     std::fs::write(&per_doc, docs.join("---\n")).unwrap();
     // Typed lists as the API returns them: items without apiVersion/kind,
@@ -244,8 +244,8 @@ fn snapshot_formats_agree() {
     )
     .unwrap();
     let mut rest = vec![
-        serde_saphyr::to_string(&typed("Node", "v1")).unwrap(),
-        serde_saphyr::to_string(&typed("EndpointSlice", "discovery.k8s.io/v1")).unwrap(),
+        serde_norway::to_string(&typed("Node", "v1")).unwrap(),
+        serde_norway::to_string(&typed("EndpointSlice", "discovery.k8s.io/v1")).unwrap(),
     ];
     for k in [
         "Certificate",
@@ -253,9 +253,9 @@ fn snapshot_formats_agree() {
         "Issuer",
         "ClusterIssuer",
     ] {
-        rest.push(serde_saphyr::to_string(&typed(k, "cert-manager.io/v1")).unwrap());
+        rest.push(serde_norway::to_string(&typed(k, "cert-manager.io/v1")).unwrap());
     }
-    rest.push(serde_saphyr::to_string(&typed("Bundle", "trust.cert-manager.io/v1alpha1")).unwrap());
+    rest.push(serde_norway::to_string(&typed("Bundle", "trust.cert-manager.io/v1alpha1")).unwrap());
     std::fs::write(&b, rest.join("---\n")).unwrap();
     // A List of typed lists is not what kubectl writes: its items are
     // skipped as unknown kinds, not misread.
@@ -269,8 +269,8 @@ fn snapshot_formats_agree() {
     std::fs::write(
         &a,
         [
-            serde_saphyr::to_string(&typed("Pod", "v1")).unwrap(),
-            serde_saphyr::to_string(&typed("Service", "v1")).unwrap(),
+            serde_norway::to_string(&typed("Pod", "v1")).unwrap(),
+            serde_norway::to_string(&typed("Service", "v1")).unwrap(),
         ]
         .join("---\n"),
     )

@@ -142,6 +142,11 @@ impl<'de> Visitor<'de> for DocVisitor {
         Ok(Doc::default())
     }
 
+    /// An empty stream is one empty document.
+    fn visit_none<E>(self) -> Result<Doc, E> {
+        Ok(Doc::default())
+    }
+
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Doc, A::Error> {
         let mut doc = Doc::default();
         let mut untyped = Vec::new();
@@ -192,23 +197,6 @@ impl<'de> Deserialize<'de> for Doc {
     }
 }
 
-/// YAML limits scaled to the input: the parser's defaults suit config
-/// files, a cluster snapshot has millions of nodes.
-fn yaml_options(len: usize) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_reader_input_bytes = Some(len + 1);
-    budget.max_events = budget.max_events.max(len);
-    budget.max_nodes = budget.max_nodes.max(len);
-    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
-    budget.max_documents = budget.max_documents.max(len / 16);
-    let mut o = serde_saphyr::Options::default();
-    o.budget = Some(budget);
-    // YAML 1.2: `n`, `no`, `on` are strings (a namespace called `n`), as
-    // in the JSON the API serves.
-    o.strict_booleans = true;
-    o
-}
-
 fn parse(text: &str) -> Result<Vec<Item>, String> {
     let first = text.trim_start().as_bytes().first().copied();
     if matches!(first, Some(b'{') | Some(b'[')) {
@@ -218,9 +206,16 @@ fn parse(text: &str) -> Result<Vec<Item>, String> {
         de.end().map_err(|e| e.to_string())?;
         return Ok(doc.items);
     }
-    let docs: Vec<Doc> = serde_saphyr::from_multiple_with_options(text, yaml_options(text.len()))
-        .map_err(|e| e.to_string())?;
-    Ok(docs.into_iter().flat_map(|d| d.items).collect())
+    // The policy's YAML crate, one for the workspace: it resolves only
+    // `true`/`false` as booleans (YAML 1.2), so `n`, `no`, `on` stay strings
+    // (a namespace called `n`) as in the JSON the API serves. Its only
+    // bounds are nesting depth and alias expansion; the size bound is
+    // `SnapshotOptions::max_bytes`.
+    let mut items = Vec::new();
+    for de in serde_norway::Deserializer::from_str(text) {
+        items.extend(Doc::deserialize(de).map_err(|e| e.to_string())?.items);
+    }
+    Ok(items)
 }
 
 /// Reads one snapshot file into trimmed items.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::objects::{self as o, CertSpec, Owner, PodSpec, RequestSpec};
@@ -469,12 +470,12 @@ pub fn snapshot_yaml(objects: &[Value]) -> String {
         .collect();
     let list = |items: Vec<Value>| json!({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}});
     let mut docs = vec![
-        serde_saphyr::to_string(&list(core)).expect("yaml"),
-        serde_saphyr::to_string(&list(cm)).expect("yaml"),
+        serde_norway::to_string(&list(core)).expect("yaml"),
+        serde_norway::to_string(&list(cm)).expect("yaml"),
     ];
     docs.extend(
         rest.iter()
-            .map(|v| serde_saphyr::to_string(v).expect("yaml")),
+            .map(|v| serde_norway::to_string(v).expect("yaml")),
     );
     docs.join("---\n")
 }
@@ -482,8 +483,9 @@ pub fn snapshot_yaml(objects: &[Value]) -> String {
 /// Objects back from a snapshot file (as JSON values with apiVersion/kind).
 pub fn read_snapshot(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("read snapshot");
-    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("snapshot YAML");
-    docs.into_iter()
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("snapshot YAML"))
+        .filter(|d| !d.is_null())
         .flat_map(|d| match d.get("items") {
             Some(Value::Array(items)) => items.clone(),
             _ => vec![d],

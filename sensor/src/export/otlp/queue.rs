@@ -133,7 +133,7 @@ fn worker<E: LogExporter>(
             batch.iter().map(|b| (&b.0, &b.1)).collect();
         // Not inside a tokio context: the HTTP client is reqwest's blocking
         // one, and the gRPC channel runs on the exporter's own runtime.
-        match futures_executor::block_on(exporter.export(LogBatch::new(&refs))) {
+        match futures::executor::block_on(exporter.export(LogBatch::new(&refs))) {
             Ok(()) => {
                 stats
                     .logs_exported
