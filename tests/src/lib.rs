@@ -3,8 +3,10 @@
 //! `sensor` binary, how to compare its records with expected ones.
 
 pub mod certs;
+#[cfg(feature = "suite")]
 pub mod collect;
 pub mod compare;
+#[cfg(feature = "suite")]
 pub mod kube;
 pub mod netns;
 pub mod pcap_writer;

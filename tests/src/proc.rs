@@ -19,6 +19,22 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs a command to completion; an error with its output when it fails.
+pub fn checked(cmd: &mut Command) -> anyhow::Result<Output> {
+    use anyhow::Context;
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {shown}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{shown} failed: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
 pub fn sh(script: &str) -> Output {
     run(Command::new("sh").args(["-c", script]))
 }

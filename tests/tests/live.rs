@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::certs::Pki;
-use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6};
+use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6, Tcpdump};
 use tests::proc::{Reaped, Watched, run};
 use tests::{json_lines, of_kind, require_root, sensor_bin};
 
@@ -111,26 +111,9 @@ fn pki_with_leaf() -> Pki {
     pki
 }
 
-/// tcpdump on the client's side of `lab`, writing every TCP packet to
-/// `pcap` as it comes (the last connection is not lost), once listening.
-fn tcpdump(lab: &Pair, pcap: &std::path::Path) -> Watched {
-    let mut cmd = lab.client.cmd("tcpdump");
-    cmd.args([
-        "-i",
-        &lab.client_if,
-        "--immediate-mode",
-        "-U",
-        "-s",
-        "0",
-        "-w",
-    ])
-    .arg(pcap)
-    .arg("tcp")
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut dump = Watched::spawn(&mut cmd, tempfile::tempfile().expect("temp"));
-    dump.wait_for("listening on", Duration::from_secs(10));
-    dump
+/// tcpdump on the client's side of `lab`, once listening.
+fn tcpdump(lab: &Pair, pcap: &std::path::Path) -> Tcpdump {
+    Tcpdump::start(&lab.client, &lab.client_if, pcap).expect("tcpdump")
 }
 
 /// The fields of a handshake record that a live run and `sensor analyze`
@@ -163,7 +146,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
     );
     let lines = sensor.stop();
     std::thread::sleep(Duration::from_millis(300));
-    dump.stop();
+    dump.stop().expect("tcpdump");
 
     let leaf = pki.fingerprint("leaf.pem");
     let int = pki.fingerprint("int.pem");
@@ -602,7 +585,7 @@ fn plain_http_is_accounted_as_plaintext() {
     s_client(&lab.client, SERVER4, 4438, SNI, &["-tls1_3"]);
     let lines = sensor.stop();
     std::thread::sleep(Duration::from_millis(300));
-    dump.stop();
+    dump.stop().expect("tcpdump");
 
     let s = summary(&lines);
     assert_eq!(s["plaintext_flows"], 3, "{s}");
@@ -648,7 +631,7 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     s_client(&lab.client, SERVER4, 4439, SNI, &["-tls1_3"]);
     let lines = sensor.stop();
     std::thread::sleep(Duration::from_millis(300));
-    dump.stop();
+    dump.stop().expect("tcpdump");
 
     let found = of_kind(&lines, "finding");
     let plain: Vec<_> = found

@@ -8,7 +8,6 @@ mod certinfo;
 mod certs;
 mod expect;
 mod ja4;
-mod netns;
 mod record;
 mod scenarios;
 

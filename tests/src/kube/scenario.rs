@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::objects::{self as o, CertSpec, Owner, PodSpec, RequestSpec};
 use crate::certs::Pki;
-use crate::netns::Netns;
+use crate::netns::{Netns, Tcpdump};
 use crate::proc::Reaped;
 
 pub const NODE: &str = "kind-worker";
@@ -579,38 +579,11 @@ pub fn play(ns: &Netns, pki: &Pki) {
 pub fn record_capture(pki: &Pki, pcap: &Path) {
     let ns = Netns::new("kube");
     add_addresses(&ns);
-    let dump = Reaped::spawn(
-        ns.cmd("tcpdump")
-            .args([
-                "-i",
-                "lo",
-                "-U",
-                "--immediate-mode",
-                "-s",
-                "0",
-                "-Z",
-                "root",
-                "-w",
-            ])
-            .arg(pcap)
-            .arg("tcp")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    // tcpdump has opened the interface once the file has its header.
-    let start = std::time::Instant::now();
-    while std::fs::metadata(pcap).map(|m| m.len()).unwrap_or(0) < 24 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "tcpdump did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dump = Tcpdump::start(&ns, "lo", pcap).expect("tcpdump");
     std::thread::sleep(Duration::from_millis(300));
     play(&ns, pki);
     std::thread::sleep(Duration::from_millis(500));
-    // SIGINT makes tcpdump flush the file and exit.
-    let _ = dump.interrupt(Duration::from_secs(10));
+    dump.stop().expect("tcpdump");
 }
 
 /// Findings that come from the inventory's verdicts.

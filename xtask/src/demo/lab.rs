@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tests::netns::{self, Netns};
 
 /// Names of everything the demo makes start with this, then the owner's pid.
 const PREFIX: &str = "tlsdemo";
@@ -26,7 +27,7 @@ struct Proc {
 #[derive(Default)]
 struct Registry {
     procs: Vec<Proc>,
-    namespaces: Vec<String>,
+    namespaces: Vec<Netns>,
     dirs: Vec<PathBuf>,
 }
 
@@ -64,26 +65,6 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Kills what is left in a namespace (all of it was started by the demo),
-/// then deletes it, which also removes its end of every veth.
-fn delete_namespace(ns: &str) -> Result<()> {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<u32>() {
-                send(pid, libc::SIGKILL);
-            }
-        }
-    }
-    let out = Command::new("ip").args(["netns", "delete", ns]).output()?;
-    if !out.status.success() {
-        bail!(
-            "ip netns delete {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
 impl Registry {
     /// Processes first (they may hold the namespaces), newest first.
     fn clean(&mut self) -> Vec<String> {
@@ -92,7 +73,7 @@ impl Registry {
             stop(&mut p.child);
         }
         while let Some(ns) = self.namespaces.pop() {
-            if let Err(e) = delete_namespace(&ns) {
+            if let Err(e) = ns.delete() {
                 problems.push(format!("{e:#}"));
             }
         }
@@ -159,7 +140,7 @@ fn remove_leftovers() -> usize {
     };
     let mut removed = 0;
     for ns in names(Path::new("/run/netns")) {
-        if delete_namespace(&ns).is_ok() {
+        if netns::delete(&ns).is_ok() {
             removed += 1;
         }
     }
@@ -201,10 +182,9 @@ impl Lab {
 
     /// Creates a network namespace named `<tag>-<short>` with loopback up.
     pub fn netns(&self, short: &str) -> Result<String> {
-        let name = format!("{}-{short}", self.tag);
-        crate::run(Command::new("ip").args(["netns", "add", &name]))?;
-        registry().namespaces.push(name.clone());
-        ip(&name, &["link", "set", "lo", "up"])?;
+        let ns = Netns::create(format!("{}-{short}", self.tag))?;
+        let name = ns.name.clone();
+        registry().namespaces.push(ns);
         Ok(name)
     }
 
@@ -332,31 +312,4 @@ impl Drop for Lab {
             eprintln!("cleanup: {p}");
         }
     }
-}
-
-/// `ip -n NS ARGS...`
-pub fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    crate::run(
-        Command::new("ip")
-            .args(["-n", ns])
-            .args(args)
-            .stdout(Stdio::null()),
-    )
-}
-
-/// Runs a short command in `ns` and returns its standard output.
-pub fn output_in(ns: &str, argv: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(argv)
-        .output()
-        .with_context(|| format!("running {} in {ns}", argv.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "{} in {ns} failed: {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

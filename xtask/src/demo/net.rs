@@ -4,8 +4,9 @@
 //! crosses two veths in the node namespace, where the sensor watches.
 
 use anyhow::Result;
+use tests::netns::ip;
 
-use super::lab::{Lab, ip};
+use super::lab::Lab;
 
 pub const BRIDGE: &str = "br-demo";
 const SUBNET: &str = "10.88.0";

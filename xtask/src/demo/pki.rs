@@ -1,46 +1,41 @@
-//! The demo's certificates, made with the openssl command line in the demo's
-//! temporary folder: a root CA, an intermediate, and one leaf per scenario.
+//! The demo's certificates, made by the test kit's CA in the demo's
+//! temporary folder: a root CA, an intermediate, and one leaf per scenario,
+//! all on P-256 keys.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
+use tests::certs::{Ca, Key, ROOT_CA_EXTENSIONS, SELF_SIGNED_EXTENSIONS, Spec};
 
-/// `openssl ca` needs a database, a serial file and a policy; the sections
-/// below hold the extensions of each kind of certificate it issues.
-const CA_CONFIG: &str = "\
-[ ca ]
-default_ca = demo
-[ demo ]
-database = index.txt
-new_certs_dir = issued
-serial = serial
-default_md = sha256
-policy = anything
-unique_subject = no
-email_in_dn = no
-[ anything ]
-commonName = supplied
-organizationName = optional
-[ intermediate ]
-basicConstraints = critical,CA:TRUE,pathlen:0
+pub use tests::certs::Validity;
+
+const INTERMEDIATE: &str = "basicConstraints = critical,CA:TRUE,pathlen:0
 keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-[ server ]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = $ENV::DEMO_SAN
-[ client ]
-basicConstraints = critical,CA:FALSE
+";
+
+const CLIENT: &str = "basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 ";
+
+/// The server extensions, for the subjectAltName value `san`.
+fn server(san: &str) -> String {
+    format!(
+        "basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = {san}
+"
+    )
+}
+
+const KEY: Key = Key::Ec("P-256");
 
 /// A certificate and its key, as PEM files.
 #[derive(Debug, Clone)]
@@ -49,195 +44,99 @@ pub struct Pair {
     pub key: PathBuf,
 }
 
-/// Who signs a certificate and for how long it is valid.
-pub enum Validity {
-    Days(u32),
-    /// `openssl ca` dates, `YYYYMMDDHHMMSSZ`.
-    Between(&'static str, &'static str),
+/// What a leaf is for.
+pub enum Profile<'a> {
+    /// With this subjectAltName value (`DNS:a.example`).
+    Server(&'a str),
+    Client,
+}
+
+fn pair(ca: &Ca, name: &str) -> Pair {
+    Pair {
+        cert: ca.cert(name),
+        key: ca.key(name),
+    }
 }
 
 pub struct Pki {
     dir: PathBuf,
+    ca: Ca,
     pub root: Pair,
     pub intermediate: Pair,
 }
 
-fn openssl(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .context("starting openssl")?;
-    if !out.status.success() {
-        bail!(
-            "openssl {} failed: {}\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-fn new_key_and_csr(dir: &Path, name: &str, subject: &str) -> Result<()> {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            subject,
-        ],
-        &[],
-    )
+pub enum Signer {
+    Root,
+    Intermediate,
 }
 
 impl Pki {
     /// A root CA and an intermediate under it, in `dir`.
     pub fn new(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir.join("issued"))?;
-        std::fs::write(dir.join("index.txt"), "")?;
-        std::fs::write(dir.join("serial"), "1000\n")?;
-        std::fs::write(dir.join("ca.cnf"), CA_CONFIG)?;
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "root.key",
-                "-out",
-                "root.pem",
-                "-subj",
+        let ca = Ca::in_dir(dir)?;
+        ca.issue(
+            &Spec::new(
+                "root",
                 "/O=tls-sensor demo/CN=Demo Root CA",
-                "-days",
-                "3650",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-            &[],
+                ROOT_CA_EXTENSIONS,
+            )
+            .key(KEY)
+            .valid(Validity::Days(3650)),
         )?;
-        let root = Pair {
-            cert: dir.join("root.pem"),
-            key: dir.join("root.key"),
-        };
-        let mut pki = Pki {
+        ca.issue(
+            &Spec::new(
+                "intermediate",
+                "/O=tls-sensor demo/CN=Demo Intermediate CA",
+                INTERMEDIATE,
+            )
+            .key(KEY)
+            .signed_by("root")
+            .valid(Validity::Days(1825)),
+        )?;
+        let (root, intermediate) = (pair(&ca, "root"), pair(&ca, "intermediate"));
+        Ok(Pki {
             dir: dir.to_path_buf(),
-            intermediate: root.clone(),
+            ca,
             root,
-        };
-        pki.intermediate = pki.issue(
-            "intermediate",
-            "/O=tls-sensor demo/CN=Demo Intermediate CA",
-            "intermediate",
-            "",
-            Signer::Root,
-            Validity::Days(1825),
-        )?;
-        Ok(pki)
+            intermediate,
+        })
     }
 
-    /// A certificate signed by the root or the intermediate; `san` is an
-    /// openssl subjectAltName value (`DNS:a.example`), used by the
-    /// `server` extension section.
+    /// A leaf signed by the root or the intermediate.
     pub fn issue(
         &self,
         name: &str,
         subject: &str,
-        extensions: &str,
-        san: &str,
+        profile: Profile,
         signer: Signer,
         validity: Validity,
     ) -> Result<Pair> {
-        new_key_and_csr(&self.dir, name, subject)?;
-        let by = match signer {
-            Signer::Root => &self.root,
-            Signer::Intermediate => &self.intermediate,
+        let ext = match profile {
+            Profile::Server(san) => server(san),
+            Profile::Client => CLIENT.to_string(),
         };
-        let (cert, key) = (by.cert.to_string_lossy(), by.key.to_string_lossy());
-        let csr = format!("{name}.csr");
-        let out = format!("{name}.pem");
-        let days;
-        let mut args = vec![
-            "ca",
-            "-batch",
-            "-notext",
-            // Keep the subject's order as given (the policy would reorder it).
-            "-preserveDN",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            &cert,
-            "-keyfile",
-            &key,
-            "-in",
-            &csr,
-            "-out",
-            &out,
-            "-extensions",
-            extensions,
-        ];
-        match validity {
-            Validity::Days(d) => {
-                days = d.to_string();
-                args.extend(["-days", &days]);
-            }
-            // `openssl req` of OpenSSL 3.0 cannot backdate; `openssl ca` can.
-            Validity::Between(start, end) => args.extend(["-startdate", start, "-enddate", end]),
-        }
-        openssl(&self.dir, &args, &[("DEMO_SAN", san)])?;
-        Ok(Pair {
-            cert: self.dir.join(out),
-            key: self.dir.join(format!("{name}.key")),
-        })
+        let by = match signer {
+            Signer::Root => "root",
+            Signer::Intermediate => "intermediate",
+        };
+        self.ca.issue(
+            &Spec::new(name, subject, &ext)
+                .key(KEY)
+                .signed_by(by)
+                .valid(validity),
+        )?;
+        Ok(pair(&self.ca, name))
     }
 
     /// A self-signed server certificate (its own issuer, no CA behind it).
     pub fn self_signed(&self, name: &str, subject: &str, san: &str) -> Result<Pair> {
-        openssl(
-            &self.dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.pem"),
-                "-subj",
-                subject,
-                "-days",
-                "365",
-                "-addext",
-                &format!("subjectAltName={san}"),
-            ],
-            &[],
+        let ext = format!("{SELF_SIGNED_EXTENSIONS}subjectAltName = {san}\n");
+        self.ca.issue(
+            &Spec::new(name, subject, &ext)
+                .key(KEY)
+                .valid(Validity::Days(365)),
         )?;
-        Ok(Pair {
-            cert: self.dir.join(format!("{name}.pem")),
-            key: self.dir.join(format!("{name}.key")),
-        })
+        Ok(pair(&self.ca, name))
     }
 
     /// Leaf followed by the intermediate, the file a server sends as its chain.
@@ -248,9 +147,4 @@ impl Pki {
         std::fs::write(&path, pem)?;
         Ok(path)
     }
-}
-
-pub enum Signer {
-    Root,
-    Intermediate,
 }

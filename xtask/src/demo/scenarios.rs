@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::lab::{Lab, output_in};
+use super::lab::Lab;
 use super::net::Pod;
-use super::pki::{Pair, Pki, Signer, Validity};
+use super::pki::{Pair, Pki, Profile, Signer, Validity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -143,16 +143,14 @@ pub fn certificates(dir: &Path) -> Result<Certificates> {
             Kind::Good => pki.issue(
                 name,
                 &subject,
-                "server",
-                &san,
+                Profile::Server(&san),
                 Signer::Intermediate,
                 Validity::Days(90),
             )?,
             Kind::Expired => pki.issue(
                 name,
                 &subject,
-                "server",
-                &san,
+                Profile::Server(&san),
                 Signer::Root,
                 Validity::Between(EXPIRED_FROM, EXPIRED_UNTIL),
             )?,
@@ -161,16 +159,14 @@ pub fn certificates(dir: &Path) -> Result<Certificates> {
             Kind::WrongSan => pki.issue(
                 name,
                 &cn("other.demo.test"),
-                "server",
-                "DNS:other.demo.test",
+                Profile::Server("DNS:other.demo.test"),
                 Signer::Root,
                 Validity::Days(90),
             )?,
             Kind::Tls13 | Kind::Mutual => pki.issue(
                 name,
                 &subject,
-                "server",
-                &san,
+                Profile::Server(&san),
                 Signer::Root,
                 Validity::Days(90),
             )?,
@@ -180,8 +176,7 @@ pub fn certificates(dir: &Path) -> Result<Certificates> {
     let client = pki.issue(
         "client",
         &cn("demo-client"),
-        "client",
-        "",
+        Profile::Client,
         Signer::Root,
         Validity::Days(90),
     )?;
@@ -303,7 +298,7 @@ fn wait_listening(lab: &Lab, s: &Server) -> Result<()> {
                 lab.log(&name)
             );
         }
-        let listening = output_in(&s.pod.ns, &["ss", "-Hltn", "sport = :443"])?;
+        let listening = ::tests::netns::output(&s.pod.ns, &["ss", "-Hltn", "sport = :443"])?;
         if !listening.trim().is_empty() {
             return Ok(());
         }
