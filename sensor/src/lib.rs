@@ -11,6 +11,7 @@ pub mod export;
 pub mod health;
 pub mod inventory;
 pub mod model;
+pub mod own;
 pub mod pipeline;
 pub mod reassembly;
 pub mod run;

@@ -227,10 +227,26 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         // Colour codes are noise in container logs and files.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(log_filter())
         .init();
+}
+
+/// `RUST_LOG` (default `warn`), with kube's per-request logs off unless it
+/// names them: kube-client logs an ERROR for every failed request and
+/// kube-runtime a WARN for every refused list, so an outage would log each
+/// retry; the watches log each change of state once instead.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let env = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_default();
+    let mut f = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    if !env.contains("kube") {
+        for d in ["kube_client=off", "kube_runtime=off"] {
+            if let Ok(d) = d.parse() {
+                f = f.add_directive(d);
+            }
+        }
+    }
+    f
 }
 
 /// Builds the analysis stage; any bad setting stops start-up with its name.

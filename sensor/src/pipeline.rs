@@ -13,6 +13,7 @@ use crate::model::{
     Certificate, CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer,
     ProtocolVersion,
 };
+use crate::own::OwnSockets;
 use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
@@ -36,6 +37,10 @@ pub struct PipelineConfig {
     /// files; live capture stops shipping after the handshake, so only
     /// plaintext flows (counted by the kernel) feed `tls.traffic.bytes`.
     pub tls_traffic: bool,
+    /// Leave out the connections of this very process (live capture:
+    /// the sensor's own API, OTLP and probe connections cross the wire it
+    /// watches); counted as `own_connections`.
+    pub skip_own: bool,
 }
 
 impl Default for PipelineConfig {
@@ -48,6 +53,7 @@ impl Default for PipelineConfig {
             correlator: Arc::new(NoInventory),
             inventory: None,
             tls_traffic: true,
+            skip_own: false,
         }
     }
 }
@@ -92,6 +98,7 @@ struct Stages<K> {
     handshakes: u64,
     accounting: Accounting,
     tls_traffic: bool,
+    own: Option<OwnSockets>,
 }
 
 impl<K: RecordSink> Stages<K> {
@@ -116,6 +123,9 @@ impl<K: RecordSink> Stages<K> {
     /// An ended connection that never started TLS: who its peers are,
     /// and `tls.plaintext` when both are workloads.
     fn plaintext(&mut self, mut flow: Flow) {
+        if self.own.as_mut().is_some_and(|o| o.claim(flow.client)) {
+            return;
+        }
         let peers = self.correlator.peers(flow.client, flow.server);
         flow.source = peers.source;
         flow.destination = peers.destination;
@@ -131,6 +141,11 @@ impl<K: RecordSink> Stages<K> {
             return;
         };
         conn.reported = true;
+        if let Some(own) = &mut self.own
+            && own.claim(meta.addr(client))
+        {
+            return;
+        }
         self.handshakes += 1;
         let hs = &conn.tls.handshake;
         let mut c = Connection::new(
@@ -235,6 +250,7 @@ impl<K: RecordSink> Pipeline<K> {
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
                 tls_traffic: cfg.tls_traffic,
+                own: cfg.skip_own.then(OwnSockets::new),
             },
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
@@ -328,6 +344,7 @@ impl<K: RecordSink> Pipeline<K> {
             dedup: st.analysis.dedup_stats().clone(),
             trust: self.trust.stats.clone(),
             inventory: self.inventory.as_ref().map(Inventory::stats),
+            own: st.own.as_ref().map(|o| o.stats.clone()).unwrap_or_default(),
             kernel: Default::default(),
         }
     }

@@ -132,7 +132,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     };
     let (mut programs, ring) = Programs::load(&opts.live)?;
     let inventory = opts.pipeline.inventory.clone();
-    let mut pipeline = Pipeline::with_analysis(opts.pipeline, opts.analysis, sink);
+    let pipeline_cfg = PipelineConfig {
+        skip_own: true,
+        ..opts.pipeline
+    };
+    let mut pipeline = Pipeline::with_analysis(pipeline_cfg, opts.analysis, sink);
     pipeline.report_finished();
     let clock = Clock::new();
     let mut refused = BTreeSet::new();

@@ -141,6 +141,27 @@ pub const INVENTORY_SYNCED: Metric = Metric {
     attributes: &["sensor.inventory.resource"],
 };
 
+pub const INVENTORY_RETRIES: Metric = Metric {
+    name: "sensor.inventory.retries",
+    instrument: Instrument::Counter,
+    unit: "{retry}",
+    attributes: &["sensor.inventory.resource"],
+};
+
+pub const INVENTORY_RELISTS: Metric = Metric {
+    name: "sensor.inventory.relists",
+    instrument: Instrument::Counter,
+    unit: "{list}",
+    attributes: &["sensor.inventory.resource"],
+};
+
+pub const OWN_CONNECTIONS: Metric = Metric {
+    name: "sensor.own.connections",
+    instrument: Instrument::Counter,
+    unit: "{connection}",
+    attributes: &[],
+};
+
 pub const EXPORT_FAILURES: Metric = Metric {
     name: "sensor.export.failures",
     instrument: Instrument::Counter,
@@ -188,6 +209,9 @@ pub const ALL: &[Metric] = &[
     FLOWS_EVICTED,
     PARSE_ERRORS,
     INVENTORY_SYNCED,
+    INVENTORY_RETRIES,
+    INVENTORY_RELISTS,
+    OWN_CONNECTIONS,
     EXPORT_FAILURES,
     EXPORT_DROPPED,
     EXPORT_RECORDS,
@@ -283,6 +307,9 @@ mod tests {
                 "sensor_flows_evicted_total",
                 "sensor_parse_errors_total",
                 "sensor_inventory_synced",
+                "sensor_inventory_retries_total",
+                "sensor_inventory_relists_total",
+                "sensor_own_connections_total",
                 "sensor_export_failures_total",
                 "sensor_export_dropped_total",
                 "sensor_export_records_total",

@@ -12,6 +12,7 @@ use crate::analysis::trust_refresh::TrustRefreshStats;
 use crate::capture::CaptureStats;
 use crate::capture::decode::Skip;
 use crate::inventory::{InventoryStats, Phase};
+use crate::own::OwnStats;
 use crate::reassembly::ReassemblyStats;
 use crate::reassembly::accounting::AccountingStats;
 use crate::tls::TlsStats;
@@ -36,6 +37,8 @@ pub struct RunStats {
     pub dedup: DedupStats,
     pub trust: TrustRefreshStats,
     pub inventory: Option<InventoryStats>,
+    /// The sensor's own connections, left out of the records.
+    pub own: OwnStats,
     /// Live capture only: the kernel program's counters and user space's
     /// own counts of the capture, by name.
     pub kernel: BTreeMap<&'static str, u64>,
@@ -78,6 +81,8 @@ impl RunStats {
             ("chain_verify_cache_full", self.verify.cache_full),
             ("intermediate_pool_full", self.verify.pool_full),
             ("finding_dedup_table_full", self.dedup.table_full),
+            ("own_sockets_forgotten", self.own.dropped),
+            ("own_sockets_unreadable", self.own.lookup_errors),
         ]);
         for e in RecordError::ALL {
             all.push((e.name(), t.record_errors[e as usize]));
@@ -100,6 +105,9 @@ pub struct Summary {
     pub certificates: u64,
     /// TCP connections that carried payload and never started TLS.
     pub plaintext_flows: u64,
+    /// The sensor's own connections (API server, collector, probes): not
+    /// reported as traffic.
+    pub own_connections: u64,
     /// Findings in handshake records, by rule.
     pub findings: BTreeMap<&'static str, u64>,
     /// Findings suppressed by policy exceptions, by rule.
@@ -126,6 +134,7 @@ impl From<&RunStats> for Summary {
             handshakes: s.handshakes,
             certificates: s.certificates.parsed,
             plaintext_flows: s.accounting.plaintext_flows,
+            own_connections: s.own.connections,
             findings: AnalysisStats::by_rule(&s.analysis.reported),
             findings_suppressed: AnalysisStats::by_rule(&s.analysis.suppressed),
             errors: s.errors(),
@@ -149,6 +158,12 @@ pub struct SensorSnapshot {
     pub parse_errors: BTreeMap<&'static str, u64>,
     /// Inventory watches by resource (`pods`, `certificaterequests`, ...): synced or not.
     pub inventory_synced: BTreeMap<&'static str, bool>,
+    /// Failed lists and watches retried, by resource (410 Gone excluded).
+    pub inventory_retries: BTreeMap<&'static str, u64>,
+    /// Lists started (first, after a 410, after a failure), by resource.
+    pub inventory_relists: BTreeMap<&'static str, u64>,
+    /// The sensor's own connections, left out of the records.
+    pub own_connections: u64,
 }
 
 impl From<&RunStats> for SensorSnapshot {
@@ -172,6 +187,19 @@ impl From<&RunStats> for SensorSnapshot {
                     (kind.gvk().3, live)
                 })
                 .collect(),
+            inventory_retries: s
+                .inventory
+                .iter()
+                .flat_map(|i| &i.sync)
+                .map(|(kind, k)| (kind.gvk().3, k.errors))
+                .collect(),
+            inventory_relists: s
+                .inventory
+                .iter()
+                .flat_map(|i| &i.sync)
+                .map(|(kind, k)| (kind.gvk().3, k.relists))
+                .collect(),
+            own_connections: s.own.connections,
         }
     }
 }

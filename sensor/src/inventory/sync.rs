@@ -51,10 +51,14 @@ impl SyncBoard {
         })
     }
 
+    /// A (re)list starts. A kind that is failing, missing or refused stays
+    /// so until the list succeeds: every retry of a refused list starts
+    /// one, and a phase that flapped through `listing` would be logged
+    /// as new at each.
     pub fn listing(&mut self, kind: Kind) {
         let e = self.entry(kind);
         e.relists += 1;
-        if e.phase != Phase::Failing {
+        if !matches!(e.phase, Phase::Failing | Phase::Missing | Phase::Forbidden) {
             e.phase = Phase::Listing;
         }
     }

@@ -1,26 +1,28 @@
 //! Live source of the inventory: one kube-rs watcher per kind, each event
 //! handed to the same `Inventory::ingest`/`remove` path the snapshot files
 //! use. The watcher lists (paged), then watches from the list's
-//! resourceVersion with bookmarks; a 410 Gone relists, a dropped stream
-//! re-watches. Errors never stop a watch: they are counted, logged on
-//! change of state, and retried with exponential backoff, while the index
-//! keeps the last state.
+//! resourceVersion with bookmarks; a 410 Gone relists at once, a dropped
+//! stream re-watches. Errors never stop a watch: they are counted per kind,
+//! logged once per outage (`outage`), and retried after a jittered,
+//! doubling delay that starts over when the API answers (`retry`), while
+//! the index keeps the last state.
 
 use std::path::PathBuf;
 use std::pin::pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Config};
 use tokio::task::JoinHandle;
 
 use super::Inventory;
 use super::objects::Kind;
+use super::outage::{Outage, Say};
+use super::retry::{Failure, Retry};
 use super::sync::Phase;
 
 #[derive(Debug, Clone)]
@@ -29,8 +31,13 @@ pub struct WatchConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Context of the kubeconfig to use.
     pub context: Option<String>,
+    /// First and longest delay before retrying after an error (jittered
+    /// down to half); a 410 Gone never waits. The longest delay bounds how
+    /// long the sensor takes to notice the API is back.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// While the API fails, how often the log says it still does.
+    pub still_failing_every: Duration,
     /// Objects per list page.
     pub page_size: u32,
 }
@@ -41,7 +48,8 @@ impl Default for WatchConfig {
             kubeconfig: None,
             context: None,
             backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(10),
+            still_failing_every: Duration::from_secs(300),
             page_size: 500,
         }
     }
@@ -123,29 +131,6 @@ fn api_resource(kind: Kind) -> ApiResource {
     }
 }
 
-/// Doubling delays between `min` and `max`, back to `min` after a success.
-struct ExpBackoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Iterator for ExpBackoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        Some(d)
-    }
-}
-
-impl Backoff for ExpBackoff {
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
 fn api_code(e: &kube::Error) -> Option<u16> {
     match e {
         kube::Error::Api(s) => Some(s.code),
@@ -153,7 +138,9 @@ fn api_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// The phase an error puts a kind in; `None` for the routine 410 relist.
+/// The phase an error puts a kind in; `None` for the routine 410 relist
+/// (a watch whose version was compacted, or a list page whose continue
+/// token expired).
 fn classify(e: &watcher::Error) -> Option<Phase> {
     let code = match e {
         watcher::Error::InitialListFailed(e)
@@ -184,6 +171,7 @@ async fn follow(
     kind: Kind,
     inv: Inventory,
     cfg: WatchConfig,
+    outage: Arc<Mutex<Outage>>,
     until_synced: bool,
 ) -> Ended {
     let api: Api<DynamicObject> = Api::all_with(client, &api_resource(kind));
@@ -192,17 +180,27 @@ async fn follow(
         // Only TLS Secrets are ever asked for.
         wc = wc.fields("type=kubernetes.io/tls");
     }
-    let backoff = ExpBackoff {
-        min: cfg.backoff_min,
-        max: cfg.backoff_max,
-        next: cfg.backoff_min,
-    };
-    let mut stream = pin!(watcher::watcher(api, wc).backoff(backoff));
+    let mut retry = Retry::new(cfg.backoff_min, cfg.backoff_max);
+    let mut stream = pin!(watcher::watcher(api, wc));
     // While failing, errors come at least every backoff_max; a longer quiet
     // spell means the watch is established again (bookmarks are not
     // surfaced by the watcher, so a quiet resource shows nothing else).
     let quiet = cfg.backoff_max * 2 + Duration::from_secs(1);
     let mut failing_since: Option<tokio::time::Instant> = None;
+    let answered = |retry: &mut Retry| {
+        retry.answered();
+        let said = outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answered(kind, Instant::now());
+        if let Some(Say::Back { after, retries }) = said {
+            tracing::info!(
+                after_s = after.as_secs(),
+                retries,
+                "Kubernetes API answering again; relisting where needed"
+            );
+        }
+    };
     loop {
         let recheck = async {
             match failing_since {
@@ -214,6 +212,7 @@ async fn follow(
             ev = stream.next() => ev,
             _ = recheck => {
                 recovered(&inv, kind);
+                answered(&mut retry);
                 failing_since = None;
                 continue;
             }
@@ -223,11 +222,14 @@ async fn follow(
             return Ended::Unavailable;
         };
         match ev {
+            // Made by the watcher itself before it lists: no answer yet.
             Ok(Event::Init) => inv.begin_relist(kind),
             Ok(Event::InitApply(o)) => {
+                answered(&mut retry);
                 inv.ingest(kind, o);
             }
             Ok(Event::InitDone) => {
+                answered(&mut retry);
                 failing_since = None;
                 inv.end_relist(kind);
                 if until_synced {
@@ -238,42 +240,59 @@ async fn follow(
                 if failing_since.take().is_some() {
                     recovered(&inv, kind);
                 }
+                answered(&mut retry);
                 inv.ingest(kind, o);
             }
             Ok(Event::Delete(o)) => {
                 if failing_since.take().is_some() {
                     recovered(&inv, kind);
                 }
+                answered(&mut retry);
                 inv.remove(kind, &o);
             }
             Err(e) => {
                 let Some(phase) = classify(&e) else {
                     tracing::debug!(kind = kind.name(), "resourceVersion expired, relisting");
+                    tokio::time::sleep(retry.after(Failure::Gone)).await;
                     continue;
                 };
                 let was = inv.sync().failed(kind, phase, e.to_string());
-                if was != phase {
-                    match phase {
-                        Phase::Missing => tracing::info!(
-                            kind = kind.name(),
-                            "not served by the API (CRD not installed?); retrying later"
-                        ),
-                        Phase::Forbidden => tracing::warn!(
-                            kind = kind.name(),
-                            "list/watch refused (RBAC?); retrying later: {e}"
-                        ),
-                        _ => tracing::warn!(
-                            kind = kind.name(),
-                            "Kubernetes API failing, keeping the last state: {e}"
-                        ),
+                match phase {
+                    Phase::Missing if was != phase => tracing::info!(
+                        kind = kind.name(),
+                        "not served by the API (CRD not installed?); retrying later"
+                    ),
+                    Phase::Forbidden if was != phase => tracing::warn!(
+                        kind = kind.name(),
+                        "list/watch refused (RBAC?); retrying later: {e}"
+                    ),
+                    Phase::Missing | Phase::Forbidden => {
+                        tracing::debug!(kind = kind.name(), "watch error: {e}")
                     }
-                } else {
-                    tracing::debug!(kind = kind.name(), "watch error: {e}");
+                    _ => {
+                        let said = outage
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .failed(kind, Instant::now());
+                        match said {
+                            Some(Say::Down) => tracing::warn!(
+                                kind = kind.name(),
+                                "Kubernetes API failing, keeping the last state and retrying: {e}"
+                            ),
+                            Some(Say::StillDown { for_, retries }) => tracing::warn!(
+                                for_s = for_.as_secs(),
+                                retries,
+                                "Kubernetes API still failing, keeping the last state: {e}"
+                            ),
+                            _ => tracing::debug!(kind = kind.name(), "watch error: {e}"),
+                        }
+                    }
                 }
                 if until_synced && matches!(phase, Phase::Missing | Phase::Forbidden) {
                     return Ended::Unavailable;
                 }
                 failing_since = (phase == Phase::Failing).then(tokio::time::Instant::now);
+                tokio::time::sleep(retry.after(Failure::Error)).await;
             }
         }
     }
@@ -285,8 +304,8 @@ fn recovered(inv: &Inventory, kind: Kind) {
         .get(kind)
         .is_some_and(|s| s.synced_once && s.phase == Phase::Failing)
     {
+        // Said once for every kind, by the outage.
         sync.synced(kind);
-        tracing::info!(kind = kind.name(), "Kubernetes API reachable again");
     }
 }
 
@@ -305,9 +324,19 @@ impl Drop for Watches {
 
 /// Starts one watch per kind on the current tokio runtime.
 pub fn start(client: Client, inv: &Inventory, cfg: &WatchConfig) -> Watches {
+    let outage = Arc::new(Mutex::new(Outage::new(cfg.still_failing_every)));
     let tasks = kinds(inv.read_secrets())
         .into_iter()
-        .map(|k| tokio::spawn(follow(client.clone(), k, inv.clone(), cfg.clone(), false)))
+        .map(|k| {
+            tokio::spawn(follow(
+                client.clone(),
+                k,
+                inv.clone(),
+                cfg.clone(),
+                outage.clone(),
+                false,
+            ))
+        })
         .collect();
     Watches { tasks }
 }
@@ -328,11 +357,17 @@ pub async fn list_once(
 ) -> Result<(), WatchError> {
     let c = client(cfg).await?;
     let kinds = kinds(inv.read_secrets());
-    let all = futures::future::join_all(
-        kinds
-            .iter()
-            .map(|k| follow(c.clone(), *k, inv.clone(), cfg.clone(), true)),
-    );
+    let outage = Arc::new(Mutex::new(Outage::new(cfg.still_failing_every)));
+    let all = futures::future::join_all(kinds.iter().map(|k| {
+        follow(
+            c.clone(),
+            *k,
+            inv.clone(),
+            cfg.clone(),
+            outage.clone(),
+            true,
+        )
+    }));
     if tokio::time::timeout(timeout, all).await.is_ok() {
         return Ok(());
     }

@@ -353,6 +353,12 @@ current-context: fake
         });
     }
 
+    /// Ends every watch response cleanly, as the API server does when a
+    /// watch reaches its timeout: clients re-watch from their last version.
+    pub fn end_watches(&self) {
+        self.inner.state.lock().unwrap().subs.clear();
+    }
+
     /// Cuts every open connection mid-stream.
     pub fn drop_connections(&self) {
         self.inner.state.lock().unwrap().subs.clear();

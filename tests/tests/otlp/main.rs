@@ -489,6 +489,9 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
         flows_evicted: 3,
         parse_errors: BTreeMap::from([("tls_hello_unparsable", 2)]),
         inventory_synced: BTreeMap::from([("pods", true), ("certificaterequests", false)]),
+        inventory_retries: BTreeMap::from([("pods", 4)]),
+        inventory_relists: BTreeMap::from([("pods", 2)]),
+        own_connections: 9,
     });
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
@@ -522,6 +525,15 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
         vm.value(r#"sensor_dedup_evictions_total{event="tls.certificate"}"#),
         0.0
     );
+    assert_eq!(
+        vm.value(r#"sensor_inventory_retries_total{sensor_inventory_resource="pods"}"#),
+        4.0
+    );
+    assert_eq!(
+        vm.value(r#"sensor_inventory_relists_total{sensor_inventory_resource="pods"}"#),
+        2.0
+    );
+    assert_eq!(vm.value("sensor_own_connections_total"), 9.0);
 
     let f = vm.query_n("tls_findings_total", 1);
     assert_label_names(

@@ -254,6 +254,37 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
             }
         })
         .build();
+    type ByResource = fn(&SensorSnapshot) -> &BTreeMap<&'static str, u64>;
+    let by_resource: [(metric_names::Metric, &'static str, ByResource); 2] = [
+        (
+            metric_names::INVENTORY_RETRIES,
+            "Failed Kubernetes lists and watches retried, by resource (410 Gone excluded)",
+            |s| &s.inventory_retries,
+        ),
+        (
+            metric_names::INVENTORY_RELISTS,
+            "Kubernetes lists started, by resource",
+            |s| &s.inventory_relists,
+        ),
+    ];
+    for (metric, desc, f) in by_resource {
+        let s = shared.clone();
+        meter
+            .u64_observable_counter(metric.name)
+            .with_unit(metric.unit)
+            .with_description(desc)
+            .with_callback(move |o| {
+                for (k, v) in f(&s.lock().snapshot) {
+                    o.observe(*v, &[KeyValue::new("sensor.inventory.resource", *k)]);
+                }
+            })
+            .build();
+    }
+    snap_counter(
+        metric_names::OWN_CONNECTIONS,
+        "The sensor's own connections, not reported as traffic",
+        |s| s.own_connections,
+    );
     let s = shared.clone();
     meter
         .u64_observable_counter(metric_names::EXPORT_FAILURES.name)

@@ -1,0 +1,286 @@
+//! The sensor's own connections (to the Kubernetes API, the OTLP
+//! collector, its probes): seen on the wire like anyone's, never reported
+//! as traffic, counted apart. A connection is the sensor's when its client
+//! endpoint is the local address of one of this process's TCP sockets
+//! (`/proc/self/fd` inodes matched in `/proc/self/net/tcp{,6}`).
+//!
+//! Cost: only a client address of this host (getifaddrs, re-read every
+//! `ADDRS_EVERY`) that is not known yet is looked up, so pod traffic never
+//! is; a lookup lists this process's descriptors (a few dozen) and reads
+//! the TCP tables only when its set of sockets changed since the last.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// How often the host's addresses are re-read.
+const ADDRS_EVERY: Duration = Duration::from_secs(10);
+/// How long an endpoint stays known after its socket closed: a
+/// connection's end can be reported after its socket is gone.
+const REMEMBER: Duration = Duration::from_secs(120);
+/// Bound on remembered endpoints (the sensor holds a few dozen sockets).
+pub const MAX_KNOWN: usize = 4096;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OwnStats {
+    /// Connections of the sensor itself, not reported.
+    pub connections: u64,
+    /// Reads of the TCP tables (this process's sockets changed).
+    pub table_reads: u64,
+    /// Lookups that failed (no /proc): those connections are reported.
+    pub lookup_errors: u64,
+    /// Endpoints forgotten early because `MAX_KNOWN` was reached.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    inode: u64,
+    seen: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct OwnSockets {
+    local_ips: HashSet<IpAddr>,
+    addrs_read: Option<Instant>,
+    /// This process's socket inodes at the last lookup.
+    inodes: HashSet<u64>,
+    /// Client endpoints of this process's sockets.
+    known: HashMap<SocketAddr, Known>,
+    logged: bool,
+    pub stats: OwnStats,
+}
+
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+impl OwnSockets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the connection from `client` is the sensor's own; counts it.
+    pub fn claim(&mut self, client: SocketAddr) -> bool {
+        let own = self.is_own(canonical(client), Instant::now());
+        if own {
+            self.stats.connections += 1;
+        }
+        own
+    }
+
+    fn is_own(&mut self, client: SocketAddr, now: Instant) -> bool {
+        if self.known.contains_key(&client) {
+            return true;
+        }
+        if self
+            .addrs_read
+            .is_none_or(|t| now.duration_since(t) >= ADDRS_EVERY)
+        {
+            self.addrs_read = Some(now);
+            match local_ips() {
+                Ok(ips) => self.local_ips = ips,
+                Err(e) => self.failed(e),
+            }
+        }
+        if !self.local_ips.contains(&client.ip()) {
+            return false;
+        }
+        if let Err(e) = self.lookup(now) {
+            self.failed(e);
+        }
+        self.known.contains_key(&client)
+    }
+
+    fn failed(&mut self, e: std::io::Error) {
+        self.stats.lookup_errors += 1;
+        if !self.logged {
+            self.logged = true;
+            tracing::warn!(
+                "cannot list the sensor's own sockets (its connections may be reported as traffic): {e}"
+            );
+        }
+    }
+
+    fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
+        let inodes = socket_inodes()?;
+        if inodes != self.inodes {
+            self.stats.table_reads += 1;
+            for (local, inode) in tcp_sockets()? {
+                if inodes.contains(&inode) {
+                    self.known.insert(local, Known { inode, seen: now });
+                }
+            }
+            self.inodes = inodes;
+        }
+        for k in self.known.values_mut() {
+            if self.inodes.contains(&k.inode) {
+                k.seen = now;
+            }
+        }
+        self.known
+            .retain(|_, k| now.duration_since(k.seen) < REMEMBER);
+        if self.known.len() > MAX_KNOWN {
+            let mut by_age: Vec<_> = self.known.iter().map(|(a, k)| (k.seen, *a)).collect();
+            by_age.sort();
+            let excess = self.known.len() - MAX_KNOWN;
+            for (_, a) in by_age.into_iter().take(excess) {
+                self.known.remove(&a);
+            }
+            self.stats.dropped += excess as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Addresses of this network namespace's interfaces.
+fn local_ips() -> std::io::Result<HashSet<IpAddr>> {
+    let mut ips = HashSet::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it names.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: AF_INET: a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                ips.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: AF_INET6: a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                ips.insert(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)).to_canonical());
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: the list getifaddrs allocated, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(ips)
+}
+
+/// Inodes of this process's sockets.
+fn socket_inodes() -> std::io::Result<HashSet<u64>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(entry) = entry else { continue };
+        // A descriptor closed meanwhile is simply not ours any more.
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok())
+        {
+            inodes.insert(inode);
+        }
+    }
+    Ok(inodes)
+}
+
+/// Local endpoint and inode of every TCP socket of this network namespace.
+fn tcp_sockets() -> std::io::Result<Vec<(SocketAddr, u64)>> {
+    let mut all = Vec::new();
+    for (file, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            // A kernel without IPv6 has no tcp6 table.
+            Err(_) if v6 => continue,
+            Err(e) => return Err(e),
+        };
+        all.extend(
+            text.lines()
+                .skip(1)
+                .filter_map(|l| parse_line(l, v6))
+                .filter(|(_, inode)| *inode != 0)
+                .map(|(a, i)| (canonical(a), i)),
+        );
+    }
+    Ok(all)
+}
+
+/// `local_address` and `inode` of one line of /proc/net/tcp{,6}.
+fn parse_line(line: &str, v6: bool) -> Option<(SocketAddr, u64)> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (addr, port) = f.get(1)?.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let inode = f.get(9)?.parse().ok()?;
+    // Addresses are 32-bit words in host byte order.
+    let ip = if v6 {
+        if addr.len() != 32 {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        for w in 0..4 {
+            let word = u32::from_str_radix(addr.get(w * 8..w * 8 + 8)?, 16).ok()?;
+            b[w * 4..w * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(b))
+    } else {
+        let word = u32::from_str_radix(addr, 16).ok()?;
+        IpAddr::V4(Ipv4Addr::from(word.to_ne_bytes()))
+    };
+    Some((SocketAddr::new(ip, port), inode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn parses_both_tables() {
+        let v4 = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
+        assert_eq!(
+            parse_line(v4, false),
+            Some(("127.0.0.1:8080".parse().unwrap(), 12345))
+        );
+        let v6 = "   1: 00000000000000000000000001000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1";
+        assert_eq!(
+            parse_line(v6, true),
+            Some(("[::1]:443".parse().unwrap(), 777))
+        );
+        assert_eq!(parse_line("garbage", false), None);
+        assert_eq!(parse_line("  0: ZZ:1F90 0 0 0 0 0 0 0 1", false), None);
+    }
+
+    /// A connection this process makes is its own from its first
+    /// sighting; one another process makes is not; a pod's address is
+    /// never looked up.
+    #[test]
+    fn this_process_sockets_are_own_and_others_are_not() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_accepted, _) = l.accept().unwrap();
+        let mut own = OwnSockets::new();
+        assert!(own.claim(c.local_addr().unwrap()));
+        // Remembered: no second read of the tables.
+        assert!(own.claim(c.local_addr().unwrap()));
+        assert_eq!(own.stats.table_reads, 1);
+        assert_eq!(own.stats.connections, 2);
+        let mut child = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}; sleep 1"))
+            .spawn()
+            .expect("bash");
+        let (_s, other) = l.accept().unwrap();
+        assert!(!own.claim(other), "{other} is another process's");
+        child.wait().unwrap();
+        let reads = own.stats.table_reads;
+        assert!(!own.claim("10.244.9.9:40000".parse().unwrap()));
+        assert_eq!(own.stats.table_reads, reads);
+        assert_eq!(own.stats.connections, 2);
+        assert_eq!(own.stats.lookup_errors, 0);
+    }
+}
