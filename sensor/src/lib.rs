@@ -11,7 +11,6 @@ pub mod export;
 pub mod health;
 pub mod inventory;
 pub mod model;
-pub mod own;
 pub mod pipeline;
 pub mod reassembly;
 pub mod run;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::analysis::trust_refresh::TrustRefresh;
 use crate::analysis::{Analysis, mesh};
+use crate::capture::own::OwnSockets;
 use crate::capture::{CaptureStats, Segment};
 use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
@@ -13,7 +14,6 @@ use crate::model::{
     Certificate, CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer,
     ProtocolVersion,
 };
-use crate::own::OwnSockets;
 use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};

@@ -649,7 +649,6 @@ fn sensor_src() -> PathBuf {
 }
 
 #[test]
-#[ignore = "passes once the model refactor lands (issue 11)"]
 fn stages_import_only_earlier_stages_and_files_form_no_circle() {
     let krate = Crate::load(&sensor_src());
     let found = violations(&krate);

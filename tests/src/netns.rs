@@ -2,7 +2,6 @@
 //! for the tests, `cargo xtask demo` and `cargo xtask record-fixtures`.
 //! What is created here goes on drop, also when a test or a recording fails.
 
-use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -231,7 +230,7 @@ impl Tcpdump {
             .arg("tcp")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::from(log.reopen()?))
+            .stderr(log.reopen()?)
             .spawn()
             .context("starting tcpdump")?;
         let mut t = Tcpdump {

@@ -4,9 +4,9 @@ use serde_json::{Value, json};
 
 use std::sync::Arc;
 
+use super::observation::{Found, Observation};
 use super::policy::Policy;
 use super::text::{date, list, short_name, span};
-use super::{Found, Observation};
 use crate::model::time as timefmt;
 use crate::model::{Certificate, Finding, MeshKind, Rule, Verdict};
 use crate::x509::signature::weak_hash;

@@ -8,24 +8,22 @@ mod cert_rules;
 pub mod ciphers;
 pub mod dedup;
 pub mod mesh;
+mod observation;
 pub mod policy;
 mod text;
 mod tls_rules;
 pub mod trust_refresh;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use crate::model::{Rule, Severity};
 pub use policy::{Policy, PolicyError};
 
-use crate::model::{
-    Alert, CertManagerRef, Certificate, CipherSuite, Connection, Finding, Flow, MeshKind,
-    ProtocolVersion, Verdict, Workload,
-};
+use crate::model::{Connection, Finding, Flow};
 use crate::x509::{ChainVerdict, ChainVerifier, Role, TrustStore};
 use dedup::Dedup;
+use observation::{Found, Observation};
 
 /// The moment validity is judged at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,77 +62,6 @@ impl Default for AnalysisConfig {
             intermediate_pool: 5_000,
         }
     }
-}
-
-/// What the rules look at for one connection or flow: the model's facts,
-/// with the peers' workloads worked out once.
-pub(crate) struct Observation<'a> {
-    /// The connection's first packet, microseconds since the epoch.
-    pub time_us: i64,
-    pub client: SocketAddr,
-    pub server: SocketAddr,
-    pub sni: Option<&'a str>,
-    pub mesh: Option<MeshKind>,
-    pub version: Option<ProtocolVersion>,
-    pub cipher: Option<CipherSuite>,
-    pub alert: Option<Alert>,
-    pub server_chain: &'a [Arc<Certificate>],
-    pub client_chain: &'a [Arc<Certificate>],
-    pub verdict: Option<Verdict>,
-    pub cert_manager: Option<&'a CertManagerRef>,
-    pub source: Option<Workload>,
-    pub destination: Option<Workload>,
-}
-
-impl<'a> Observation<'a> {
-    fn of_connection(c: &'a Connection) -> Self {
-        let hs = &c.handshake;
-        Observation {
-            time_us: c.time_us,
-            client: c.client,
-            server: c.server,
-            sni: hs.sni.as_deref(),
-            mesh: c.mesh.as_ref().map(|m| m.kind),
-            version: hs.version,
-            cipher: hs.cipher,
-            alert: hs.alert,
-            server_chain: &c.server_chain,
-            client_chain: &c.client_chain,
-            verdict: c.correlation.verdict,
-            cert_manager: c.correlation.cert_manager.as_ref(),
-            source: c.correlation.source.as_ref().and_then(|p| p.workload()),
-            destination: c
-                .correlation
-                .destination
-                .as_ref()
-                .and_then(|p| p.workload()),
-        }
-    }
-
-    fn of_flow(f: &'a Flow) -> Self {
-        Observation {
-            time_us: f.first_us,
-            client: f.client,
-            server: f.server,
-            sni: None,
-            mesh: None,
-            version: None,
-            cipher: None,
-            alert: None,
-            server_chain: &[],
-            client_chain: &[],
-            verdict: None,
-            cert_manager: None,
-            source: f.source.as_ref().and_then(|p| p.workload()),
-            destination: f.destination.as_ref().and_then(|p| p.workload()),
-        }
-    }
-}
-
-/// A finding with the key its finding line is deduplicated by.
-pub(crate) struct Found {
-    pub finding: Finding,
-    pub dedup_key: String,
 }
 
 #[derive(Debug, Default, Clone)]

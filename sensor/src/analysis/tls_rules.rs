@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::ciphers::{self, CipherFamily};
+use super::observation::{Found, Observation};
 use super::policy::Policy;
-use super::{Found, Observation};
 use crate::model::Rule;
 use crate::model::{Finding, ProtocolVersion};
 

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod live;
+pub mod own;
 pub mod pcap;
 pub mod segment;
 

@@ -7,7 +7,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 
-use super::objects::IssuerRef;
+use crate::model::IssuerRef;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,14 +1,11 @@
 //! What the cluster says about a connection: who the peers are, which
-//! cert-manager object issued the server's certificate, and the verdict.
-//! One result type, one trait; the Kubernetes inventory implements it and
-//! [`NoInventory`] answers "unknown" to everything.
+//! cert-manager object issued the server's certificate, and the verdict;
+//! one result type, which every `Correlator` answers with.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::connection::Connection;
 use super::peer::Peer;
 
 /// RECORDS.md `verdict` for the server's certificate.
@@ -82,32 +79,4 @@ pub struct Correlation {
     pub verdict: Option<Verdict>,
     pub cert_manager: Option<CertManagerRef>,
     pub inferred: Option<InferredLeaf>,
-}
-
-/// Answers who a connection's peers are and what issued its certificate.
-pub trait Correlator: Send + Sync {
-    /// A TLS connection: endpoints, SNI and the server's chain as seen.
-    fn correlate(&self, conn: &Connection) -> Correlation;
-
-    /// A connection without a handshake: who the peers are, nothing about
-    /// certificates.
-    fn peers(&self, client: SocketAddr, server: SocketAddr) -> Correlation;
-
-    /// PEM CA bundles the cluster publishes (trust-manager Bundles, `ca.crt`
-    /// of TLS Secrets), to add to the trust anchors.
-    fn trust_bundles(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-pub struct NoInventory;
-
-impl Correlator for NoInventory {
-    fn correlate(&self, _: &Connection) -> Correlation {
-        Correlation::default()
-    }
-
-    fn peers(&self, _: SocketAddr, _: SocketAddr) -> Correlation {
-        Correlation::default()
-    }
 }

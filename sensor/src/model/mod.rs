@@ -9,6 +9,7 @@
 pub mod certificate;
 pub mod connection;
 pub mod correlation;
+pub mod correlator;
 pub mod finding;
 pub mod flow;
 pub mod peer;
@@ -18,10 +19,8 @@ pub mod tls;
 
 pub use certificate::{CertStatus, Certificate, KeyInfo, Sans};
 pub use connection::{CertificateSource, Connection, HandshakeFacts, Mesh, MeshKind};
-pub use correlation::{
-    CertManagerRef, Correlation, Correlator, InferredLeaf, IssuerRef, NoInventory, ObjectRef,
-    Verdict,
-};
+pub use correlation::{CertManagerRef, Correlation, InferredLeaf, IssuerRef, ObjectRef, Verdict};
+pub use correlator::{Correlator, NoInventory};
 pub use finding::Finding;
 pub use flow::Flow;
 pub use peer::{Owner, Peer, PeerKind, Workload};

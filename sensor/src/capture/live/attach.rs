@@ -11,7 +11,7 @@ use aya::Ebpf;
 use aya::programs::tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier, tc};
 
-use super::LiveError;
+use super::error::LiveError;
 use super::features::KernelFeatures;
 
 /// The attach the operator asks for; `Auto` lets the features decide.

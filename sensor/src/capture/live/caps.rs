@@ -1,4 +1,4 @@
-use super::LiveError;
+use super::error::LiveError;
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_PERFMON: u32 = 38;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use sensor_common::{FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS, PlainState};
 
-use super::LiveError;
+use super::error::LiveError;
 
 /// The GATE array mapped into this process: the kernel adds to its slots
 /// with atomic adds, so user space must take off with atomics too, which

@@ -3,7 +3,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use super::LiveError;
+use super::error::LiveError;
 
 /// Which interfaces to watch: explicit names, or every interface of the
 /// host namespace but loopback, narrowed by include/exclude globs.

@@ -13,6 +13,7 @@
 
 mod attach;
 mod caps;
+mod error;
 mod events;
 mod features;
 mod flows;
@@ -22,23 +23,10 @@ mod reader;
 
 pub use attach::{Attach, AttachMode};
 pub use caps::check_capabilities;
+pub use error::LiveError;
 pub use events::{Clock, Event, decode, decode_event, plain_flow};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
 pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, object};
 pub use reader::{Drained, EventReader, RingReader, drain};
-
-#[derive(Debug, thiserror::Error)]
-pub enum LiveError {
-    #[error("missing capabilities: {0} (run as root, or grant them to the binary)")]
-    Capabilities(String),
-    #[error("loading the eBPF programs: {0}")]
-    Load(String),
-    #[error("attaching to {interface}: {reason}")]
-    Attach { interface: String, reason: String },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("invalid interface pattern {pattern:?}: {reason}")]
-    Pattern { pattern: String, reason: String },
-}

@@ -9,8 +9,8 @@ use sensor_common::{
     DEFAULT_RING_BYTES, FlowKey, PLAIN_COUNTING, PlainState,
 };
 
-use super::LiveError;
 use super::attach::{Attach, AttachMode, Attachments, PROGRAMS};
+use super::error::LiveError;
 use super::features::KernelFeatures;
 use super::flows::{FlowTable, kernel_key};
 use super::reader::RingReader;
