@@ -101,6 +101,8 @@ fn venv() -> Result<()> {
             let name = p.split("==").next().unwrap_or(p);
             venv_bin(name.trim_end_matches("-bin")).exists()
         })
+        // A venv's scripts name its absolute path: a moved one no longer runs.
+        && works(&venv_bin("pip"), &["--version"])
     {
         return Ok(());
     }
@@ -111,7 +113,7 @@ fn venv() -> Result<()> {
     );
     std::fs::create_dir_all(dir())?;
     run(Command::new("python3")
-        .args(["-m", "venv"])
+        .args(["-m", "venv", "--clear"])
         .arg(dir().join("venv")))
     .context("python3 -m venv (Debian's python3 needs the python3-venv package)")?;
     run(Command::new(venv_bin("pip"))
