@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::analysis::Analysis;
 use crate::capture::live::{
-    Clock, Event, InterfaceFilter, KernelCounters, LinkWatcher, LiveConfig, LiveError, Programs,
+    Clock, Event, InterfaceFilter, KernelStats, LinkWatcher, LiveConfig, LiveError, Programs,
     check_capabilities, drain, list_interfaces, plain_flow,
 };
 use crate::export::otlp::OtlpSink;
@@ -44,7 +44,7 @@ pub struct RunOutcome<K> {
     pub stats: RunStats,
     /// `stats` as the summary line renders them.
     pub summary: Summary,
-    pub kernel: KernelCounters,
+    pub kernel: KernelStats,
 }
 
 /// Attaches to every wanted interface present, detaches from vanished
@@ -105,13 +105,14 @@ struct UserCounts {
 
 impl UserCounts {
     /// The kernel's counters with these added: the summary's `kernel`.
-    fn with_kernel(&self, programs: &Programs) -> KernelCounters {
-        let mut k = programs.counters();
-        k.insert("flows_expired", self.expired);
-        k.insert("plain_flows_expired", self.plain_expired);
-        k.insert("plain_pending_expired", self.plain_pending_expired);
-        k.insert("malformed_records", self.malformed);
-        k
+    fn with_kernel(&self, programs: &Programs) -> KernelStats {
+        KernelStats {
+            flows_expired: self.expired,
+            plain_flows_expired: self.plain_expired,
+            plain_pending_expired: self.plain_pending_expired,
+            malformed_records: self.malformed,
+            ..programs.counters()
+        }
     }
 }
 
@@ -199,7 +200,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 }
                 if let Some(t) = &opts.telemetry {
                     let mut s = pipeline.totals();
-                    s.kernel = counts.with_kernel(&programs);
+                    s.kernel = Some(counts.with_kernel(&programs));
                     t.record_snapshot(SensorSnapshot::from(&s));
                 }
             }
@@ -234,7 +235,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     programs.detach_all();
     opts.health.set_attached(0);
     let (sink, stats) = pipeline.finish_with(|s| {
-        s.kernel = kernel.clone();
+        s.kernel = Some(kernel);
     });
     if let Some(t) = &opts.telemetry {
         t.record_snapshot(SensorSnapshot::from(&stats));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use sensor_common::Counter;
 use serde::Serialize;
 
 use crate::analysis::AnalysisStats;
@@ -11,6 +12,7 @@ use crate::analysis::dedup::DedupStats;
 use crate::analysis::trust_refresh::TrustRefreshStats;
 use crate::capture::CaptureStats;
 use crate::capture::decode::Skip;
+use crate::capture::live::KernelStats;
 use crate::capture::own::OwnStats;
 use crate::inventory::{InventoryStats, Phase};
 use crate::reassembly::ReassemblyStats;
@@ -40,8 +42,8 @@ pub struct RunStats {
     /// The sensor's own connections, left out of the records.
     pub own: OwnStats,
     /// Live capture only: the kernel program's counters and user space's
-    /// own counts of the capture, by name.
-    pub kernel: BTreeMap<&'static str, u64>,
+    /// own counts of the capture.
+    pub kernel: Option<KernelStats>,
 }
 
 impl RunStats {
@@ -121,6 +123,19 @@ pub struct Summary {
     pub inventory: Option<InventoryStats>,
 }
 
+/// The summary's `kernel` object: each counter under its
+/// `sensor_common::Counter::name`, then user space's counts.
+fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
+    let mut out: BTreeMap<_, _> = Counter::ALL.iter().map(|&c| (c.name(), k.get(c))).collect();
+    out.extend([
+        ("flows_expired", k.flows_expired),
+        ("plain_flows_expired", k.plain_flows_expired),
+        ("plain_pending_expired", k.plain_pending_expired),
+        ("malformed_records", k.malformed_records),
+    ]);
+    out
+}
+
 impl From<&RunStats> for Summary {
     fn from(s: &RunStats) -> Self {
         Summary {
@@ -138,7 +153,7 @@ impl From<&RunStats> for Summary {
             findings: AnalysisStats::by_rule(&s.analysis.reported),
             findings_suppressed: AnalysisStats::by_rule(&s.analysis.suppressed),
             errors: s.errors(),
-            kernel: s.kernel.clone(),
+            kernel: s.kernel.as_ref().map(kernel_by_name).unwrap_or_default(),
             inventory: s.inventory.clone(),
         }
     }
@@ -168,15 +183,15 @@ pub struct SensorSnapshot {
 
 impl From<&RunStats> for SensorSnapshot {
     /// A capture file's frames count as packets; live capture's kernel
-    /// counters (named as `sensor_common::Counter::name`) give packets,
+    /// counters give packets,
     /// events lost (ring buffer full) and flows evicted (flow map full),
     /// to which the connection table's overflow is added.
     fn from(s: &RunStats) -> Self {
-        let k = |name: &str| s.kernel.get(name).copied();
+        let k = |c: Counter| s.kernel.as_ref().map(|k| k.get(c));
         SensorSnapshot {
-            packets: k("packets").unwrap_or(s.capture.frames),
-            events_lost: k("ring_buffer_full").unwrap_or(0),
-            flows_evicted: k("flow_map_full").unwrap_or(0) + s.reassembly.table_full,
+            packets: k(Counter::Packets).unwrap_or(s.capture.frames),
+            events_lost: k(Counter::RingFull).unwrap_or(0),
+            flows_evicted: k(Counter::MapFull).unwrap_or(0) + s.reassembly.table_full,
             parse_errors: s.errors(),
             inventory_synced: s
                 .inventory
@@ -201,5 +216,42 @@ impl From<&RunStats> for SensorSnapshot {
                 .collect(),
             own_connections: s.own.connections,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_common::COUNTERS;
+
+    #[test]
+    fn snapshot_from_file_and_live_stats() {
+        let mut s = RunStats::default();
+        s.capture.frames = 74;
+        s.reassembly.table_full = 2;
+        s.tls.hello_errors = 1;
+        let f = SensorSnapshot::from(&s);
+        assert_eq!((f.packets, f.events_lost, f.flows_evicted), (74, 0, 2));
+        assert_eq!(f.parse_errors.get("tls_hello_unparsable"), Some(&1));
+        assert_eq!(f.parse_errors.get("connection_table_full"), Some(&2));
+        assert!(Summary::from(&s).kernel.is_empty());
+        let mut k = KernelStats {
+            malformed_records: 7,
+            ..Default::default()
+        };
+        for (c, v) in [
+            (Counter::Packets, 1000),
+            (Counter::RingFull, 5),
+            (Counter::MapFull, 3),
+        ] {
+            k.counters[c as usize] = v;
+        }
+        s.kernel = Some(k);
+        let l = SensorSnapshot::from(&s);
+        assert_eq!((l.packets, l.events_lost, l.flows_evicted), (1000, 5, 5));
+        let named = Summary::from(&s).kernel;
+        assert_eq!(named.get("ring_buffer_full"), Some(&5));
+        assert_eq!(named.get("malformed_records"), Some(&7));
+        assert_eq!(named.len(), COUNTERS + 4);
     }
 }

@@ -20,6 +20,7 @@ mod flows;
 mod interfaces;
 mod programs;
 mod reader;
+mod stats;
 
 pub use attach::{Attach, AttachMode};
 pub use caps::check_capabilities;
@@ -28,5 +29,6 @@ pub use events::{Clock, Event, decode, decode_event, plain_flow};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
-pub use programs::{KernelCounters, LiveConfig, Programs, aux_object, object};
+pub use programs::{LiveConfig, Programs, aux_object, object};
 pub use reader::{Drained, EventReader, RingReader, drain};
+pub use stats::KernelStats;

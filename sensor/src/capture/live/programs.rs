@@ -1,12 +1,11 @@
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
-    COUNTERS, Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES,
-    DEFAULT_RING_BYTES, FlowKey, PLAIN_COUNTING, PlainState,
+    COUNTERS, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES, DEFAULT_RING_BYTES,
+    FlowKey, PLAIN_COUNTING, PlainState,
 };
 
 use super::attach::{Attach, AttachMode, Attachments, PROGRAMS};
@@ -14,6 +13,7 @@ use super::error::LiveError;
 use super::features::KernelFeatures;
 use super::flows::{FlowTable, kernel_key};
 use super::reader::RingReader;
+use super::stats::KernelStats;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
 static AUX_OBJECT: &[u8] =
@@ -54,9 +54,6 @@ impl Default for LiveConfig {
         }
     }
 }
-
-/// Kernel counters summed over CPUs, by name.
-pub type KernelCounters = BTreeMap<&'static str, u64>;
 
 /// The loaded object, its maps, and where its programs are attached.
 pub struct Programs {
@@ -211,13 +208,12 @@ impl Programs {
         self.flows.len()
     }
 
-    pub fn counters(&self) -> KernelCounters {
-        let mut out: KernelCounters = Counter::ALL.iter().map(|c| (c.name(), 0)).collect();
+    /// The kernel's counters summed over CPUs; user space's counts are zero.
+    pub fn counters(&self) -> KernelStats {
+        let mut out = KernelStats::default();
         if let Ok(per_cpu) = self.counts.get(&0, 0) {
             for cpu in per_cpu.iter() {
-                for c in Counter::ALL {
-                    *out.entry(c.name()).or_default() += cpu[c as usize];
-                }
+                out.add_cpu(cpu);
             }
         }
         out

@@ -776,25 +776,4 @@ mod tests {
             }
         });
     }
-
-    #[test]
-    fn snapshot_from_file_and_live_stats() {
-        let mut s = RunStats::default();
-        s.capture.frames = 74;
-        s.reassembly.table_full = 2;
-        s.tls.hello_errors = 1;
-        let f = SensorSnapshot::from(&s);
-        assert_eq!((f.packets, f.events_lost, f.flows_evicted), (74, 0, 2));
-        assert_eq!(f.parse_errors.get("tls_hello_unparsable"), Some(&1));
-        assert_eq!(f.parse_errors.get("connection_table_full"), Some(&2));
-        for (k, v) in [
-            ("packets", 1000),
-            ("ring_buffer_full", 5),
-            ("flow_map_full", 3),
-        ] {
-            s.kernel.insert(k, v);
-        }
-        let l = SensorSnapshot::from(&s);
-        assert_eq!((l.packets, l.events_lost, l.flows_evicted), (1000, 5, 5));
-    }
 }
