@@ -1,6 +1,6 @@
 //! Wires the stages for one source of segments: reassembly → TLS → x509 →
-//! mesh → correlation → inference → analysis → a record sink. The same
-//! pipeline serves capture files and live capture.
+//! mesh → correlation → probe → inference → analysis → a record sink. The
+//! same pipeline serves capture files and live capture.
 
 use std::sync::Arc;
 
@@ -12,8 +12,9 @@ use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
 use crate::model::{
     Certificate, CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer,
-    ProtocolVersion,
+    ProbeOutcome, ProbeResult, ProtocolVersion,
 };
+use crate::probe::{self, Answer, Chain, ProbeConfig, ProbeKey, ProbeScope, Prober, Target};
 use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
@@ -37,6 +38,8 @@ pub struct PipelineConfig {
     /// files; live capture stops shipping after the handshake, so only
     /// plaintext flows (counted by the kernel) feed `tls.traffic.bytes`.
     pub tls_traffic: bool,
+    /// Probing for the certificates handshakes hide (`scope: Off`: none).
+    pub probe: ProbeConfig,
 }
 
 impl Default for PipelineConfig {
@@ -49,6 +52,7 @@ impl Default for PipelineConfig {
             correlator: Arc::new(NoInventory),
             inventory: None,
             tls_traffic: true,
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -66,6 +70,8 @@ impl PipelineConfig {
 
 #[derive(Default)]
 struct Conn {
+    /// One of the sensor's own probes (decided on its first bytes).
+    own: Option<bool>,
     tls: TlsSession,
     reported: bool,
     flow: FlowClass,
@@ -93,6 +99,24 @@ struct Stages<K> {
     handshakes: u64,
     accounting: Accounting,
     tls_traffic: bool,
+    probe: Option<ProbeStage>,
+    /// Whether there is an inventory (the `local` scope's meaning).
+    inventory: bool,
+}
+
+/// The prober and the connections waiting for its probes.
+struct ProbeStage {
+    prober: Prober,
+    held: std::collections::HashMap<ProbeKey, Vec<Connection>>,
+    held_count: usize,
+}
+
+/// A handshake that hid the server's certificate: TLS 1.3, or a resumed
+/// TLS <= 1.2 handshake (which sends none).
+fn hides_certificate(c: &Connection) -> bool {
+    c.server_chain.is_empty()
+        && c.handshake.version.is_some()
+        && (c.handshake.is_tls13() || c.handshake.resumed == Some(true))
 }
 
 impl<K: RecordSink> Stages<K> {
@@ -125,7 +149,7 @@ impl<K: RecordSink> Stages<K> {
     }
 
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
-        if conn.reported {
+        if conn.reported || conn.own == Some(true) {
             return;
         }
         let Some(client) = conn.tls.client_side() else {
@@ -149,22 +173,156 @@ impl<K: RecordSink> Stages<K> {
         }
         mesh::apply(&mut c);
         c.correlation = self.correlator.correlate(&c);
-        inference::apply(&mut c, &mut self.certs);
-        self.analysis.evaluate(&mut c);
-        self.sink.connection(&c);
         if self.tls_traffic {
             conn.traffic = Some(Box::new(TrafficTag {
                 version: c.handshake.version,
-                mesh: c.mesh,
-                source: c.correlation.source,
-                destination: c.correlation.destination,
+                mesh: c.mesh.clone(),
+                source: c.correlation.source.clone(),
+                destination: c.correlation.destination.clone(),
             }));
         }
+        if hides_certificate(&c) {
+            match self.ask_probe(&c) {
+                Answer::Now(outcome, chain) => self.apply_probe(&mut c, outcome, &chain),
+                Answer::Pending(key) => {
+                    self.hold(key, c);
+                    return;
+                }
+            }
+        }
+        self.judge(c);
+    }
+
+    /// Inference where nothing served is known, analysis, the sink.
+    fn judge(&mut self, mut c: Connection) {
+        inference::apply(&mut c, &mut self.certs);
+        self.analysis.evaluate(&mut c);
+        self.sink.connection(&c);
+    }
+
+    fn ask_probe(&mut self, c: &Connection) -> Answer {
+        let Some(stage) = &mut self.probe else {
+            return Answer::Now(probe::not_probed(ProbeResult::Off), Chain::from(Vec::new()));
+        };
+        let sni = c.handshake.sni.as_deref();
+        let serving = self.correlator.serving(c.server, sni);
+        if !stage
+            .prober
+            .in_scope(c.server, serving.as_ref(), self.inventory)
+        {
+            stage.prober.stats.count(ProbeResult::OutOfScope);
+            return Answer::Now(
+                probe::not_probed(ProbeResult::OutOfScope),
+                Chain::from(Vec::new()),
+            );
+        }
+        let target = Target {
+            server: c.server,
+            sni: c.handshake.sni.clone(),
+            alpn: c.handshake.alpn_offered.clone(),
+        };
+        stage.prober.request(target, serving.map_or(0, |s| s.stamp))
+    }
+
+    fn hold(&mut self, key: ProbeKey, c: Connection) {
+        let Some(stage) = &mut self.probe else {
+            return self.judge(c);
+        };
+        if stage.held_count >= stage.prober.config().max_held {
+            stage.prober.stats.held_dropped += 1;
+            let mut c = c;
+            self.apply_probe(
+                &mut c,
+                probe::not_probed(ProbeResult::RateLimited),
+                &Chain::from(Vec::new()),
+            );
+            return self.judge(c);
+        }
+        stage.held_count += 1;
+        stage.held.entry(key).or_default().push(c);
+    }
+
+    /// Puts a probe's outcome on the connection; a probed chain stands
+    /// for the server's and is correlated again.
+    fn apply_probe(&mut self, c: &mut Connection, outcome: ProbeOutcome, chain: &[Vec<u8>]) {
+        c.probe = Some(outcome);
+        if outcome.result != ProbeResult::Ok || chain.is_empty() {
+            return;
+        }
+        let mut new = std::mem::take(&mut c.new_certificates);
+        c.server_chain = self.chain(chain, &mut new);
+        c.new_certificates = new;
+        c.certificate_source = Some(CertificateSource::Probed);
+        if let Some(m) = &mut c.mesh
+            && let Some(id) = c.server_chain[0]
+                .san
+                .uri
+                .iter()
+                .find(|u| u.starts_with("spiffe://"))
+        {
+            m.identity = Some(id.clone());
+        }
+        c.correlation = self.correlator.correlate(c);
+    }
+
+    /// Reports the connections whose probes ended; with `wait`, waits
+    /// for every probe still on its way first.
+    fn release_probes(&mut self, wait: bool) {
+        let Some(stage) = &mut self.probe else {
+            return;
+        };
+        if stage.held_count == 0 && stage.prober.in_flight() == 0 {
+            return;
+        }
+        let done = if wait {
+            stage.prober.wait_all()
+        } else {
+            stage.prober.poll()
+        };
+        let mut ready = Vec::new();
+        for d in done {
+            if let Some(conns) = stage.held.remove(&d.key) {
+                stage.held_count -= conns.len();
+                ready.push((conns, d.outcome, d.chain));
+            }
+        }
+        if wait {
+            // Probes lost track of (a worker gone): report without.
+            for (_, conns) in stage.held.drain() {
+                let o = probe::not_probed(ProbeResult::Timeout);
+                ready.push((conns, o, Chain::from(Vec::new())));
+            }
+            stage.held_count = 0;
+        }
+        for (conns, outcome, chain) in ready {
+            for mut c in conns {
+                self.apply_probe(&mut c, outcome, &chain);
+                self.judge(c);
+            }
+        }
+    }
+
+    /// Whether the connection between `a` and `b` is one of our probes.
+    fn is_own(&mut self, a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
+        let Some(stage) = &mut self.probe else {
+            return false;
+        };
+        let own = stage.prober.own().contains(a, b);
+        if own {
+            stage.prober.stats.own_connections += 1;
+        }
+        own
     }
 }
 
 impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
     fn on_data(&mut self, conn: &mut Conn, meta: &ConnMeta, side: Side, bytes: &[u8]) -> Control {
+        let own = *conn
+            .own
+            .get_or_insert_with(|| self.is_own(meta.addr(Side::A), meta.addr(Side::B)));
+        if own {
+            return Control::Done;
+        }
         let was_tls = conn.tls.is_tls();
         let control = conn
             .tls
@@ -182,6 +340,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
     }
 
     fn on_gap(&mut self, conn: &mut Conn, meta: &ConnMeta, _side: Side) -> Control {
+        if conn.own == Some(true) {
+            return Control::Done;
+        }
         let control = conn.tls.on_gap();
         if control == Control::Done {
             self.report(conn, meta);
@@ -190,6 +351,9 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
     }
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
+        if conn.own == Some(true) {
+            return;
+        }
         self.report(&mut conn, &meta);
         if let Some(tag) = conn.traffic.take() {
             let mut flow = flow_of(&meta);
@@ -236,6 +400,12 @@ impl<K: RecordSink> Pipeline<K> {
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
                 tls_traffic: cfg.tls_traffic,
+                probe: (cfg.probe.scope != ProbeScope::Off).then(|| ProbeStage {
+                    prober: Prober::new(cfg.probe.clone()),
+                    held: Default::default(),
+                    held_count: 0,
+                }),
+                inventory: cfg.inventory.is_some(),
             },
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
@@ -266,11 +436,22 @@ impl<K: RecordSink> Pipeline<K> {
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
         self.table.ingest(seg, &mut self.stages);
+        if self.stages.probe.as_ref().is_some_and(|p| p.held_count > 0) {
+            self.stages.release_probes(false);
+        }
+    }
+
+    /// Reports the connections whose probes ended meanwhile.
+    pub fn poll_probes(&mut self) {
+        self.stages.release_probes(false);
     }
 
     /// A plaintext connection the kernel followed and saw end (live
     /// capture: its packets never reach the reassembly table).
     pub fn plaintext_flow(&mut self, flow: Flow) {
+        if self.stages.is_own(flow.client, flow.server) {
+            return;
+        }
         self.stages.accounting.stats.plaintext_flows += 1;
         self.stages.plaintext(flow);
     }
@@ -312,6 +493,7 @@ impl<K: RecordSink> Pipeline<K> {
     /// counters of live capture) before the sink sees them.
     pub fn finish_with(mut self, extra: impl FnOnce(&mut RunStats)) -> (K, RunStats) {
         self.table.flush(&mut self.stages);
+        self.stages.release_probes(true);
         let mut stats = self.totals();
         extra(&mut stats);
         self.stages.sink.finish(&stats);
@@ -334,6 +516,7 @@ impl<K: RecordSink> Pipeline<K> {
             dedup: st.analysis.dedup_stats().clone(),
             trust: self.trust.stats.clone(),
             inventory: self.inventory.as_ref().map(Inventory::stats),
+            probe: st.probe.as_ref().map(|p| p.prober.stats()),
             kernel: Default::default(),
         }
     }

@@ -176,6 +176,13 @@ pub const DEDUP_EVICTIONS: Metric = Metric {
     attributes: &["event"],
 };
 
+pub const PROBES: Metric = Metric {
+    name: "sensor.probes",
+    instrument: Instrument::Counter,
+    unit: "{probe}",
+    attributes: &["result"],
+};
+
 /// Every metric, in the order DESIGN.md's Telemetry table lists them.
 pub const ALL: &[Metric] = &[
     HANDSHAKES,
@@ -193,6 +200,7 @@ pub const ALL: &[Metric] = &[
     EXPORT_RECORDS,
     CARDINALITY_OVERFLOWS,
     DEDUP_EVICTIONS,
+    PROBES,
 ];
 
 /// Resource attributes every point carries (the collector's
@@ -288,6 +296,7 @@ mod tests {
                 "sensor_export_records_total",
                 "sensor_cardinality_overflows_total",
                 "sensor_dedup_evictions_total",
+                "sensor_probes_total",
             ]
         );
     }

@@ -12,6 +12,7 @@ use crate::analysis::trust_refresh::TrustRefreshStats;
 use crate::capture::CaptureStats;
 use crate::capture::decode::Skip;
 use crate::inventory::{InventoryStats, Phase};
+use crate::probe::ProbeStats;
 use crate::reassembly::ReassemblyStats;
 use crate::reassembly::accounting::AccountingStats;
 use crate::tls::TlsStats;
@@ -36,6 +37,8 @@ pub struct RunStats {
     pub dedup: DedupStats,
     pub trust: TrustRefreshStats,
     pub inventory: Option<InventoryStats>,
+    /// With probing on: outcomes by result, cache and bounds.
+    pub probe: Option<ProbeStats>,
     /// Live capture only: the kernel program's counters and user space's
     /// own counts of the capture, by name.
     pub kernel: BTreeMap<&'static str, u64>,
@@ -79,6 +82,13 @@ impl RunStats {
             ("intermediate_pool_full", self.verify.pool_full),
             ("finding_dedup_table_full", self.dedup.table_full),
         ]);
+        if let Some(p) = &self.probe {
+            all.extend([
+                ("probe_cache_full", p.cache_evicted),
+                ("probe_waiting_full", p.held_dropped),
+                ("probe_own_table_full", p.own_dropped),
+            ]);
+        }
         for e in RecordError::ALL {
             all.push((e.name(), t.record_errors[e as usize]));
         }
@@ -111,6 +121,9 @@ pub struct Summary {
     /// With an inventory: objects, drops, rejections and sync state per kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryStats>,
+    /// With probing on: outcomes by result, cache hits, own connections skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeStats>,
 }
 
 impl From<&RunStats> for Summary {
@@ -131,6 +144,7 @@ impl From<&RunStats> for Summary {
             errors: s.errors(),
             kernel: s.kernel.clone(),
             inventory: s.inventory.clone(),
+            probe: s.probe.clone(),
         }
     }
 }
@@ -149,6 +163,8 @@ pub struct SensorSnapshot {
     pub parse_errors: BTreeMap<&'static str, u64>,
     /// Inventory watches by resource (`pods`, `certificaterequests`, ...): synced or not.
     pub inventory_synced: BTreeMap<&'static str, bool>,
+    /// Probe outcomes by result name (`sensor.probes`).
+    pub probes: BTreeMap<&'static str, u64>,
 }
 
 impl From<&RunStats> for SensorSnapshot {
@@ -172,6 +188,11 @@ impl From<&RunStats> for SensorSnapshot {
                     (kind.gvk().3, live)
                 })
                 .collect(),
+            probes: s
+                .probe
+                .as_ref()
+                .map(|p| p.results.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -17,10 +17,12 @@ pub mod time;
 pub mod tls;
 
 pub use certificate::{CertStatus, Certificate, KeyInfo, Sans};
-pub use connection::{CertificateSource, Connection, HandshakeFacts, Mesh, MeshKind};
+pub use connection::{
+    CertificateSource, Connection, HandshakeFacts, Mesh, MeshKind, ProbeOutcome, ProbeResult,
+};
 pub use correlation::{
     CertManagerRef, Correlation, Correlator, InferredLeaf, IssuerRef, NoInventory, ObjectRef,
-    Verdict,
+    Serving, Verdict,
 };
 pub use finding::Finding;
 pub use flow::Flow;
