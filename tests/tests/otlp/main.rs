@@ -489,6 +489,7 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
         flows_evicted: 3,
         parse_errors: BTreeMap::from([("tls_hello_unparsable", 2)]),
         inventory_synced: BTreeMap::from([("pods", true), ("certificaterequests", false)]),
+        probes: BTreeMap::from([("ok", 4), ("rate_limited", 2)]),
     });
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
@@ -521,6 +522,11 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     assert_eq!(
         vm.value(r#"sensor_dedup_evictions_total{event="tls.certificate"}"#),
         0.0
+    );
+    assert_eq!(vm.value(r#"sensor_probes_total{result="ok"}"#), 4.0);
+    assert_eq!(
+        vm.value(r#"sensor_probes_total{result="rate_limited"}"#),
+        2.0
     );
 
     let f = vm.query_n("tls_findings_total", 1);
