@@ -32,7 +32,7 @@ pub mod scope;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -401,14 +401,9 @@ impl Prober {
     /// Probes that ended since the last call, without waiting.
     pub fn poll(&mut self) -> Vec<Done> {
         let mut out = Vec::new();
-        loop {
-            match self.done.try_recv() {
-                Ok(d) => {
-                    self.store(&d);
-                    out.push(d);
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(d) = self.done.try_recv() {
+            self.store(&d);
+            out.push(d);
         }
         out
     }

@@ -85,7 +85,7 @@ pub fn parse_routes(v4: &str, v6: &str) -> Vec<Route> {
 }
 
 /// The most specific route to `ip`.
-pub fn route_to<'a>(routes: &'a [Route], ip: IpAddr) -> Option<&'a Route> {
+pub fn route_to(routes: &[Route], ip: IpAddr) -> Option<&Route> {
     routes
         .iter()
         .filter(|r| prefix_contains(r.dest, r.prefix, ip))
