@@ -12,6 +12,7 @@ pub mod health;
 pub mod inventory;
 pub mod model;
 pub mod pipeline;
+pub mod probe;
 pub mod reassembly;
 pub mod run;
 pub mod tls;

@@ -16,6 +16,7 @@ use sensor::inventory::snapshot::SnapshotOptions;
 use sensor::inventory::watch::{self, WatchConfig};
 use sensor::inventory::{Inventory, InventoryConfig, Limits};
 use sensor::pipeline::PipelineConfig;
+use sensor::probe::{ProbeConfig, ProbeScope, Watched};
 use sensor::x509::{SystemRoots, TrustStore};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -138,6 +139,61 @@ impl KubeArgs {
     }
 }
 
+/// Probing for the certificates handshakes hide, shared by `run` and `analyze`.
+#[derive(Args)]
+struct ProbeArgs {
+    /// Fetch the certificate a server serves when its handshake hid it (TLS 1.3, resumption): off; local (servers the inventory places on this node; without an inventory, addresses behind the watched interfaces); cluster; all. Default: local for `run`, off for `analyze`.
+    #[arg(long, value_enum, value_name = "SCOPE")]
+    probe: Option<ProbeScope>,
+    /// Seconds a probed chain is reused for the same server and SNI (refreshed early when the inventory shows a renewal or a new pod).
+    #[arg(long, default_value_t = 3600.0)]
+    probe_ttl: f64,
+    /// Probes started per second at most.
+    #[arg(long, default_value_t = 5.0)]
+    probe_rate: f64,
+    /// Probes at once at most.
+    #[arg(long, default_value_t = 4)]
+    probe_concurrency: usize,
+    /// Seconds a probe may take.
+    #[arg(long, default_value_t = 3.0)]
+    probe_timeout: f64,
+    /// This node's name, for `--probe local` with an inventory (default: $K8S_NODE_NAME, $NODE_NAME, else the host name).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+}
+
+impl ProbeArgs {
+    /// The probe stage's settings; a bad value stops start-up naming its flag.
+    fn config(&self, default: ProbeScope, watched: Watched) -> Result<ProbeConfig> {
+        if !self.probe_rate.is_finite() || self.probe_rate <= 0.0 {
+            anyhow::bail!(
+                "--probe-rate must be a positive number of probes per second, got {}",
+                self.probe_rate
+            );
+        }
+        if self.probe_concurrency == 0 {
+            anyhow::bail!("--probe-concurrency must be at least 1");
+        }
+        let node = self
+            .node_name
+            .clone()
+            .or_else(|| std::env::var("K8S_NODE_NAME").ok())
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .or_else(|| gethostname::gethostname().into_string().ok())
+            .filter(|n| !n.is_empty());
+        Ok(ProbeConfig {
+            scope: self.probe.unwrap_or(default),
+            ttl: seconds("probe-ttl", self.probe_ttl)?,
+            rate: self.probe_rate,
+            concurrency: self.probe_concurrency,
+            timeout: seconds("probe-timeout", self.probe_timeout)?,
+            node,
+            watched,
+            ..ProbeConfig::default()
+        })
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Interface to watch (repeatable); default: every interface but loopback, followed as they come and go.
@@ -184,6 +240,8 @@ struct RunArgs {
     #[command(flatten)]
     kube: KubeArgs,
     #[command(flatten)]
+    probe: ProbeArgs,
+    #[command(flatten)]
     otlp: OtlpArgs,
 }
 
@@ -211,6 +269,8 @@ struct AnalyzeArgs {
     /// Seconds to wait for the Kubernetes API to list everything.
     #[arg(long, default_value_t = 60.0)]
     kube_timeout: f64,
+    #[command(flatten)]
+    probe: ProbeArgs,
     #[command(flatten)]
     otlp: OtlpArgs,
 }
@@ -273,6 +333,11 @@ fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
     cfg.reassembly.max_connections = a.max_connections;
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;
+    // A capture file names no watched interfaces: every directly
+    // reachable address counts as local.
+    cfg.probe = a
+        .probe
+        .config(ProbeScope::Off, std::sync::Arc::new(|_: &str| true))?;
     let analysis = build_analysis(&a.analysis, Clock::PacketTime)?;
     let api = a.kube.wants_api();
     let inventory = a.kube.inventory(api)?;
@@ -376,8 +441,14 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         Some(c) => Some(OtlpExporter::new(c)?),
         None => None,
     };
+    let filter = InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?;
+    let watched = {
+        let f = filter.clone();
+        std::sync::Arc::new(move |name: &str| f.wants(name))
+    };
     let pipeline = PipelineConfig {
         tls_traffic: false,
+        probe: a.probe.config(ProbeScope::Local, watched)?,
         ..PipelineConfig::default()
     }
     .with_inventory(a.kube.inventory(kube.is_some())?);
@@ -388,7 +459,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         health.require_inventory();
     }
     let opts = RunOptions {
-        filter: InterfaceFilter::new(a.interfaces, &a.include, &a.exclude)?,
+        filter,
         duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
         stats_interval: seconds("stats-interval", a.stats_interval)?,
         flow_idle: seconds("flow-idle", a.flow_idle)?,

@@ -1,6 +1,6 @@
 //! Wires the stages for one source of segments: reassembly → TLS → x509 →
-//! mesh → correlation → inference → analysis → a record sink. The same
-//! pipeline serves capture files and live capture.
+//! mesh → correlation → probe → inference → analysis → a record sink. The
+//! same pipeline serves capture files and live capture.
 
 use std::sync::Arc;
 
@@ -11,9 +11,9 @@ use crate::capture::{CaptureStats, Segment};
 use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
 use crate::model::{
-    Certificate, CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer,
-    ProtocolVersion,
+    CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer, ProtocolVersion,
 };
+use crate::probe::{ProbeConfig, ProbeStage};
 use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
@@ -41,6 +41,8 @@ pub struct PipelineConfig {
     /// the sensor's own API, OTLP and probe connections cross the wire it
     /// watches); counted as `own_connections`.
     pub skip_own: bool,
+    /// Probing for the certificates handshakes hide (`scope: Off`: none).
+    pub probe: ProbeConfig,
 }
 
 impl Default for PipelineConfig {
@@ -54,6 +56,7 @@ impl Default for PipelineConfig {
             inventory: None,
             tls_traffic: true,
             skip_own: false,
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -99,31 +102,18 @@ struct Stages<K> {
     accounting: Accounting,
     tls_traffic: bool,
     own: Option<OwnSockets>,
+    probe: ProbeStage,
 }
 
 impl<K: RecordSink> Stages<K> {
-    /// The parsed certificates of a chain; first sightings are noted on
-    /// the connection so their records precede it.
-    fn chain(
-        &mut self,
-        ders: &[Vec<u8>],
-        new: &mut Vec<Arc<Certificate>>,
-    ) -> Vec<Arc<Certificate>> {
-        ders.iter()
-            .map(|der| {
-                let (cert, first) = self.certs.get(der);
-                if first {
-                    new.push(cert.clone());
-                }
-                cert
-            })
-            .collect()
-    }
-
     /// An ended connection that never started TLS: who its peers are,
     /// and `tls.plaintext` when both are workloads.
     fn plaintext(&mut self, mut flow: Flow) {
-        if self.own.as_mut().is_some_and(|o| o.claim(flow.client)) {
+        if self
+            .own
+            .as_mut()
+            .is_some_and(|o| o.claim(flow.client, flow.server))
+        {
             return;
         }
         let peers = self.correlator.peers(flow.client, flow.server);
@@ -142,7 +132,7 @@ impl<K: RecordSink> Stages<K> {
         };
         conn.reported = true;
         if let Some(own) = &mut self.own
-            && own.claim(meta.addr(client))
+            && own.claim(meta.addr(client), meta.addr(client.other()))
         {
             return;
         }
@@ -155,24 +145,46 @@ impl<K: RecordSink> Stages<K> {
         );
         c.handshake = hs.facts();
         let mut new = Vec::new();
-        c.server_chain = self.chain(&hs.server_chain, &mut new);
-        c.client_chain = self.chain(&hs.client_chain, &mut new);
+        c.server_chain = self.certs.chain(&hs.server_chain, &mut new);
+        c.client_chain = self.certs.chain(&hs.client_chain, &mut new);
         c.new_certificates = new;
         if !c.server_chain.is_empty() || !c.client_chain.is_empty() {
             c.certificate_source = Some(CertificateSource::Observed);
         }
         mesh::apply(&mut c);
         c.correlation = self.correlator.correlate(&c);
-        inference::apply(&mut c, &mut self.certs);
-        self.analysis.evaluate(&mut c);
-        self.sink.connection(&c);
         if self.tls_traffic {
             conn.traffic = Some(Box::new(TrafficTag {
                 version: c.handshake.version,
-                mesh: c.mesh,
-                source: c.correlation.source,
-                destination: c.correlation.destination,
+                mesh: c.mesh.clone(),
+                source: c.correlation.source.clone(),
+                destination: c.correlation.destination.clone(),
             }));
+        }
+        if let Some(c) = self
+            .probe
+            .admit(c, self.correlator.as_ref(), &mut self.certs)
+        {
+            self.judge(c);
+        }
+    }
+
+    /// Inference where nothing served is known, analysis, the sink.
+    fn judge(&mut self, mut c: Connection) {
+        if c.certificate_source == Some(CertificateSource::Probed) {
+            mesh::apply(&mut c);
+            c.correlation = self.correlator.correlate(&c);
+        }
+        inference::apply(&mut c, &mut self.certs);
+        self.analysis.evaluate(&mut c);
+        self.sink.connection(&c);
+    }
+
+    /// Reports the connections whose probes ended; with `wait`, waits
+    /// for every probe still on its way first.
+    fn release_probes(&mut self, wait: bool) {
+        for c in self.probe.release(wait, &mut self.certs) {
+            self.judge(c);
         }
     }
 }
@@ -237,6 +249,8 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     pub fn with_analysis(cfg: PipelineConfig, analysis: Analysis, sink: K) -> Self {
+        let own = cfg.skip_own.then(OwnSockets::new);
+        let announced = own.as_ref().map(OwnSockets::announced).unwrap_or_default();
         let mut p = Self {
             table: ConnTable::new(cfg.reassembly),
             stages: Stages {
@@ -250,7 +264,8 @@ impl<K: RecordSink> Pipeline<K> {
                 handshakes: 0,
                 accounting: Accounting::new(cfg.max_plaintext_flows),
                 tls_traffic: cfg.tls_traffic,
-                own: cfg.skip_own.then(OwnSockets::new),
+                own,
+                probe: ProbeStage::new(cfg.probe, announced, cfg.inventory.is_some()),
             },
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
@@ -276,6 +291,14 @@ impl<K: RecordSink> Pipeline<K> {
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
         self.table.ingest(seg, &mut self.stages);
+        if self.stages.probe.waiting() > 0 {
+            self.stages.release_probes(false);
+        }
+    }
+
+    /// Reports the connections whose probes ended meanwhile.
+    pub fn poll_probes(&mut self) {
+        self.stages.release_probes(false);
     }
 
     /// A plaintext connection the kernel followed and saw end (live
@@ -322,6 +345,7 @@ impl<K: RecordSink> Pipeline<K> {
     /// counters of live capture) before the sink sees them.
     pub fn finish_with(mut self, extra: impl FnOnce(&mut RunStats)) -> (K, RunStats) {
         self.table.flush(&mut self.stages);
+        self.stages.release_probes(true);
         let mut stats = self.totals();
         extra(&mut stats);
         self.stages.sink.finish(&stats);
@@ -344,7 +368,8 @@ impl<K: RecordSink> Pipeline<K> {
             dedup: st.analysis.dedup_stats().clone(),
             trust: self.trust.stats.clone(),
             inventory: self.inventory.as_ref().map(Inventory::stats),
-            own: st.own.as_ref().map(|o| o.stats.clone()).unwrap_or_default(),
+            own: st.own.as_ref().map(OwnSockets::stats).unwrap_or_default(),
+            probe: st.probe.stats(),
             kernel: Default::default(),
         }
     }

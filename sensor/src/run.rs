@@ -185,6 +185,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 guard.clear_ready();
             }
             _ = sweep.tick() => {
+                pipeline.poll_probes();
                 let idle = opts.flow_idle.as_nanos() as u64;
                 counts.expired += programs.expire_flows(mono_ns(), idle);
                 let (ended, pending) = programs.expire_plain(mono_ns(), idle);

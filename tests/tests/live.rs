@@ -27,6 +27,9 @@ impl Sensor {
         let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
         cmd.env("RUST_LOG", "info")
             .args(["run", "--json", "--stats-interval", "3600"])
+            // These tests are about capture; tests/tests/probe.rs covers
+            // probing, whose connections a tcpdump here would also see.
+            .args(["--probe", "off"])
             .args(args);
         let mut watched = Watched::spawn(&mut cmd, out.reopen().expect("reopen"));
         watched.wait_for("attached", Duration::from_secs(60));

@@ -50,9 +50,19 @@ fn consul_sni(sni: &str) -> Option<String> {
 }
 
 /// Sets the connection's mesh from its ClientHello and server port.
+/// Classifies the connection; a served leaf with a SPIFFE ID (a sidecar's
+/// workload certificate, probed under TLS 1.3) names the mesh identity.
 pub fn apply(conn: &mut Connection) {
     let hs = &conn.handshake;
     conn.mesh = classify(hs.sni.as_deref(), &hs.alpn_offered, conn.server.port());
+    if let Some(m) = &mut conn.mesh
+        && let Some(id) = conn
+            .server_chain
+            .first()
+            .and_then(|leaf| leaf.san.uri.iter().find(|u| u.starts_with("spiffe://")))
+    {
+        m.identity = Some(id.clone());
+    }
 }
 
 pub fn classify(sni: Option<&str>, alpn_offered: &[String], server_port: u16) -> Option<Mesh> {

@@ -1,8 +1,10 @@
 //! The sensor's own connections (to the Kubernetes API, the OTLP
 //! collector, its probes): seen on the wire like anyone's, never reported
-//! as traffic, counted apart. A connection is the sensor's when its client
-//! endpoint is the local address of one of this process's TCP sockets
-//! (`/proc/self/fd` inodes matched in `/proc/self/net/tcp{,6}`).
+//! as traffic, counted apart. A connection is the sensor's when it was
+//! announced before its SYN left ([`Announced`]: probes, which may be
+//! closed before the capture sees them) or when its client endpoint is the
+//! local address of one of this process's TCP sockets (`/proc/self/fd`
+//! inodes matched in `/proc/self/net/tcp{,6}`).
 //!
 //! Cost: only a client address of this host (getifaddrs, re-read every
 //! `ADDRS_EVERY`) that is not known yet is looked up, so pod traffic never
@@ -11,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the host's addresses are re-read.
@@ -33,6 +36,78 @@ pub struct OwnStats {
     pub dropped: u64,
 }
 
+/// Connections announced by the code that makes them: local port and
+/// server, kept `REMEMBER` after the announcement. Shared between the
+/// threads that connect (which announce) and the pipeline (which asks).
+#[derive(Clone, Debug)]
+pub struct Announced {
+    inner: Arc<Mutex<AnnouncedInner>>,
+    capacity: usize,
+}
+
+#[derive(Default, Debug)]
+struct AnnouncedInner {
+    live: HashMap<(u16, SocketAddr), Instant>,
+    order: std::collections::VecDeque<((u16, SocketAddr), Instant)>,
+    /// Entries forgotten before `REMEMBER` because the set was full.
+    dropped: u64,
+}
+
+impl Announced {
+    pub fn new(capacity: usize) -> Self {
+        Announced {
+            inner: Arc::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AnnouncedInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection from `local_port` to `server`, before it is made.
+    pub fn announce(&self, local_port: u16, server: SocketAddr) {
+        let server = canonical(server);
+        let now = Instant::now();
+        let mut g = self.lock();
+        while let Some((k, t)) = g.order.front().copied() {
+            let full = g.order.len() >= self.capacity;
+            if !full && now.duration_since(t) < REMEMBER {
+                break;
+            }
+            g.order.pop_front();
+            if g.live.get(&k) == Some(&t) {
+                g.live.remove(&k);
+                if full && now.duration_since(t) < REMEMBER {
+                    g.dropped += 1;
+                }
+            }
+        }
+        g.live.insert((local_port, server), now);
+        g.order.push_back(((local_port, server), now));
+    }
+
+    /// Whether the connection between `a` and `b` (either way) was announced.
+    pub fn contains(&self, a: SocketAddr, b: SocketAddr) -> bool {
+        let g = self.lock();
+        if g.live.is_empty() {
+            return false;
+        }
+        let (a, b) = (canonical(a), canonical(b));
+        g.live.contains_key(&(a.port(), b)) || g.live.contains_key(&(b.port(), a))
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+}
+
+impl Default for Announced {
+    fn default() -> Self {
+        Announced::new(MAX_KNOWN)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Known {
     inode: u64,
@@ -47,8 +122,9 @@ pub struct OwnSockets {
     inodes: HashSet<u64>,
     /// Client endpoints of this process's sockets.
     known: HashMap<SocketAddr, Known>,
+    announced: Announced,
     logged: bool,
-    pub stats: OwnStats,
+    stats: OwnStats,
 }
 
 fn canonical(a: SocketAddr) -> SocketAddr {
@@ -60,9 +136,23 @@ impl OwnSockets {
         Self::default()
     }
 
-    /// Whether the connection from `client` is the sensor's own; counts it.
-    pub fn claim(&mut self, client: SocketAddr) -> bool {
-        let own = self.is_own(canonical(client), Instant::now());
+    /// The set the sensor's short-lived connections are announced in.
+    pub fn announced(&self) -> Announced {
+        self.announced.clone()
+    }
+
+    pub fn stats(&self) -> OwnStats {
+        OwnStats {
+            dropped: self.stats.dropped + self.announced.dropped(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Whether the connection from `client` to `server` is the sensor's
+    /// own; counts it.
+    pub fn claim(&mut self, client: SocketAddr, server: SocketAddr) -> bool {
+        let own = self.announced.contains(client, server)
+            || self.is_own(canonical(client), Instant::now());
         if own {
             self.stats.connections += 1;
         }
@@ -263,10 +353,11 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_accepted, _) = l.accept().unwrap();
+        let server = l.local_addr().unwrap();
         let mut own = OwnSockets::new();
-        assert!(own.claim(c.local_addr().unwrap()));
+        assert!(own.claim(c.local_addr().unwrap(), server));
         // Remembered: no second read of the tables.
-        assert!(own.claim(c.local_addr().unwrap()));
+        assert!(own.claim(c.local_addr().unwrap(), server));
         assert_eq!(own.stats.table_reads, 1);
         assert_eq!(own.stats.connections, 2);
         let mut child = std::process::Command::new("bash")
@@ -275,12 +366,38 @@ mod tests {
             .spawn()
             .expect("bash");
         let (_s, other) = l.accept().unwrap();
-        assert!(!own.claim(other), "{other} is another process's");
+        assert!(!own.claim(other, server), "{other} is another process's");
         child.wait().unwrap();
         let reads = own.stats.table_reads;
-        assert!(!own.claim("10.244.9.9:40000".parse().unwrap()));
+        assert!(!own.claim("10.244.9.9:40000".parse().unwrap(), server));
         assert_eq!(own.stats.table_reads, reads);
         assert_eq!(own.stats.connections, 2);
         assert_eq!(own.stats.lookup_errors, 0);
+    }
+
+    #[test]
+    fn announced_both_directions_and_a_full_set_counts_what_it_drops() {
+        let own = Announced::new(2);
+        let s: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        own.announce(40000, s);
+        let c: SocketAddr = "10.0.0.9:40000".parse().unwrap();
+        assert!(own.contains(c, s));
+        assert!(own.contains(s, c));
+        assert!(own.contains("[::ffff:10.0.0.9]:40000".parse().unwrap(), s));
+        assert!(!own.contains("10.0.0.9:40001".parse().unwrap(), s));
+        own.announce(40001, s);
+        own.announce(40002, s);
+        assert_eq!(own.dropped(), 1);
+        assert!(!own.contains(c, s));
+        assert!(own.contains("10.0.0.9:40002".parse().unwrap(), s));
+        let mut sockets = OwnSockets {
+            announced: own,
+            ..OwnSockets::default()
+        };
+        // Announced connections need no lookup, even from a pod address.
+        assert!(sockets.claim("10.0.0.9:40002".parse().unwrap(), s));
+        assert_eq!(sockets.stats().connections, 1);
+        assert_eq!(sockets.stats().dropped, 1);
+        assert_eq!(sockets.stats().table_reads, 0);
     }
 }

@@ -197,6 +197,13 @@ pub const DEDUP_EVICTIONS: Metric = Metric {
     attributes: &["event"],
 };
 
+pub const PROBES: Metric = Metric {
+    name: "sensor.probes",
+    instrument: Instrument::Counter,
+    unit: "{probe}",
+    attributes: &["result"],
+};
+
 /// Every metric, in the order DESIGN.md's Telemetry table lists them.
 pub const ALL: &[Metric] = &[
     HANDSHAKES,
@@ -217,6 +224,7 @@ pub const ALL: &[Metric] = &[
     EXPORT_RECORDS,
     CARDINALITY_OVERFLOWS,
     DEDUP_EVICTIONS,
+    PROBES,
 ];
 
 /// Resource attributes every point carries (the collector's
@@ -315,6 +323,7 @@ mod tests {
                 "sensor_export_records_total",
                 "sensor_cardinality_overflows_total",
                 "sensor_dedup_evictions_total",
+                "sensor_probes_total",
             ]
         );
     }

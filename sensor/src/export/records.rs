@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::model::time;
 use crate::model::{
     CertManagerRef, Certificate, Connection, Finding, Flow, IssuerRef, KeyInfo, ObjectRef, Peer,
-    Sans, Verdict,
+    ProbeOutcome, Sans, Verdict,
 };
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -80,6 +80,24 @@ fn fingerprints(chain: &[std::sync::Arc<Certificate>]) -> Vec<&str> {
     chain.iter().map(|c| c.sha256.as_str()).collect()
 }
 
+/// RECORDS.md `probe`.
+#[derive(Debug, Serialize)]
+pub struct ProbeRecord {
+    pub result: &'static str,
+    pub time: Option<String>,
+    pub cached: bool,
+}
+
+impl From<&ProbeOutcome> for ProbeRecord {
+    fn from(p: &ProbeOutcome) -> Self {
+        ProbeRecord {
+            result: p.result.name(),
+            time: p.time_us.map(time::micros),
+            cached: p.cached,
+        }
+    }
+}
+
 /// `kind: "handshake"`.
 #[derive(Debug, Serialize)]
 pub struct HandshakeRecord<'a> {
@@ -100,9 +118,10 @@ pub struct HandshakeRecord<'a> {
     pub server_chain: Vec<&'a str>,
     pub client_chain: Vec<&'a str>,
     pub certificate_source: Option<&'static str>,
+    pub probe: Option<ProbeRecord>,
     pub alert: Option<String>,
     pub mesh: Option<&'static str>,
-    /// Not in RECORDS.md: the identity the mesh SNI carries.
+    /// The served mesh certificate's URI SAN, else what the mesh SNI carries.
     pub mesh_identity: Option<&'a str>,
     pub findings: Vec<FindingEntry<'a>>,
     pub source: Option<&'a Peer>,
@@ -135,6 +154,7 @@ impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
             server_chain: fingerprints(&c.server_chain),
             client_chain: fingerprints(&c.client_chain),
             certificate_source: c.certificate_source.map(|s| s.name()),
+            probe: c.probe.as_ref().map(Into::into),
             alert: hs.alert.map(|a| a.description.to_string()),
             mesh: c.mesh.as_ref().map(|m| m.kind.name()),
             mesh_identity: c.mesh.as_ref().and_then(|m| m.identity.as_deref()),

@@ -15,6 +15,8 @@ use crate::capture::decode::Skip;
 use crate::capture::live::KernelStats;
 use crate::capture::own::OwnStats;
 use crate::inventory::{InventoryStats, Phase};
+use crate::model::ProbeResult;
+use crate::probe::ProbeStats;
 use crate::reassembly::ReassemblyStats;
 use crate::reassembly::accounting::AccountingStats;
 use crate::tls::TlsStats;
@@ -41,6 +43,8 @@ pub struct RunStats {
     pub inventory: Option<InventoryStats>,
     /// The sensor's own connections, left out of the records.
     pub own: OwnStats,
+    /// With probing on: outcomes by result, cache and bounds.
+    pub probe: Option<ProbeStats>,
     /// Live capture only: the kernel program's counters and user space's
     /// own counts of the capture.
     pub kernel: Option<KernelStats>,
@@ -86,6 +90,12 @@ impl RunStats {
             ("own_sockets_forgotten", self.own.dropped),
             ("own_sockets_unreadable", self.own.lookup_errors),
         ]);
+        if let Some(p) = &self.probe {
+            all.extend([
+                ("probe_cache_full", p.cache_evicted),
+                ("probe_waiting_full", p.held_dropped),
+            ]);
+        }
         for e in RecordError::ALL {
             all.push((e.name(), t.record_errors[e as usize]));
         }
@@ -121,6 +131,10 @@ pub struct Summary {
     /// With an inventory: objects, drops, rejections and sync state per kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryStats>,
+    /// With probing on: outcomes by result, cache hits and evictions,
+    /// connections that could not wait for their probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSummary>,
 }
 
 /// The summary's `kernel` object: each counter under its
@@ -134,6 +148,34 @@ fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
         ("malformed_records", k.malformed_records),
     ]);
     out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeSummary {
+    /// Outcomes by `ProbeResult` name; results never seen are left out.
+    pub results: BTreeMap<&'static str, u64>,
+    pub cache_hits: u64,
+    pub cache_evicted: u64,
+    pub held_dropped: u64,
+}
+
+fn probes_by_result(p: &ProbeStats) -> BTreeMap<&'static str, u64> {
+    ProbeResult::ALL
+        .iter()
+        .map(|&r| (r.name(), p.get(r)))
+        .filter(|&(_, n)| n > 0)
+        .collect()
+}
+
+impl From<&ProbeStats> for ProbeSummary {
+    fn from(p: &ProbeStats) -> Self {
+        ProbeSummary {
+            results: probes_by_result(p),
+            cache_hits: p.cache_hits,
+            cache_evicted: p.cache_evicted,
+            held_dropped: p.held_dropped,
+        }
+    }
 }
 
 impl From<&RunStats> for Summary {
@@ -155,6 +197,7 @@ impl From<&RunStats> for Summary {
             errors: s.errors(),
             kernel: s.kernel.as_ref().map(kernel_by_name).unwrap_or_default(),
             inventory: s.inventory.clone(),
+            probe: s.probe.as_ref().map(ProbeSummary::from),
         }
     }
 }
@@ -179,6 +222,8 @@ pub struct SensorSnapshot {
     pub inventory_relists: BTreeMap<&'static str, u64>,
     /// The sensor's own connections, left out of the records.
     pub own_connections: u64,
+    /// Probe outcomes by result name (`sensor.probes`).
+    pub probes: BTreeMap<&'static str, u64>,
 }
 
 impl From<&RunStats> for SensorSnapshot {
@@ -215,6 +260,7 @@ impl From<&RunStats> for SensorSnapshot {
                 .map(|(kind, k)| (kind.gvk().3, k.relists))
                 .collect(),
             own_connections: s.own.connections,
+            probes: s.probe.as_ref().map(probes_by_result).unwrap_or_default(),
         }
     }
 }

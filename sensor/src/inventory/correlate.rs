@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use super::{Index, Inventory, Issued, Key};
 use crate::model::{
-    CertManagerRef, Connection, Correlation, Correlator, InferredLeaf, ObjectRef, PeerKind, Verdict,
+    CertManagerRef, Connection, Correlation, Correlator, InferredLeaf, ObjectRef, PeerKind,
+    Serving, Verdict,
 };
 
 fn cert_manager_ref(index: &Index, i: &Issued) -> CertManagerRef {
@@ -124,6 +125,23 @@ impl Correlator for Inventory {
             return Correlation::default();
         }
         peers(&self.read(), client, server)
+    }
+
+    fn serving(&self, server: SocketAddr, sni: Option<&str>) -> Option<Serving> {
+        if !self.readiness().peers {
+            return None;
+        }
+        let index = self.read();
+        let peer = index.identify(server.ip(), Some(server.port()));
+        let stamp = match (&peer.kind, &peer.namespace, &peer.name) {
+            (PeerKind::Pod, Some(ns), Some(name)) => index.serving_stamp(&Key::new(ns, name), sni),
+            _ => 0,
+        };
+        Some(Serving {
+            in_cluster: peer.kind != PeerKind::External,
+            node: peer.node,
+            stamp,
+        })
     }
 
     fn trust_bundles(&self) -> Vec<String> {

@@ -619,6 +619,38 @@ impl Index {
         None
     }
 
+    /// A value that changes when pod `pod_key` is replaced or a
+    /// Certificate it mounts (covering `sni`, when given) gets a new
+    /// revision: what the pod serves may have changed then.
+    pub fn serving_stamp(&self, pod_key: &Key, sni: Option<&str>) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let Some(pod) = self.pod(pod_key) else {
+            return 0;
+        };
+        pod.created.hash(&mut h);
+        pod.ips.hash(&mut h);
+        for secret in &pod.secrets {
+            let secret_key = Key::new(&pod_key.namespace, secret);
+            for cert_key in self.by_secret.get(&secret_key).into_iter().flatten() {
+                let Some(cert) = self.certificate(cert_key) else {
+                    continue;
+                };
+                let covers = sni.is_none_or(|host| {
+                    cert.dns_names
+                        .iter()
+                        .chain(cert.common_name.iter())
+                        .any(|n| name_covers(n, host))
+                });
+                if covers {
+                    cert_key.hash(&mut h);
+                    cert.revision.hash(&mut h);
+                }
+            }
+        }
+        h.finish()
+    }
+
     /// PEM trust anchors the cluster publishes: trust-manager Bundles'
     /// inline sources and TLS Secrets' ca.crt, without duplicates.
     pub fn trust_pems(&self) -> Vec<String> {

@@ -54,6 +54,59 @@ impl CertificateSource {
     }
 }
 
+/// How a probe for the served certificate ended (RECORDS.md `probe.result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProbeResult {
+    Ok,
+    Refused,
+    Reset,
+    Timeout,
+    Alert,
+    NotTls,
+    RateLimited,
+    OutOfScope,
+    Off,
+}
+
+impl ProbeResult {
+    pub const ALL: [ProbeResult; 9] = [
+        ProbeResult::Ok,
+        ProbeResult::Refused,
+        ProbeResult::Reset,
+        ProbeResult::Timeout,
+        ProbeResult::Alert,
+        ProbeResult::NotTls,
+        ProbeResult::RateLimited,
+        ProbeResult::OutOfScope,
+        ProbeResult::Off,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeResult::Ok => "ok",
+            ProbeResult::Refused => "refused",
+            ProbeResult::Reset => "reset",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::Alert => "alert",
+            ProbeResult::NotTls => "not_tls",
+            ProbeResult::RateLimited => "rate_limited",
+            ProbeResult::OutOfScope => "out_of_scope",
+            ProbeResult::Off => "off",
+        }
+    }
+}
+
+/// The probe behind a handshake that hid the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub result: ProbeResult,
+    /// When the probe ended (the chain was obtained, for `Ok`),
+    /// microseconds since the epoch; `None` when no probe was made.
+    pub time_us: Option<i64>,
+    /// Answered from the cache rather than by a connection of its own.
+    pub cached: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeshKind {
     Istio,
@@ -93,6 +146,9 @@ pub struct Connection {
     pub server_chain: Vec<Arc<Certificate>>,
     pub client_chain: Vec<Arc<Certificate>>,
     pub certificate_source: Option<CertificateSource>,
+    /// `None` when the handshake showed the server's chain (or no probe
+    /// was considered).
+    pub probe: Option<ProbeOutcome>,
     /// Certificates of this connection seen for the first time in the
     /// run, in order of sighting: each gets its record before the
     /// connection's.
@@ -112,6 +168,7 @@ impl Connection {
             server_chain: Vec::new(),
             client_chain: Vec::new(),
             certificate_source: None,
+            probe: None,
             new_certificates: Vec::new(),
             mesh: None,
             correlation: Correlation::default(),

@@ -18,9 +18,11 @@ pub mod time;
 pub mod tls;
 
 pub use certificate::{CertStatus, Certificate, KeyInfo, Sans};
-pub use connection::{CertificateSource, Connection, HandshakeFacts, Mesh, MeshKind};
+pub use connection::{
+    CertificateSource, Connection, HandshakeFacts, Mesh, MeshKind, ProbeOutcome, ProbeResult,
+};
 pub use correlation::{CertManagerRef, Correlation, InferredLeaf, IssuerRef, ObjectRef, Verdict};
-pub use correlator::{Correlator, NoInventory};
+pub use correlator::{Correlator, NoInventory, Serving};
 pub use finding::Finding;
 pub use flow::Flow;
 pub use peer::{Owner, Peer, PeerKind, Workload};

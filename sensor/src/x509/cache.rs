@@ -93,6 +93,24 @@ impl CertCache {
         }
         (info, true)
     }
+
+    /// The parsed certificates of a chain; first sightings are added to
+    /// `new`, in order, so their records can precede the connection's.
+    pub fn chain(
+        &mut self,
+        ders: &[Vec<u8>],
+        new: &mut Vec<Arc<Certificate>>,
+    ) -> Vec<Arc<Certificate>> {
+        ders.iter()
+            .map(|der| {
+                let (cert, first) = self.get(der);
+                if first {
+                    new.push(cert.clone());
+                }
+                cert
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -492,6 +492,7 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
         inventory_retries: BTreeMap::from([("pods", 4)]),
         inventory_relists: BTreeMap::from([("pods", 2)]),
         own_connections: 9,
+        probes: BTreeMap::from([("ok", 4), ("rate_limited", 2)]),
     });
     let report = exp.shutdown();
     assert_eq!(report.metric_export_failures, 0);
@@ -534,6 +535,11 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
         2.0
     );
     assert_eq!(vm.value("sensor_own_connections_total"), 9.0);
+    assert_eq!(vm.value(r#"sensor_probes_total{result="ok"}"#), 4.0);
+    assert_eq!(
+        vm.value(r#"sensor_probes_total{result="rate_limited"}"#),
+        2.0
+    );
 
     let f = vm.query_n("tls_findings_total", 1);
     assert_label_names(

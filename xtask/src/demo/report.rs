@@ -401,8 +401,19 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
         }
         let chain = r.chain("server_chain");
         if r.kind == Kind::Tls13 {
-            if !chain.is_empty() {
-                fail("a TLS 1.3 server chain was reported as seen in clear".into());
+            // Encrypted on the wire: the sensor probes the server for it.
+            if s(&h["certificate_source"]) != Some("probed") {
+                fail(format!(
+                    "certificate_source {}, want probed (probe: {})",
+                    h["certificate_source"], h["probe"]
+                ));
+            }
+            let leaf = r.server.leaf_sha256()?;
+            if chain.first() != Some(&leaf.as_str()) {
+                fail(format!(
+                    "probed leaf {:?}, want the server's {leaf}",
+                    chain.first()
+                ));
             }
         } else {
             let want_len = r.kind.chain_len();

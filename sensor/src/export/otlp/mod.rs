@@ -243,6 +243,19 @@ fn self_telemetry(meter: &Meter, shared: &Arc<Shared>) {
         .build();
     let s = shared.clone();
     meter
+        .u64_observable_counter(metric_names::PROBES.name)
+        .with_unit(metric_names::PROBES.unit)
+        .with_description(
+            "Probes for certificates handshakes hid, by result (ok, failures, and probes not made)",
+        )
+        .with_callback(move |o| {
+            for (k, v) in &s.lock().snapshot.probes {
+                o.observe(*v, &[KeyValue::new("result", *k)]);
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
         .u64_observable_gauge(metric_names::INVENTORY_SYNCED.name)
         .with_description("1 when the inventory watch of a resource is synced, else 0")
         .with_callback(move |o| {
