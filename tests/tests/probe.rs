@@ -56,9 +56,22 @@ fn s_server(
     extra: &[&str],
     log: Option<&std::path::Path>,
 ) -> Reaped {
+    s_server_with(ns, pki, "leaf", port, extra, log)
+}
+
+/// `openssl s_server` serving the leaf `leaf` (and the intermediate).
+fn s_server_with(
+    ns: &Netns,
+    pki: &Pki,
+    leaf: &str,
+    port: u16,
+    extra: &[&str],
+    log: Option<&std::path::Path>,
+) -> Reaped {
     let mut cmd = ns.cmd("openssl");
     cmd.args(["s_server", "-accept", &port.to_string()])
-        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
+        .args(["-cert", &pki.p(&format!("{leaf}.pem"))])
+        .args(["-key", &pki.p(&format!("{leaf}.key"))])
         .args(["-cert_chain", &pki.p("int.pem")])
         .args(extra)
         .stdin(Stdio::null())
@@ -94,7 +107,12 @@ fn target(port: u16, sni: Option<&str>) -> Target {
 
 /// Probes one target and waits for the outcome.
 fn probe_one(p: &mut Prober, t: Target) -> (ProbeResult, Vec<String>) {
-    match p.request(t, 0) {
+    probe_stamped(p, t, 0)
+}
+
+/// Like `probe_one`, with the inventory's stamp of the server.
+fn probe_stamped(p: &mut Prober, t: Target, stamp: u64) -> (ProbeResult, Vec<String>) {
+    match p.request(t, stamp) {
         Answer::Now(o, _) => panic!("expected a probe, got {o:?}"),
         Answer::Pending(_) => {}
     }
@@ -140,6 +158,114 @@ fn tls13_chain_is_the_configured_one_even_when_a_client_certificate_is_required(
     assert!(!text.contains("CIPHER is"), "server log: {text}");
     assert!(!text.contains("Client certificate"), "server log: {text}");
     assert_eq!(p.stats.get(ProbeResult::Ok), 2);
+}
+
+/// A server restarted with a renewed certificate: the cache answers with
+/// the old chain until its TTL, a new inventory stamp (a new revision of
+/// the Certificate, a new pod) probes again at once.
+#[test]
+fn a_renewed_certificate_is_seen_after_the_ttl_and_at_once_after_a_revision_change() {
+    require_root();
+    let ns = netns();
+    enter(&ns);
+    let pki = pki();
+    pki.leaf("renewed", SNI, 0, false);
+    let old = vec![pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")];
+    let new = vec![pki.fingerprint("renewed.pem"), pki.fingerprint("int.pem")];
+    let ttl = Duration::from_secs(2);
+    let mut p = Prober::new(
+        ProbeConfig {
+            scope: ProbeScope::All,
+            rate: 100.0,
+            ttl,
+            ..ProbeConfig::default()
+        },
+        Announced::default(),
+    );
+    let args = ["-tls1_3", "-www", "-quiet"];
+    let server = s_server_with(&ns, &pki, "leaf", 4470, &args, None);
+    assert_eq!(
+        probe_one(&mut p, target(4470, Some(SNI))),
+        (ProbeResult::Ok, old.clone())
+    );
+    drop(server);
+    let server = s_server_with(&ns, &pki, "renewed", 4470, &args, None);
+    let cached = |p: &mut Prober, stamp| match p.request(target(4470, Some(SNI)), stamp) {
+        Answer::Now(o, chain) => {
+            assert!(o.cached, "{o:?}");
+            chain
+                .iter()
+                .map(|d| sensor::x509::sha256_hex(d))
+                .collect::<Vec<_>>()
+        }
+        Answer::Pending(_) => panic!("probed again within the TTL and the same stamp"),
+    };
+    assert_eq!(cached(&mut p, 0), old, "within the TTL: the cached chain");
+    assert_eq!(
+        probe_stamped(&mut p, target(4470, Some(SNI)), 1),
+        (ProbeResult::Ok, new.clone()),
+        "a new revision in the inventory probes at once"
+    );
+    drop(server);
+    let _server = s_server_with(&ns, &pki, "leaf", 4470, &args, None);
+    assert_eq!(cached(&mut p, 1), new);
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    assert_eq!(
+        probe_stamped(&mut p, target(4470, Some(SNI)), 1),
+        (ProbeResult::Ok, old),
+        "after the TTL the server is probed again"
+    );
+}
+
+/// `sensor analyze` reads a file: it connects to nobody unless asked with
+/// `--probe`, and then probes the server the capture shows.
+#[test]
+fn analyze_probes_only_when_asked() {
+    require_root();
+    let ns = netns();
+    enter(&ns);
+    let pki = pki();
+    let _server = s_server(&ns, &pki, 4480, &["-tls1_3", "-www", "-quiet"], None);
+    let counter = counting_proxy(4481..4482, 4480);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tests::netns::Tcpdump::start(&ns, "lo", pcap.path()).expect("tcpdump");
+    let o = ns
+        .cmd("timeout")
+        .args(["10", "openssl", "s_client", "-connect", "127.0.0.1:4481"])
+        .args(["-servername", SNI])
+        .stdin(Stdio::null())
+        .output()
+        .expect("s_client");
+    assert!(o.status.success());
+    dump.stop().expect("tcpdump");
+    assert_eq!(counter.accepted.load(Ordering::SeqCst), 1);
+    let analyze = |extra: &[&str]| {
+        let o = ns
+            .cmd(sensor_bin().to_str().expect("utf-8"))
+            .args(["analyze", "--json"])
+            .args(extra)
+            .arg(pcap.path())
+            .output()
+            .expect("sensor analyze");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let lines = json_lines(&String::from_utf8_lossy(&o.stdout));
+        let hs: Vec<Value> = of_kind(&lines, "handshake").into_iter().cloned().collect();
+        assert_eq!(hs.len(), 1, "{hs:#?}");
+        hs[0].clone()
+    };
+    let h = analyze(&[]);
+    assert_eq!(h["probe"]["result"], "off");
+    assert_eq!(h["server_chain"], serde_json::json!([]));
+    assert_eq!(
+        counter.accepted.load(Ordering::SeqCst),
+        1,
+        "analyze connected"
+    );
+    let h = analyze(&["--probe", "all"]);
+    assert_eq!(h["probe"]["result"], "ok", "{h}");
+    assert_eq!(h["certificate_source"], "probed");
+    assert_eq!(h["server_chain"][0], pki.fingerprint("leaf.pem"));
+    assert_eq!(counter.accepted.load(Ordering::SeqCst), 2);
 }
 
 /// A TCP peer on `port` doing `serve` with each accepted connection.
@@ -418,8 +544,8 @@ fn live_tls13_handshake_gets_the_probed_chain_and_the_probe_is_not_reported() {
     assert_eq!(summary["handshakes"], 1);
     assert_eq!(summary["probe"]["results"]["ok"], 1);
     assert!(
-        summary["probe"]["own_connections"].as_u64().unwrap() >= 1,
-        "{summary}"
+        summary["own_connections"].as_u64().unwrap() >= 1,
+        "the probe's connection is the sensor's own: {summary}"
     );
 }
 
