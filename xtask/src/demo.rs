@@ -1,7 +1,10 @@
-//! `cargo xtask demo`: six TLS servers in pod-like network namespaces, real
-//! clients talking to them, and the sensor watching the pods' veths in a
-//! node namespace; then a summary of what it saw. `--check` asserts it.
+//! `cargo xtask demo`: seven TLS servers in pod-like network namespaces,
+//! real clients talking to them, and the sensor watching the pods' veths in
+//! a node namespace with an inventory snapshot naming the pods and their
+//! cert-manager certificates; then a summary of what it saw. `--check`
+//! asserts it.
 
+mod inventory;
 mod lab;
 mod net;
 mod pki;
@@ -112,9 +115,11 @@ fn run_demo(opts: Options) -> Result<()> {
     }
     if !opts.json {
         println!(
-            "tls-sensor demo: six TLS servers, each in a network namespace of its own (a \"pod\"),\n\
+            "tls-sensor demo: seven TLS servers, each in a network namespace of its own (a \"pod\"),\n\
              real clients (curl, openssl s_client) calling them from another, and the sensor's eBPF\n\
-             programs watching the pods' veths from a \"node\" namespace, as on a Kubernetes node.\n"
+             programs watching the pods' veths from a \"node\" namespace, as on a Kubernetes node.\n\
+             An inventory snapshot (kubectl get -o yaml style) names the pods and the cert-manager\n\
+             Certificates behind their certificates; one was renewed but its server never reloaded.\n"
         );
     }
     let progress = Progress {
@@ -134,8 +139,20 @@ fn run_demo(opts: Options) -> Result<()> {
     veths.push(client.veth.clone());
     progress.step("servers");
     let servers = scenarios::start_servers(&lab, &certs, pods)?;
+    progress.step("inventory");
+    let pods: Vec<(scenarios::Kind, &str)> = servers.iter().map(|s| (s.kind, s.ip())).collect();
+    let objects = inventory::objects(net::NODE_IP, &client.ip, &pods, &certs)?;
+    let snapshot = inventory::write(lab.dir(), objects)?;
     progress.step("sensor");
-    let mut sensor = Sensor::start(&lab, &node.ns, &binary, &veths, &certs.pki.root.cert)?;
+    let mut sensor = Sensor::start(
+        &lab,
+        &node.ns,
+        &binary,
+        &veths,
+        &certs.pki.root.cert,
+        &snapshot,
+        inventory::NODE,
+    )?;
     progress.step("clients");
     let clients = scenarios::run_clients(&lab, &client, &servers, &certs)?;
     let ips: Vec<&str> = servers.iter().map(|s| s.ip()).collect();

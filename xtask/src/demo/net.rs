@@ -10,6 +10,8 @@ use super::lab::Lab;
 
 pub const BRIDGE: &str = "br-demo";
 const SUBNET: &str = "10.88.0";
+/// The node's own address, on the bridge.
+pub const NODE_IP: &str = "10.88.0.1";
 
 pub struct Node {
     pub ns: String,
@@ -28,7 +30,7 @@ impl Node {
         ip(&ns, &["link", "add", BRIDGE, "type", "bridge"])?;
         ip(
             &ns,
-            &["addr", "add", &format!("{SUBNET}.1/24"), "dev", BRIDGE],
+            &["addr", "add", &format!("{NODE_IP}/24"), "dev", BRIDGE],
         )?;
         ip(&ns, &["link", "set", BRIDGE, "up"])?;
         Ok(Node { ns })

@@ -4,8 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context, Result};
 use tests::certs::{Ca, Key, ROOT_CA_EXTENSIONS, SELF_SIGNED_EXTENSIONS, Spec};
+use tests::proc::checked;
 
 pub use tests::certs::Validity;
 
@@ -51,6 +54,45 @@ pub enum Profile<'a> {
     Client,
 }
 
+impl Pair {
+    /// `openssl x509` on the certificate, its output as text.
+    fn x509(&self, args: &[&str]) -> Result<String> {
+        let out = checked(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-in"])
+                .arg(&self.cert)
+                .args(args),
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// SHA-256 of the DER, lowercase hex, as the sensor reports it.
+    pub fn sha256(&self) -> Result<String> {
+        let text = self.x509(&["-fingerprint", "-sha256"])?;
+        text.trim()
+            .split_once('=')
+            .map(|(_, h)| h.replace(':', "").to_lowercase())
+            .context("openssl x509 -fingerprint printed no fingerprint")
+    }
+
+    /// notBefore and notAfter, RFC 3339 (as cert-manager's status has them).
+    pub fn dates(&self) -> Result<(String, String)> {
+        let text = self.x509(&["-dates", "-dateopt", "iso_8601"])?;
+        let date = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|d| d.trim().replacen(' ', "T", 1))
+                .with_context(|| format!("openssl x509 -dates printed no {key}"))
+        };
+        Ok((date("notBefore=")?, date("notAfter=")?))
+    }
+
+    pub fn pem(&self) -> Result<String> {
+        std::fs::read_to_string(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))
+    }
+}
+
 fn pair(ca: &Ca, name: &str) -> Pair {
     Pair {
         cert: ca.cert(name),
@@ -65,6 +107,7 @@ pub struct Pki {
     pub intermediate: Pair,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signer {
     Root,
     Intermediate,

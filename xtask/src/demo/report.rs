@@ -9,6 +9,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::inventory;
 use super::scenarios::{ClientResult, Kind, Server};
 
 /// The sensor's records, by kind.
@@ -112,6 +113,30 @@ impl<'a> Row<'a> {
         })
     }
 
+    /// The pod serving, `namespace/name`, as the inventory named it.
+    pub fn pod(&self) -> Option<String> {
+        let d = &self.handshake()?["destination"];
+        if s(&d["kind"]) != Some("pod") {
+            return None;
+        }
+        Some(format!("{}/{}", s(&d["namespace"])?, s(&d["name"])?))
+    }
+
+    pub fn verdict(&self) -> Option<&'a str> {
+        s(&self.handshake()?["verdict"])
+    }
+
+    pub fn certificate_source(&self) -> Option<&'a str> {
+        s(&self.handshake()?["certificate_source"])
+    }
+
+    /// cert-manager's revision of the served certificate and its current one.
+    pub fn revisions(&self) -> (Option<u64>, Option<u64>) {
+        let cm = self.handshake().map(|h| &h["cert_manager"]);
+        let n = |k: &str| cm.and_then(|c| c[k].as_u64());
+        (n("revision"), n("current_revision"))
+    }
+
     pub fn findings(&self) -> Vec<(String, String, String)> {
         let Some(list) = self.handshake().and_then(|h| h["findings"].as_array()) else {
             return Vec::new();
@@ -161,8 +186,28 @@ impl<'a> Row<'a> {
                 .unwrap_or_default();
             n.push((false, format!("mutual TLS{who}")));
         }
-        if s(&h["version"]) == Some("TLS 1.3") && self.chain("server_chain").is_empty() {
-            n.push((false, "certificates encrypted (TLS 1.3)".to_string()));
+        if s(&h["version"]) == Some("TLS 1.3") {
+            n.push((
+                false,
+                match self.certificate_source() {
+                    Some("probed") => "certificate encrypted (TLS 1.3), probed".to_string(),
+                    _ => "certificates encrypted (TLS 1.3)".to_string(),
+                },
+            ));
+        }
+        if let Some(cm) = h["cert_manager"]["certificate"]["name"].as_str() {
+            let rev = |r: Option<u64>| r.map_or("?".to_string(), |r| r.to_string());
+            let (served, current) = self.revisions();
+            let text = if self.verdict() == Some("stale") {
+                format!(
+                    "serves revision {} of Certificate {cm}, current is {}",
+                    rev(served),
+                    rev(current)
+                )
+            } else {
+                format!("cert-manager Certificate {cm}, revision {}", rev(served))
+            };
+            n.push((self.verdict() == Some("stale"), text));
         }
         if let Some(a) = s(&h["alert"]) {
             n.push((false, format!("alert {a}")));
@@ -253,13 +298,13 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
             let chain = r.chain("server_chain");
             let cells = vec![
                 r.kind.name().to_string(),
+                r.pod().unwrap_or_else(dash),
                 field("sni"),
                 field("version"),
-                field("cipher"),
-                if chain.is_empty() {
-                    dash()
-                } else {
-                    chain.len().to_string()
+                match (chain.len(), r.certificate_source()) {
+                    (0, _) => dash(),
+                    (n, Some("probed")) => format!("{n} probed"),
+                    (n, _) => n.to_string(),
                 },
                 r.leaf
                     .and_then(|l| s(&l["subject"]))
@@ -267,6 +312,7 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
                 r.leaf
                     .and_then(|l| s(&l["not_after"]))
                     .map_or_else(dash, |t| t.split('T').next().unwrap_or(t).to_string()),
+                field("verdict"),
             ];
             let notes = r.notes(now);
             let mark = if notes.iter().any(|(bad, _)| *bad) || !r.client.accepted {
@@ -285,11 +331,13 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
             };
             let mut first: Vec<String> = notes.into_iter().map(|(_, t)| t).collect();
             first.push(client);
+            // The cipher goes here, not in a column: the table stays narrow.
             let mut extra = vec![format!(
-                "{mark} {}   [{} at {}]",
+                "{mark} {}   [{} at {}, {}]",
                 first.join(" · "),
                 r.kind.server_program(),
-                r.server.ip()
+                r.server.ip(),
+                field("cipher")
             )];
             for (sev, rule, msg) in r.findings() {
                 extra.push(format!("  finding {sev} {rule}: {msg}"));
@@ -300,12 +348,13 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
     let mut out = table(
         &[
             "SERVER",
+            "POD",
             "SNI",
             "VERSION",
-            "CIPHER",
             "CHAIN",
             "LEAF SUBJECT",
             "NOT AFTER",
+            "VERDICT",
         ],
         &body,
     );
@@ -357,6 +406,60 @@ pub fn render_summary(summary: Option<&Value>) -> String {
     out
 }
 
+/// What the inventory adds to a row: the client and server pods, the
+/// verdict, and for a managed certificate its cert-manager revisions (the
+/// renewed scenario serves revision 1 of 2).
+fn inventory_facts(r: &Row) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(h) = r.handshake() else {
+        return out;
+    };
+    let pod = |name: &str| format!("{}/{name}", inventory::NAMESPACE);
+    let want_pod = pod(r.kind.short());
+    if r.pod().as_deref() != Some(&want_pod) {
+        out.push(format!(
+            "destination {}, want pod {want_pod}",
+            h["destination"]
+        ));
+    }
+    let source = &h["source"];
+    if s(&source["kind"]) != Some("pod") || s(&source["name"]) != Some(inventory::CLIENT) {
+        out.push(format!(
+            "source {source}, want pod {}",
+            pod(inventory::CLIENT)
+        ));
+    }
+    if r.verdict() != Some(r.kind.verdict()) {
+        out.push(format!(
+            "verdict {}, want {}",
+            h["verdict"],
+            r.kind.verdict()
+        ));
+    }
+    let cm = &h["cert_manager"];
+    match r.kind.managed() {
+        None if !cm.is_null() => out.push(format!("cert_manager {cm}, want null")),
+        None => {}
+        Some((current, _)) => {
+            if s(&cm["certificate"]["name"]) != Some(r.kind.short()) {
+                out.push(format!(
+                    "cert_manager {cm}, want Certificate {}",
+                    r.kind.short()
+                ));
+            }
+            // What is served is revision 1: the first or the only one.
+            let want = (Some(1), Some(current));
+            if r.revisions() != want {
+                out.push(format!(
+                    "cert_manager revision/current_revision {:?}, want {want:?}",
+                    r.revisions()
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// What `--check` asserts: each scenario seen once, with its facts.
 pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec<String>> {
     let mut failures = Vec::new();
@@ -388,11 +491,7 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
         if s(&h["sni"]) != Some(r.kind.sni()) {
             fail(format!("sni {}, want {}", h["sni"], r.kind.sni()));
         }
-        let want_version = if r.kind == Kind::Tls13 {
-            "TLS 1.3"
-        } else {
-            "TLS 1.2"
-        };
+        let want_version = if r.kind.tls13() { "TLS 1.3" } else { "TLS 1.2" };
         if s(&h["version"]) != Some(want_version) {
             fail(format!("version {}, want {want_version}", h["version"]));
         }
@@ -400,9 +499,9 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
             fail("no cipher".into());
         }
         let chain = r.chain("server_chain");
-        if r.kind == Kind::Tls13 {
+        if r.kind.tls13() {
             // Encrypted on the wire: the sensor probes the server for it.
-            if s(&h["certificate_source"]) != Some("probed") {
+            if r.certificate_source() != Some("probed") {
                 fail(format!(
                     "certificate_source {}, want probed (probe: {})",
                     h["certificate_source"], h["probe"]
@@ -432,8 +531,7 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
             }
         }
         let expect = |fact: Option<bool>, want: bool, what: &str| -> Option<String> {
-            (r.kind != Kind::Tls13 && fact != Some(want))
-                .then(|| format!("{what} is {fact:?}, want {want}"))
+            (fact != Some(want)).then(|| format!("{what} is {fact:?}, want {want}"))
         };
         for problem in [
             expect(r.expired(now), r.kind == Kind::Expired, "expired"),
@@ -466,8 +564,11 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
                     r.client_leaf.map(|c| &c["subject"])
                 ));
             }
-        } else if r.kind != Kind::Tls13 && h["mutual"] != Value::Bool(false) {
+        } else if !r.kind.tls13() && h["mutual"] != Value::Bool(false) {
             fail(format!("mutual {}, want false", h["mutual"]));
+        }
+        for problem in inventory_facts(r) {
+            fail(problem);
         }
         let alerted = !h["alert"].is_null();
         if r.kind.client_alerts() != alerted {
@@ -487,6 +588,7 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
                 Kind::Expired => Some("cert.expired"),
                 Kind::SelfSigned => Some("cert.self_signed"),
                 Kind::WrongSan => Some("cert.name_mismatch"),
+                Kind::Renewed => Some("cert.stale"),
                 _ => None,
             };
             if let Some(w) = want
@@ -494,7 +596,12 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
             {
                 fail(format!("findings {rules:?} lack {w}"));
             }
-            for bad in ["cert.expired", "cert.self_signed", "cert.name_mismatch"] {
+            for bad in [
+                "cert.expired",
+                "cert.self_signed",
+                "cert.name_mismatch",
+                "cert.stale",
+            ] {
                 if Some(bad) != want && rules.iter().any(|x| x == bad) {
                     fail(format!("unexpected finding {bad}"));
                 }

@@ -1,5 +1,5 @@
-//! The six workloads: what each server presents, which real client talks to
-//! it, and what the sensor is expected to report about it.
+//! The seven workloads: what each server presents, which real client talks
+//! to it, and what the sensor is expected to report about it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,15 +18,19 @@ pub enum Kind {
     WrongSan,
     Tls13,
     Mutual,
+    /// cert-manager renewed its certificate (revision 2) but the server
+    /// still serves revision 1: it was never reloaded.
+    Renewed,
 }
 
-pub const ALL: [Kind; 6] = [
+pub const ALL: [Kind; 7] = [
     Kind::Good,
     Kind::Expired,
     Kind::SelfSigned,
     Kind::WrongSan,
     Kind::Tls13,
     Kind::Mutual,
+    Kind::Renewed,
 ];
 
 /// Where the expired certificate's validity lies, `openssl ca` style.
@@ -42,6 +46,7 @@ impl Kind {
             Kind::WrongSan => "wrong-san",
             Kind::Tls13 => "tls13-only",
             Kind::Mutual => "mutual-tls",
+            Kind::Renewed => "renewed-not-reloaded",
         }
     }
 
@@ -54,6 +59,7 @@ impl Kind {
             Kind::WrongSan => "wrongsan",
             Kind::Tls13 => "tls13",
             Kind::Mutual => "mutual",
+            Kind::Renewed => "renewed",
         }
     }
 
@@ -70,6 +76,7 @@ impl Kind {
             Kind::WrongSan => "wrong-san.demo.test",
             Kind::Tls13 => "tls13.demo.test",
             Kind::Mutual => "mutual.demo.test",
+            Kind::Renewed => "renewed.demo.test",
         }
     }
 
@@ -87,9 +94,40 @@ impl Kind {
         }
     }
 
-    /// Whether a verifying client completes the handshake.
+    /// Whether a verifying client completes the handshake (revision 1 of
+    /// the renewed certificate is still valid, only outdated).
     pub fn client_accepts(self) -> bool {
-        matches!(self, Kind::Good | Kind::Tls13 | Kind::Mutual)
+        matches!(
+            self,
+            Kind::Good | Kind::Tls13 | Kind::Mutual | Kind::Renewed
+        )
+    }
+
+    /// The server speaks TLS 1.3 only: the certificate is encrypted on the
+    /// wire and the sensor has to probe for it.
+    pub fn tls13(self) -> bool {
+        matches!(self, Kind::Tls13 | Kind::Renewed)
+    }
+
+    /// cert-manager issued what it serves: the revisions of its
+    /// Certificate in the inventory (the last is current), and the issuer.
+    /// The others are certificates nobody manages.
+    pub fn managed(self) -> Option<(u64, Signer)> {
+        match self {
+            Kind::Good => Some((1, Signer::Intermediate)),
+            Kind::Tls13 | Kind::Mutual => Some((1, Signer::Root)),
+            Kind::Renewed => Some((2, Signer::Root)),
+            _ => None,
+        }
+    }
+
+    /// The verdict the sensor must give the served certificate.
+    pub fn verdict(self) -> &'static str {
+        match self {
+            Kind::Renewed => "stale",
+            _ if self.managed().is_some() => "managed",
+            _ => "unmanaged",
+        }
     }
 
     /// Whether the refusing client says so with an alert in clear. curl
@@ -106,7 +144,7 @@ impl Kind {
     pub fn chain_len(self) -> usize {
         match self {
             Kind::Good | Kind::Mutual => 2,
-            Kind::Tls13 => 0,
+            _ if self.tls13() => 0,
             _ => 1,
         }
     }
@@ -119,16 +157,33 @@ pub struct Server {
     leaf: Pair,
 }
 
-/// The demo's certificates besides the CA: one leaf per scenario and the
-/// mutual-TLS client's.
+/// The demo's certificates besides the CA: one served leaf per scenario,
+/// the renewal nobody loaded, and the mutual-TLS client's.
 pub struct Certificates {
     pub pki: Pki,
     leaves: Vec<(Kind, Pair)>,
+    /// Revision 2 of the renewed scenario's certificate: current in the
+    /// inventory, never served.
+    pub renewal: Pair,
     client: Pair,
 }
 
 fn cn(name: &str) -> String {
     format!("/CN={name}")
+}
+
+/// `openssl ca` date (`YYYYMMDDHHMMSSZ`) `days` from now.
+fn ca_date(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 pub fn certificates(dir: &Path) -> Result<Certificates> {
@@ -170,9 +225,25 @@ pub fn certificates(dir: &Path) -> Result<Certificates> {
                 Signer::Root,
                 Validity::Days(90),
             )?,
+            // Revision 1, issued a month ago; revision 2 follows below.
+            Kind::Renewed => pki.issue(
+                "renewed-1",
+                &subject,
+                Profile::Server(&san),
+                Signer::Root,
+                Validity::Between(&ca_date(-30), &ca_date(60)),
+            )?,
         };
         leaves.push((kind, pair));
     }
+    let sni = Kind::Renewed.sni();
+    let renewal = pki.issue(
+        "renewed-2",
+        &cn(sni),
+        Profile::Server(&format!("DNS:{sni}")),
+        Signer::Root,
+        Validity::Days(90),
+    )?;
     let client = pki.issue(
         "client",
         &cn("demo-client"),
@@ -183,6 +254,7 @@ pub fn certificates(dir: &Path) -> Result<Certificates> {
     Ok(Certificates {
         pki,
         leaves,
+        renewal,
         client,
     })
 }
@@ -224,7 +296,8 @@ http {{
 }
 
 impl Certificates {
-    fn leaf(&self, kind: Kind) -> &Pair {
+    /// The leaf `kind`'s server serves.
+    pub fn leaf(&self, kind: Kind) -> &Pair {
         &self
             .leaves
             .iter()
@@ -270,7 +343,7 @@ pub fn start_servers(
                     "openssl", "s_server", "-accept", "443", "-cert", &cert, "-key", &key, "-www",
                 ];
                 match kind {
-                    Kind::Tls13 => argv.push("-tls1_3"),
+                    Kind::Tls13 | Kind::Renewed => argv.push("-tls1_3"),
                     // A client certificate is required and must chain to the demo root.
                     Kind::Mutual => argv.extend(["-Verify", "1", "-CAfile", &root]),
                     _ => {}
@@ -371,7 +444,7 @@ fn client_argv(kind: Kind, s: &Server, certs: &Certificates) -> Vec<String> {
             "-key",
             &path(&certs.client.key),
         ]),
-        Kind::Tls13 => curl(&["--tlsv1.3"]),
+        Kind::Tls13 | Kind::Renewed => curl(&["--tlsv1.3"]),
         // Certificates travel in clear up to TLS 1.2 only.
         _ => curl(&["--tlsv1.2", "--tls-max", "1.2"]),
     }
@@ -438,17 +511,7 @@ impl Server {
 
     /// SHA-256 of the leaf's DER, as the sensor reports it.
     pub fn leaf_sha256(&self) -> Result<String> {
-        let out = std::process::Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-            .arg(&self.leaf.cert)
-            .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let hex = text
-            .trim()
-            .split_once('=')
-            .map(|(_, h)| h.replace(':', "").to_lowercase())
-            .context("openssl x509 -fingerprint printed no fingerprint")?;
-        Ok(hex)
+        self.leaf.sha256()
     }
 }
 

@@ -47,16 +47,24 @@ fn supports(binary: &Path, subcommand: &str, flag: &str) -> bool {
 
 impl Sensor {
     /// Starts it and waits until it is attached to each of `interfaces`.
+    /// `inventory` is the demo's snapshot; the pods in it run on `node`.
     pub fn start(
         lab: &Lab,
         ns: &str,
         binary: &Path,
         interfaces: &[String],
         trust_anchor: &Path,
+        inventory: &Path,
+        node: &str,
     ) -> Result<Self> {
         let bin = binary.to_string_lossy();
         let anchor = trust_anchor.to_string_lossy();
+        let inventory = inventory.to_string_lossy();
         let mut argv = vec![bin.as_ref(), "run", "--json", "--duration", MAX_SECONDS];
+        // The default `--probe local` probes the servers the inventory
+        // places on this node; the node is named explicitly so the host
+        // name does not matter.
+        argv.extend(["--inventory", &inventory, "--node-name", node]);
         // The demo's CA is nobody's system root; tell the sensor about it
         // so the good chain is judged as trusted.
         if supports(binary, "run", "--trust-anchors") {
