@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use super::{Answer, Chain, ProbeConfig, ProbeKey, ProbeStats, Prober, Target, not_probed};
+use super::client::Target;
+use super::prober::{Answer, Chain, ProbeConfig, ProbeKey, ProbeStats, Prober, not_probed};
+use super::scope::ProbeScope;
 use crate::capture::own::Announced;
 use crate::model::{CertificateSource, Connection, Correlator, ProbeOutcome, ProbeResult};
 use crate::x509::CertCache;
@@ -33,7 +35,7 @@ impl ProbeStage {
     /// `Off` starts no workers: every hidden certificate is `off`.
     pub fn new(cfg: ProbeConfig, own: Announced, inventory: bool) -> Self {
         let max_held = cfg.max_held;
-        let prober = (cfg.scope != super::ProbeScope::Off).then(|| Prober::new(cfg, own));
+        let prober = (cfg.scope != ProbeScope::Off).then(|| Prober::new(cfg, own));
         ProbeStage {
             prober,
             held: HashMap::new(),
