@@ -1,10 +1,11 @@
-//! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench | kernels | record-fixtures`.
 
 mod bench;
 mod bench_bpf;
 mod demo;
 mod deploy_check;
 mod fixtures;
+mod kernels;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,17 @@ enum Cmd {
     Bench(bench::BenchCmd),
     /// TLS servers in network namespaces, real clients, and the sensor watching them (root).
     Demo(demo::Options),
+    /// The release sensor on Debian's 5.10, 6.1 and 6.12 kernels in virtual machines
+    /// (qemu, software emulation): one line per kernel (root).
+    Kernels,
+    /// Inside a `kernels` guest: the checks, written to DIR/result.json.
+    #[command(hide = true)]
+    KernelsGuest {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        sensor: PathBuf,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -126,5 +138,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(b) => bench::main(b),
         Cmd::Demo(opts) => demo::demo(opts),
+        Cmd::Kernels => kernels::kernels(),
+        Cmd::KernelsGuest { dir, sensor } => kernels::guest(&dir, &sensor),
     }
 }
