@@ -25,7 +25,8 @@ struct Cli {
 enum Cmd {
     /// Install what builds and tests need (apt packages, rust-src, bpf-linker). Idempotent.
     Setup,
-    /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
+    /// Setup, then every test of the workspace (unit, integration, live in network namespaces,
+    /// Debian's kernels in virtual machines).
     Test,
     /// The checks of deploy/ alone (kustomize, schemas, checkov, promtool, hadolint).
     DeployCheck,
@@ -93,6 +94,8 @@ fn test() -> Result<()> {
         check: true,
         json: false,
     })?;
+    // Debian's 5.10, 6.1 and 6.12 in virtual machines (a few minutes).
+    kernels::kernels()?;
     Ok(())
 }
 
