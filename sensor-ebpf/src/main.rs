@@ -19,5 +19,11 @@
 #[cfg(target_arch = "bpf")]
 mod program;
 
+/// How a payload's chunks are walked: `bpf_loop` here, a tail-called
+/// bounded loop in `sensor-ebpf-noloop` (src/bin/noloop.rs).
+#[cfg(target_arch = "bpf")]
+#[path = "chunks/bpf_loop.rs"]
+mod chunks;
+
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

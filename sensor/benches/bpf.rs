@@ -24,6 +24,9 @@
 //! in a VM); the same measurement with the ring left undrained (no wakeup)
 //! is printed on stderr.
 //!
+//! `--ship bounded` measures the object for kernels without `bpf_loop`
+//! (the ClientHello then goes through the tail call to `tls_ship`).
+//!
 //! The ClientHello is a real one: `openssl s_client` connects to a listener
 //! of ours on 127.0.0.1 and the first TLS record it sends is kept.
 
@@ -33,11 +36,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use aya::maps::ProgramArray;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader, TestRun, TestRunOptions};
 use etherparse::PacketBuilder;
-use sensor::capture::live::{FlowTable, aux_object, check_capabilities, kernel_key, object};
+use sensor::capture::live::{
+    FlowTable, SHIP_PROGRAM, Ship, aux_object, check_capabilities, kernel_key,
+};
 use sensor_common::{COUNTERS, Counter};
 
 /// TC_ACT_UNSPEC as the kernel hands the program's return value back.
@@ -52,6 +58,8 @@ struct Options {
     repeat: u32,
     rounds: usize,
     shots: usize,
+    /// Which object: `bpf-loop` (the default) or `bounded` (kernels before 5.17).
+    ship: Ship,
 }
 
 impl Options {
@@ -60,6 +68,7 @@ impl Options {
             repeat: 1_000_000,
             rounds: 7,
             shots: 20_000,
+            ship: Ship::BpfLoop,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -74,9 +83,18 @@ impl Options {
                 "--repeat" => o.repeat = value("--repeat")?.try_into()?,
                 "--rounds" => o.rounds = value("--rounds")?.try_into()?,
                 "--shots" => o.shots = value("--shots")?.try_into()?,
+                "--ship" => {
+                    o.ship = match args.next().as_deref() {
+                        Some("bpf-loop") => Ship::BpfLoop,
+                        Some("bounded") => Ship::Bounded,
+                        other => bail!("--ship: {other:?} is not bpf-loop or bounded"),
+                    }
+                }
                 // cargo bench passes --bench to every bench binary.
                 "--bench" => {}
-                other => bail!("unknown argument {other} (known: --repeat N --rounds N --shots N)"),
+                other => bail!(
+                    "unknown argument {other} (known: --repeat N --rounds N --shots N --ship bpf-loop|bounded)"
+                ),
             }
         }
         ensure!(
@@ -214,12 +232,27 @@ struct Sensor {
     flows: FlowTable,
     ring: RingBuf<MapData>,
     counts: PerCpuArray<MapData, [u64; COUNTERS]>,
+    _ship_slot: Option<ProgramArray<MapData>>,
 }
 
 impl Sensor {
-    fn load() -> Result<Self> {
-        let mut ebpf = EbpfLoader::new().load(object())?;
+    fn load(ship: Ship) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new().load(ship.object())?;
         classifier(&mut ebpf, "tls_tc_eth")?;
+        let ship_slot = match ship {
+            Ship::BpfLoop => None,
+            Ship::Bounded => {
+                classifier(&mut ebpf, SHIP_PROGRAM)?;
+                let mut slot =
+                    ProgramArray::try_from(ebpf.take_map("SHIP").context("map SHIP missing")?)?;
+                let prog: &SchedClassifier = ebpf
+                    .program(SHIP_PROGRAM)
+                    .context("tls_ship missing")?
+                    .try_into()?;
+                slot.set(0, prog.fd()?, 0)?;
+                Some(slot)
+            }
+        };
         let mut take = |name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
@@ -232,6 +265,7 @@ impl Sensor {
             flows,
             ring,
             counts,
+            _ship_slot: ship_slot,
         })
     }
 
@@ -328,7 +362,7 @@ fn main() -> Result<()> {
     let mut aux = EbpfLoader::new().load(aux_object())?;
     classifier(&mut aux, "tc_empty")?;
     let empty: &SchedClassifier = aux.program("tc_empty").context("tc_empty")?.try_into()?;
-    let mut sensor = Sensor::load()?;
+    let mut sensor = Sensor::load(opts.ship)?;
 
     // One run of each packet first: the benchmark only means something if
     // each case takes the path it is named for.
@@ -400,12 +434,13 @@ fn main() -> Result<()> {
     let hello_ns = base + hello_single.saturating_sub(empty_single);
     let quiet_ns = base + median(quiet_shots).saturating_sub(empty_single);
     eprintln!(
-        "bench bpf: kernel {}, repeat {} x {} rounds (median); client-hello: {} single runs, \
+        "bench bpf: kernel {}, object {}, repeat {} x {} rounds (median); client-hello: {} single runs, \
          {} ns - {} ns empty single run + {} ns empty; ClientHello {} bytes; \
          {} ns/packet of it without the ring buffer's wakeup of user space",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
+        opts.ship.name(),
         opts.repeat,
         opts.rounds,
         opts.shots,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use sensor::analysis::{Analysis, AnalysisConfig, Clock, Policy};
 use sensor::analyze::analyze;
-use sensor::capture::live::AttachMode;
+use sensor::capture::live::{AttachMode, ShipMode};
 use sensor::export::json::JsonLines;
 use sensor::export::otlp::config::ProcessEnv;
 use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter};
@@ -232,6 +232,15 @@ struct RunArgs {
     /// How the programs attach: auto (TCX where the kernel has it, else a clsact qdisc), tcx, clsact.
     #[arg(long, value_name = "auto|tcx|clsact", default_value = "auto")]
     attach_mode: AttachMode,
+    /// How the kernel ships a payload's chunks: auto (bpf_loop where the
+    /// kernel has it), bpf-loop, bounded. For tests of older kernels' path.
+    #[arg(
+        long,
+        value_name = "auto|bpf-loop|bounded",
+        default_value = "auto",
+        hide = true
+    )]
+    ship_mode: ShipMode,
     /// Serve /healthz and /readyz (Kubernetes probes) on this address, e.g. 0.0.0.0:9878; `none`: off.
     #[arg(long, value_name = "ADDR|none", default_value = sensor::health::DEFAULT_LISTEN)]
     health_listen: String,
@@ -469,6 +478,7 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
             ring_bytes: a.ring_bytes,
             plain_entries: a.plain_entries,
             attach: a.attach_mode,
+            ship: a.ship_mode,
         },
         pipeline,
         health: health.clone(),

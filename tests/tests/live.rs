@@ -377,6 +377,60 @@ fn clsact_attach_sees_a_tls12_handshake() {
     );
 }
 
+/// The path kernels 5.10 to 5.16 take, forced on one that has TCX and
+/// bpf_loop: the bounded-loop object (a tail-called `tls_ship`) under a
+/// clsact qdisc that was there before it. GSO packets of 64 KiB make each
+/// payload many chunks; the records are the same as the bpf_loop object's,
+/// so is the handshake.
+#[test]
+fn bounded_loop_object_under_clsact_sees_a_whole_chain() {
+    require_root();
+    let pki = Pki::new();
+    pki.leaf("huge", SNI, 1500, false);
+    let lab = Pair::new("b");
+    lab.server.sh(&format!(
+        "ethtool -K {} tso on gso on >/dev/null 2>&1 || true",
+        lab.server_if
+    ));
+    let _srv = s_server(&lab.server, &pki, 4442, "huge", &[]);
+    // A clsact qdisc there already, as after a restart (the qdisc is left
+    // in place) or beside another agent's filters: it is used as it is.
+    lab.client
+        .sh(&format!("tc qdisc add dev {} clsact", lab.client_if));
+    let sensor = Sensor::start(
+        &lab.client,
+        &[
+            "-i",
+            &lab.client_if,
+            "--attach-mode",
+            "clsact",
+            "--ship-mode",
+            "bounded",
+            "--handshake-budget",
+            "262144",
+        ],
+    );
+    let said = |what: &str, mode: &str| {
+        sensor
+            .watched
+            .seen
+            .iter()
+            .any(|l| l.contains(what) && l.contains(mode))
+    };
+    assert!(said("ship mode", "bounded"), "{:#?}", sensor.watched.seen);
+    assert!(said("attach mode", "clsact"), "{:#?}", sensor.watched.seen);
+    s_client(&lab.client, SERVER4, 4442, SNI, &["-tls1_2"]);
+    let lines = sensor.stop();
+    let h = one(by_sni(&lines, SNI), "bounded loop");
+    assert_eq!(h["version"], "TLS 1.2");
+    assert_eq!(
+        h["server_chain"],
+        serde_json::json!([pki.fingerprint("huge.pem"), pki.fingerprint("int.pem")])
+    );
+    assert_eq!(kernel(&lines, "truncated"), 0, "{:?}", summary(&lines));
+    assert!(kernel(&lines, "records") > 1, "{:?}", summary(&lines));
+}
+
 /// Attaches the auxiliary peer counter to `iface` inside `ns` (after the
 /// sensor, as a CNI's program would be), runs `during`, returns its count.
 fn with_peer_counter(ns: &Netns, iface: &str, during: impl FnOnce()) -> u64 {

@@ -23,7 +23,7 @@ pub enum BenchCmd {
     Analyze(AnalyzeArgs),
     /// Kernel per-packet cost through BPF_PROG_TEST_RUN (root).
     Bpf {
-        /// Passed to the benchmark: --repeat N --rounds N --shots N.
+        /// Passed to the benchmark: --repeat N --rounds N --shots N --ship bpf-loop|bounded.
         #[arg(last = true)]
         args: Vec<String>,
     },

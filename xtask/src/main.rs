@@ -1,10 +1,11 @@
-//! Developer tasks: `cargo xtask setup | test | demo | bench | record-fixtures`.
+//! Developer tasks: `cargo xtask setup | test | demo | bench | kernels | record-fixtures`.
 
 mod bench;
 mod bench_bpf;
 mod demo;
 mod deploy_check;
 mod fixtures;
+mod kernels;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,8 @@ struct Cli {
 enum Cmd {
     /// Install what builds and tests need (apt packages, rust-src, bpf-linker). Idempotent.
     Setup,
-    /// Setup, then every test of the workspace (unit, integration, live in network namespaces).
+    /// Setup, then every test of the workspace (unit, integration, live in network namespaces,
+    /// Debian's kernels in virtual machines).
     Test,
     /// The checks of deploy/ alone (kustomize, schemas, checkov, promtool, hadolint).
     DeployCheck,
@@ -45,6 +47,17 @@ enum Cmd {
     Bench(bench::BenchCmd),
     /// TLS servers in network namespaces, real clients, and the sensor watching them (root).
     Demo(demo::Options),
+    /// The release sensor on Debian's 5.10, 6.1 and 6.12 kernels in virtual machines
+    /// (qemu, software emulation): one line per kernel (root).
+    Kernels,
+    /// Inside a `kernels` guest: the checks, written to DIR/result.json.
+    #[command(hide = true)]
+    KernelsGuest {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        sensor: PathBuf,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -81,6 +94,8 @@ fn test() -> Result<()> {
         check: true,
         json: false,
     })?;
+    // Debian's 5.10, 6.1 and 6.12 in virtual machines (a few minutes).
+    kernels::kernels()?;
     Ok(())
 }
 
@@ -126,5 +141,7 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(b) => bench::main(b),
         Cmd::Demo(opts) => demo::demo(opts),
+        Cmd::Kernels => kernels::kernels(),
+        Cmd::KernelsGuest { dir, sensor } => kernels::guest(&dir, &sensor),
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::run;
 
-mod receivers;
+pub(crate) mod receivers;
 
 /// Debian packages the tests drive: real TLS peers, capture and reference tools.
 const APT_PACKAGES: &[(&str, &str)] = &[

@@ -1,13 +1,14 @@
 //! The TC classifiers and the per-packet path through the concerns:
 //! `parse` (headers), `flows` (the flow map and its gate), `plaintext`
-//! (plaintext accounting), `ship` (payload into the ring buffer). Every
+//! (plaintext accounting), `ship` (payload into the ring buffer; how a
+//! payload's chunks are walked is the crate root's `chunks`). Every
 //! helper is `#[inline(always)]`: one program per entry point, no
 //! BPF-to-BPF calls on the per-packet path.
 
 mod flows;
 mod parse;
 mod plaintext;
-mod ship;
+pub(crate) mod ship;
 
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::PerCpuArray;
@@ -19,13 +20,13 @@ use parse::{opens_flow, parse};
 use plaintext::{PLAIN, open_plain, plain};
 use ship::ship;
 
-const TC_ACT_UNSPEC: i32 = -1;
+pub(crate) const TC_ACT_UNSPEC: i32 = -1;
 
 #[map]
 static COUNTS: PerCpuArray<[u64; COUNTERS]> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-fn count(c: Counter, n: u64) {
+pub(crate) fn count(c: Counter, n: u64) {
     if let Some(p) = COUNTS.get_ptr_mut(0) {
         // Per-CPU: no other writer.
         unsafe { (*p)[c as usize] += n };

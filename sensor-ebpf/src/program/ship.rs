@@ -2,15 +2,12 @@
 //! buffer as records of at most MAX_CHUNK bytes behind an EventHeader,
 //! read with bpf_skb_load_bytes (the payload is often non-linear).
 
-use aya_ebpf::helpers::generated::{
-    bpf_ktime_get_ns, bpf_loop, bpf_ringbuf_output, bpf_skb_load_bytes,
-};
+use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_ringbuf_output, bpf_skb_load_bytes};
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{PerCpuArray, RingBuf};
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
     Counter, DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, MAX_CHUNK,
-    MAX_CHUNKS,
 };
 
 use super::count;
@@ -53,42 +50,39 @@ pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8) {
         output(s as *mut Scratch as *mut _, EVENT_HEADER_LEN as u64, 0);
         return;
     }
-    let mut c = ChunkCtx {
+    let c = ChunkCtx {
         skb: ctx.skb.skb as u64,
         off: pkt.payload_off as u32,
         len: len as u32,
         seq: pkt.seq,
         done: 0,
     };
-    // bpf_loop keeps verification linear in the chunk count; an unrolled
-    // loop of 4 KiB copies exceeds the verifier's instruction budget.
-    unsafe {
-        bpf_loop(
-            MAX_CHUNKS as u32,
-            ship_chunk as *mut core::ffi::c_void,
-            &mut c as *mut ChunkCtx as *mut core::ffi::c_void,
-            0,
-        )
-    };
+    // How the chunks are walked is the object's choice (crate::chunks):
+    // bpf_loop (Linux 5.17) or a bounded loop in a tail-called program.
+    crate::chunks::ship_payload(ctx, c);
 }
 
+/// Where a packet's payload stands: `done` of `len` bytes from `off` shipped.
 #[repr(C)]
-struct ChunkCtx {
-    skb: u64,
-    off: u32,
-    len: u32,
-    seq: u32,
-    done: u32,
+#[derive(Clone, Copy)]
+pub(crate) struct ChunkCtx {
+    /// The `__sk_buff` (the bpf_loop variant carries it through its callback).
+    pub(crate) skb: u64,
+    pub(crate) off: u32,
+    pub(crate) len: u32,
+    pub(crate) seq: u32,
+    pub(crate) done: u32,
 }
 
-/// One chunk of a packet's payload into the ring buffer; 1 stops the loop.
-extern "C" fn ship_chunk(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
-    let c = unsafe { &mut *(ctx as *mut ChunkCtx) };
+/// One chunk of a packet's payload from `skb` into the ring buffer; false
+/// when nothing is left or a step failed (both end the walk).
+#[inline(always)]
+pub(crate) fn ship_chunk(skb: *mut core::ffi::c_void, c: &mut ChunkCtx) -> bool {
     if c.done >= c.len {
-        return 1;
+        return false;
     }
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
-        return 1;
+        return false;
     };
     let s = unsafe { &mut *s };
     let mut n = c.len - c.done;
@@ -101,7 +95,7 @@ extern "C" fn ship_chunk(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     s.header.len = n as u16;
     let r = unsafe {
         bpf_skb_load_bytes(
-            c.skb as *const _,
+            skb as *const _,
             c.off.wrapping_add(c.done),
             s.data.as_mut_ptr() as *mut _,
             n,
@@ -109,21 +103,21 @@ extern "C" fn ship_chunk(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
     };
     if r != 0 {
         count(Counter::Truncated, 1);
-        return 1;
+        return false;
     }
     if !output(
         s as *mut Scratch as *mut _,
         (EVENT_HEADER_LEN as u32 + n) as u64,
         n as u64,
     ) {
-        return 1;
+        return false;
     }
     c.done += n;
-    0
+    true
 }
 
 #[inline(always)]
-pub(super) fn output(data: *mut core::ffi::c_void, size: u64, payload: u64) -> bool {
+pub(crate) fn output(data: *mut core::ffi::c_void, size: u64, payload: u64) -> bool {
     let r = unsafe { bpf_ringbuf_output(&EVENTS as *const RingBuf as *mut _, data, size, 0) };
     if r != 0 {
         count(Counter::RingFull, 1);

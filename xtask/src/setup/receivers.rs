@@ -37,7 +37,7 @@ fn works(bin: &Path, arg: &str) -> bool {
 }
 
 /// apt-get with every state and source path inside `apt_dir`.
-fn private_apt(apt_dir: &Path) -> Command {
+pub(crate) fn private_apt(apt_dir: &Path) -> Command {
     let mut c = Command::new("apt-get");
     let p = |s: &str| apt_dir.join(s).display().to_string();
     for (k, v) in [

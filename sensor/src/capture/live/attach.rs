@@ -73,6 +73,12 @@ impl Attach {
             Self::Tcx => Ok(()),
             Self::Clsact => match tc::qdisc_add_clsact(interface) {
                 Ok(()) | Err(tc::TcError::AlreadyAttached) => Ok(()),
+                // The qdisc is there already (ours from a previous run, or
+                // another agent's): aya asks with NLM_F_EXCL, so the kernel
+                // answers EEXIST ("Exclusivity flag on, cannot modify").
+                Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    Ok(())
+                }
                 Err(e) => Err(format!("adding clsact: {e}")),
             },
         }

@@ -1,6 +1,6 @@
 //! What the running kernel offers the live capture, asked once at start:
-//! the choices between code paths (TCX or clsact, later `bpf_loop` or a
-//! bounded loop) are made from this, never from a kernel version.
+//! the choices between code paths (TCX or clsact, `bpf_loop` or a bounded
+//! loop) are made from this, never from a kernel version.
 
 use aya::maps::MapType;
 use aya::programs::ProgramType;
@@ -17,7 +17,8 @@ pub struct KernelFeatures {
     /// Ring buffer maps (Linux 5.8), which carry every event.
     pub ringbuf: bool,
     /// The `bpf_loop` helper in TC programs (Linux 5.17), which ships a
-    /// packet's payload chunk by chunk.
+    /// packet's payload chunk by chunk; without it a tail-called program's
+    /// bounded loop does (`Ship::Bounded`).
     pub bpf_loop: bool,
 }
 
@@ -34,16 +35,33 @@ impl KernelFeatures {
         }
     }
 
-    /// What the kernel programs need and this kernel lacks, by name.
+    /// What the kernel programs need and this kernel lacks, by name: the
+    /// capture cannot run without these (its floor is Linux 5.10).
     pub fn missing(&self) -> Vec<&'static str> {
         let mut m = Vec::new();
         if !self.ringbuf {
-            m.push("ring buffer maps (Linux 5.8)");
-        }
-        if !self.bpf_loop {
-            m.push("the bpf_loop helper (Linux 5.17)");
+            m.push("ring buffer maps (Linux 5.8; the sensor needs 5.10+)");
         }
         m
+    }
+
+    /// What this kernel lacks that the capture does without, each with
+    /// what it does instead.
+    pub fn fallbacks(&self) -> Vec<(&'static str, &'static str)> {
+        let mut f = Vec::new();
+        if !self.tcx {
+            f.push((
+                "TCX links (Linux 6.6)",
+                "the classifiers attach under a clsact qdisc",
+            ));
+        }
+        if !self.bpf_loop {
+            f.push((
+                "the bpf_loop helper (Linux 5.17)",
+                "payloads are shipped by the bounded-loop object",
+            ));
+        }
+        f
     }
 }
 
@@ -100,6 +118,7 @@ mod tests {
             }
         );
         assert!(f.missing().is_empty());
+        assert!(f.fallbacks().is_empty());
     }
 
     #[test]
@@ -109,12 +128,15 @@ mod tests {
             ringbuf: false,
             bpf_loop: false,
         };
-        assert_eq!(f.missing().len(), 2);
+        assert_eq!(f.missing().len(), 1);
+        assert_eq!(f.fallbacks().len(), 2);
+        // 5.10 to 5.16: everything needed, two fallbacks.
         let f = KernelFeatures {
             tcx: false,
             ringbuf: true,
-            bpf_loop: true,
+            bpf_loop: false,
         };
         assert!(f.missing().is_empty());
+        assert_eq!(f.fallbacks().len(), 2);
     }
 }

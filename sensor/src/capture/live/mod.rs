@@ -29,6 +29,8 @@ pub use events::{Clock, Event, decode, decode_event, plain_flow};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
-pub use programs::{LiveConfig, Programs, aux_object, object};
+pub use programs::{
+    LiveConfig, Programs, SHIP_PROGRAM, Ship, ShipMode, aux_object, noloop_object, object,
+};
 pub use reader::{Drained, EventReader, RingReader, drain};
 pub use stats::KernelStats;

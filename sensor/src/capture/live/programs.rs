@@ -1,6 +1,8 @@
 use std::net::SocketAddr;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use std::str::FromStr;
+
+use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
@@ -16,12 +18,89 @@ use super::reader::RingReader;
 use super::stats::KernelStats;
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf"));
+static NOLOOP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf-noloop"));
 static AUX_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor-ebpf-aux"));
 
 /// The sensor's kernel object, for tools that load it themselves (benchmarks).
 pub fn object() -> &'static [u8] {
     OBJECT
+}
+
+/// The object for kernels without `bpf_loop` (see `Ship::Bounded`).
+pub fn noloop_object() -> &'static [u8] {
+    NOLOOP_OBJECT
+}
+
+/// The program of the bounded object that ships a payload's chunks,
+/// tail-called from the classifiers through the `SHIP` program array.
+pub const SHIP_PROGRAM: &str = "tls_ship";
+
+/// Which object the operator asks for; `Auto` lets the features decide.
+/// Hidden from `--help`: it exists so tests can take the older kernels'
+/// path on a kernel that has `bpf_loop`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShipMode {
+    #[default]
+    Auto,
+    BpfLoop,
+    Bounded,
+}
+
+impl FromStr for ShipMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "bpf-loop" => Ok(Self::BpfLoop),
+            "bounded" => Ok(Self::Bounded),
+            _ => Err(format!("{s:?} is not one of auto, bpf-loop, bounded")),
+        }
+    }
+}
+
+/// How the kernel walks a packet's payload chunk by chunk, that is which
+/// object is loaded. Both ship the same records within the same budget
+/// and count the same counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ship {
+    /// `bpf_loop` (Linux 5.17): `sensor-ebpf`.
+    BpfLoop,
+    /// A bounded loop (Linux 5.3) in `tls_ship`, a program the classifiers
+    /// tail-call: `sensor-ebpf-noloop`, for 5.10 to 5.16.
+    Bounded,
+}
+
+impl Ship {
+    /// The object for `mode` on a kernel with `features`. Asking for
+    /// bpf_loop on a kernel without it is an error, not a silent fallback.
+    pub fn choose(mode: ShipMode, features: &KernelFeatures) -> Result<Self, LiveError> {
+        match mode {
+            ShipMode::Auto if features.bpf_loop => Ok(Self::BpfLoop),
+            ShipMode::Auto | ShipMode::Bounded => Ok(Self::Bounded),
+            ShipMode::BpfLoop if features.bpf_loop => Ok(Self::BpfLoop),
+            ShipMode::BpfLoop => Err(LiveError::Load(
+                "ship mode bpf-loop asked for, but this kernel has no bpf_loop helper (Linux 5.17+)"
+                    .into(),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BpfLoop => "bpf-loop",
+            Self::Bounded => "bounded",
+        }
+    }
+
+    pub fn object(self) -> &'static [u8] {
+        match self {
+            Self::BpfLoop => OBJECT,
+            Self::Bounded => NOLOOP_OBJECT,
+        }
+    }
 }
 
 /// Test and benchmark programs: `tc_empty` and `tc_peer_counter`.
@@ -41,6 +120,8 @@ pub struct LiveConfig {
     pub plain_entries: u32,
     /// TCX, clsact, or whichever the kernel offers.
     pub attach: AttachMode,
+    /// bpf_loop, the bounded loop, or whichever the kernel allows.
+    pub ship: ShipMode,
 }
 
 impl Default for LiveConfig {
@@ -51,6 +132,7 @@ impl Default for LiveConfig {
             ring_bytes: DEFAULT_RING_BYTES,
             plain_entries: DEFAULT_PLAIN_ENTRIES,
             attach: AttachMode::Auto,
+            ship: ShipMode::Auto,
         }
     }
 }
@@ -59,6 +141,9 @@ impl Default for LiveConfig {
 pub struct Programs {
     ebpf: Ebpf,
     features: KernelFeatures,
+    ship: Ship,
+    /// The bounded object's program array (slot 0: `tls_ship`).
+    _ship_slot: Option<ProgramArray<MapData>>,
     attachments: Attachments,
     flows: FlowTable,
     counts: PerCpuArray<MapData, [u64; COUNTERS]>,
@@ -76,8 +161,13 @@ impl Programs {
             bpf_loop = features.bpf_loop,
             "kernel features"
         );
+        for (lacks, instead) in features.fallbacks() {
+            tracing::info!("this kernel lacks {lacks}: {instead}");
+        }
         let how = Attach::choose(cfg.attach, &features)?;
         tracing::info!(mode = how.name(), asked = ?cfg.attach, "attach mode");
+        let ship = Ship::choose(cfg.ship, &features)?;
+        tracing::info!(mode = ship.name(), asked = ?cfg.ship, "ship mode");
         // A load that fails on a kernel lacking what the programs use says
         // so: the verifier's own words rarely name the missing feature.
         let missing = features.missing();
@@ -93,9 +183,11 @@ impl Programs {
             .map_max_entries("FLOWS", cfg.flow_entries)
             .map_max_entries("PLAIN", cfg.plain_entries)
             .map_max_entries("EVENTS", cfg.ring_bytes)
-            .load(OBJECT)
+            .load(ship.object())
             .map_err(|e| load_err(&e))?;
-        for (name, _, _) in PROGRAMS {
+        let programs = PROGRAMS.iter().map(|(name, _, _)| *name);
+        let extra = (ship == Ship::Bounded).then_some(SHIP_PROGRAM);
+        for name in programs.chain(extra) {
             let prog: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or_else(|| LiveError::Load(format!("program {name} missing from the object")))?
@@ -115,10 +207,27 @@ impl Programs {
             take(&mut ebpf, "GATE")?,
         )?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| load_err(&e))?;
+        let ship_slot = match ship {
+            Ship::BpfLoop => None,
+            Ship::Bounded => {
+                let mut slot =
+                    ProgramArray::try_from(take(&mut ebpf, "SHIP")?).map_err(|e| load_err(&e))?;
+                let prog: &SchedClassifier = ebpf
+                    .program(SHIP_PROGRAM)
+                    .ok_or_else(|| LiveError::Load(format!("program {SHIP_PROGRAM} missing")))?
+                    .try_into()
+                    .map_err(|e| load_err(&e))?;
+                let fd = prog.fd().map_err(|e| load_err(&e))?;
+                slot.set(0, fd, 0).map_err(|e| load_err(&e))?;
+                Some(slot)
+            }
+        };
         Ok((
             Self {
                 ebpf,
                 features,
+                ship,
+                _ship_slot: ship_slot,
                 attachments: Attachments::new(how),
                 flows,
                 counts,
@@ -130,6 +239,11 @@ impl Programs {
     /// What the kernel offered when the programs were loaded.
     pub fn features(&self) -> KernelFeatures {
         self.features
+    }
+
+    /// Which object walks a payload's chunks.
+    pub fn ship_mode(&self) -> Ship {
+        self.ship
     }
 
     pub fn attach_mode(&self) -> Attach {
