@@ -442,6 +442,20 @@ fn long_validity() {
         rules(&run(&mut a, &Conn::server(&[&ok]))),
         Vec::<&str>::new()
     );
+    // One second, or half a day, more than 398 days is over the limit:
+    // the comparison is in seconds, not in whole days.
+    for (name, extra) in [("s.example.test", 1), ("h.example.test", DAY / 2)] {
+        let over = root.leaf(name, &[name], T0, T0 + 398 * DAY - 1 + extra);
+        let e = run(&mut a, &Conn::server(&[&over]));
+        assert_eq!(rules(&e), vec!["cert.long_validity"], "{name}");
+        assert!(
+            e.findings[0]
+                .message
+                .contains("is valid for more than 398 days"),
+            "{}",
+            e.findings[0].message
+        );
+    }
     // Issued before 2020-09-01, when the limit did not exist.
     let old = root.leaf(
         "old.example.test",
