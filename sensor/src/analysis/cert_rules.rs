@@ -330,23 +330,16 @@ fn trust(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
                 None => format!("the chain is not acceptable: {reason}"),
             },
         ),
-        ChainStatus::Incomplete { missing, completes } => (
+        ChainStatus::Incomplete { missing } => (
             Rule::CertIncompleteChain,
-            if *completes {
-                format!(
-                    "the server did not send the intermediate {}; it completes the path to the trust anchor {} but clients without a cached copy fail",
-                    short_name(missing),
-                    cx.verdict
-                        .anchor
-                        .as_ref()
-                        .map_or("?".to_string(), |a| short_name(&a.subject))
-                )
-            } else {
-                format!(
-                    "the sent certificates do not link up: the certificate of {} is missing",
-                    short_name(missing)
-                )
-            },
+            format!(
+                "the server did not send the intermediate {}; it completes the path to the trust anchor {} but clients without a cached copy fail",
+                short_name(missing),
+                cx.verdict
+                    .anchor
+                    .as_ref()
+                    .map_or("?".to_string(), |a| short_name(&a.subject))
+            ),
         ),
     };
     if cx.on(rule) {
