@@ -76,6 +76,7 @@ fn the_recorded_captures_are_all_there() {
         "tls12-warning-alert",
         "tls12-stray-intermediate",
         "tls12-validity-398d",
+        "tls12-dn-attributes",
         "plain-http",
     ] {
         assert!(
