@@ -292,13 +292,37 @@ fn untrusted_bad_signature() {
 fn incomplete_chain() {
     let p = pki();
     let mut a = analysis(T0 + DAY, Policy::default(), &[&p.root.pem]);
-    // Leaf and root sent, intermediate skipped: the sent certificates do not link.
+    // Leaf and root sent, intermediate skipped and known nowhere: nothing
+    // completes the path, so the leaf is untrusted (issue 14).
     let e = run(&mut a, &Conn::server(&[&p.leaf, &p.root.der]));
-    assert_eq!(rules(&e), vec!["cert.incomplete_chain"]);
+    assert_eq!(rules(&e), vec!["cert.untrusted"]);
     assert_eq!(
         e.findings[0].message,
-        "the sent certificates do not link up: the certificate of CN=Test Issuing CA is missing"
+        "issuer CN=Test Issuing CA was not sent and is not a trust anchor"
     );
+    // A leaf of an unknown PKI with an unrelated intermediate: untrusted
+    // (high), as when it is sent alone, not an incomplete chain.
+    let stranger = Ca::root("Stranger Root", T0 - DAY, T0 + 100 * DAY).intermediate(
+        "Stranger CA",
+        T0 - DAY,
+        T0 + 100 * DAY,
+    );
+    let lost = stranger.leaf(
+        "lost.example.test",
+        &["lost.example.test"],
+        T0,
+        T0 + 90 * DAY,
+    );
+    let unrelated_inter = Ca::root("Other Root", T0 - DAY, T0 + 100 * DAY).intermediate(
+        "Other CA",
+        T0 - DAY,
+        T0 + 100 * DAY,
+    );
+    for chain in [vec![&lost[..]], vec![&lost[..], &unrelated_inter.der[..]]] {
+        let e = run(&mut a, &Conn::server(&chain));
+        assert_eq!(rules(&e), vec!["cert.untrusted"]);
+        assert_eq!(e.findings[0].severity.name(), "high");
+    }
     // Leaf alone before the intermediate is known anywhere: unknown issuer.
     let e = run(&mut a, &Conn::server(&[&p.leaf]));
     assert_eq!(rules(&e), vec!["cert.untrusted"]);
@@ -442,6 +466,20 @@ fn long_validity() {
         rules(&run(&mut a, &Conn::server(&[&ok]))),
         Vec::<&str>::new()
     );
+    // One second, or half a day, more than 398 days is over the limit:
+    // the comparison is in seconds, not in whole days.
+    for (name, extra) in [("s.example.test", 1), ("h.example.test", DAY / 2)] {
+        let over = root.leaf(name, &[name], T0, T0 + 398 * DAY - 1 + extra);
+        let e = run(&mut a, &Conn::server(&[&over]));
+        assert_eq!(rules(&e), vec!["cert.long_validity"], "{name}");
+        assert!(
+            e.findings[0]
+                .message
+                .contains("is valid for more than 398 days"),
+            "{}",
+            e.findings[0].message
+        );
+    }
     // Issued before 2020-09-01, when the limit did not exist.
     let old = root.leaf(
         "old.example.test",

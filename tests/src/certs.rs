@@ -118,7 +118,9 @@ impl Ca {
                  countryName = optional\n\
                  organizationName = optional\n\
                  organizationalUnitName = optional\n\
-                 commonName = supplied\n",
+                 commonName = supplied\n\
+                 searchGuide = optional\n\
+                 subjectAltName = optional\n",
                 db = db.display(),
             ),
         )?;

@@ -73,6 +73,10 @@ fn the_recorded_captures_are_all_there() {
         "tls12-alert-no-client-cert",
         "tls12-expired",
         "tls12-san-mismatch",
+        "tls12-warning-alert",
+        "tls12-stray-intermediate",
+        "tls12-validity-398d",
+        "tls12-dn-attributes",
         "plain-http",
     ] {
         assert!(
@@ -241,6 +245,73 @@ fn expected_records_carry_each_scenarios_point() {
             .map(Vec::len),
         Some(2)
     );
+}
+
+/// The rules of each finding of the one handshake `sensor analyze` reports
+/// for a recorded capture.
+fn findings_of(name: &str) -> Vec<(String, String)> {
+    let got = analyze_files(&[data_dir().join(format!("{name}.pcap"))]);
+    let hs: Vec<&Value> = got.records.handshakes().collect();
+    assert_eq!(hs.len(), 1, "{name}");
+    hs[0]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or_default().to_string(),
+                f["severity"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 14.1: a warning unrecognized_name before the ServerHello does not
+/// end the handshake (the expected records hold its version, ja3s, chain).
+#[test]
+fn a_warning_alert_is_reported_and_the_handshake_goes_on() {
+    let h = &handshakes_of("tls12-warning-alert")[0];
+    assert_eq!(h["alert"], "unrecognized_name");
+    assert_eq!(h["version"], "TLS 1.2");
+    assert!(h["ja3s"].is_string());
+    assert_eq!(h["server_chain"].as_array().map(Vec::len), Some(1));
+    assert!(
+        findings_of("tls12-warning-alert")
+            .iter()
+            .any(|(r, _)| r == "cert.untrusted"),
+        "the chain was followed and judged"
+    );
+}
+
+/// Issue 14.7: an unrelated intermediate beside a leaf of an unknown PKI
+/// does not make the chain merely incomplete.
+#[test]
+fn a_stray_intermediate_leaves_the_leaf_untrusted() {
+    let f = findings_of("tls12-stray-intermediate");
+    assert!(
+        f.contains(&("cert.untrusted".into(), "high".into())),
+        "{f:?}"
+    );
+    assert!(
+        !f.iter().any(|(r, _)| r == "cert.incomplete_chain"),
+        "{f:?}"
+    );
+}
+
+/// Issue 14.6: 398 days and one second is over the 398-day limit.
+#[test]
+fn validity_of_398_days_and_a_second_is_too_long() {
+    let certs = kind(
+        &expected(&data_dir().join("tls12-validity-398d.expected.jsonl")),
+        "certificate",
+    )
+    .into_iter()
+    .cloned()
+    .collect::<Vec<_>>();
+    assert_eq!(certs[0]["not_before"], "2026-01-01T00:00:00Z");
+    assert_eq!(certs[0]["not_after"], "2027-02-03T00:00:00Z");
+    let f = findings_of("tls12-validity-398d");
+    assert!(f.iter().any(|(r, _)| r == "cert.long_validity"), "{f:?}");
 }
 
 #[test]

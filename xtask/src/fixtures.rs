@@ -39,18 +39,31 @@ pub fn default_dir() -> PathBuf {
     crate::root().join("tests").join("data")
 }
 
-/// Certificates, captures and expected records, all made anew in `out`.
-pub fn record_all(out: &Path) -> Result<()> {
+/// Certificates, captures and expected records, all made anew in `out`;
+/// with `only`, just the captures of those scenarios (and the certificates
+/// not yet in `out`), so that adding a scenario leaves the others as they
+/// were recorded. The expected records of every capture are derived again.
+pub fn record_all(out: &Path, only: &[String]) -> Result<()> {
     let scratch = Scratch::new()?;
     fs::create_dir_all(out)?;
-    let pki = certs::generate(&scratch.0, &out.join("certs"))?;
+    let pki = certs::generate(&scratch.0, &out.join("certs"), !only.is_empty())?;
     let paths = Paths {
         pki: &pki,
         work: &scratch.0,
     };
-    for s in scenarios(&paths) {
+    let all = scenarios(&paths);
+    for name in only {
+        anyhow::ensure!(
+            all.iter().any(|s| s.name == name),
+            "no scenario named {name}"
+        );
+    }
+    for s in all
+        .iter()
+        .filter(|s| only.is_empty() || only.contains(&s.name.to_string()))
+    {
         eprintln!("record-fixtures: {} ({})", s.name, s.about);
-        record::record(&s, &pki, &scratch.0, &pcap(out, &s))
+        record::record(s, &pki, &scratch.0, &pcap(out, s))
             .with_context(|| format!("recording {}", s.name))?;
     }
     expect_all(out)

@@ -36,6 +36,10 @@ enum Cmd {
         /// Where to write; tests/data by default.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Record only these scenarios, keeping the committed certificates
+        /// and the other captures (comma-separated or repeated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Derive the expected records of the captures in tests/data again (tshark, openssl).
     ExpectFixtures {
@@ -133,8 +137,8 @@ fn main() -> Result<()> {
             setup::deploy_tools::install()?;
             deploy_check::check()
         }
-        Cmd::RecordFixtures { out } => {
-            fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir))
+        Cmd::RecordFixtures { out, only } => {
+            fixtures::record_all(&out.unwrap_or_else(fixtures::default_dir), &only)
         }
         Cmd::ExpectFixtures { dir } => {
             fixtures::expect_all(&dir.unwrap_or_else(fixtures::default_dir))

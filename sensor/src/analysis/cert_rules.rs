@@ -330,23 +330,16 @@ fn trust(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
                 None => format!("the chain is not acceptable: {reason}"),
             },
         ),
-        ChainStatus::Incomplete { missing, completes } => (
+        ChainStatus::Incomplete { missing } => (
             Rule::CertIncompleteChain,
-            if *completes {
-                format!(
-                    "the server did not send the intermediate {}; it completes the path to the trust anchor {} but clients without a cached copy fail",
-                    short_name(missing),
-                    cx.verdict
-                        .anchor
-                        .as_ref()
-                        .map_or("?".to_string(), |a| short_name(&a.subject))
-                )
-            } else {
-                format!(
-                    "the sent certificates do not link up: the certificate of {} is missing",
-                    short_name(missing)
-                )
-            },
+            format!(
+                "the server did not send the intermediate {}; it completes the path to the trust anchor {} but clients without a cached copy fail",
+                short_name(missing),
+                cx.verdict
+                    .anchor
+                    .as_ref()
+                    .map_or("?".to_string(), |a| short_name(&a.subject))
+            ),
         ),
     };
     if cx.on(rule) {
@@ -380,16 +373,29 @@ fn name_mismatch(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
 
 fn long_validity(cx: &CertCtx<'_>, leaf: &Certificate, out: &mut Vec<Found>) {
     let limit = i64::from(cx.policy.thresholds.long_validity_days);
-    // Validity includes both end seconds (RFC 5280 4.1.2.5).
-    let days = (leaf.not_after - leaf.not_before + 1) / 86_400;
-    if !cx.on(Rule::CertLongValidity) || leaf.not_before < LONG_VALIDITY_SINCE || days <= limit {
+    // Validity includes both end seconds (RFC 5280 4.1.2.5), and the
+    // Baseline Requirements (6.3.2) count any part of a day as a day: the
+    // comparison is in seconds, so 398 days and one second exceeds 398 days.
+    let seconds = leaf.not_after - leaf.not_before + 1;
+    if !cx.on(Rule::CertLongValidity)
+        || leaf.not_before < LONG_VALIDITY_SINCE
+        || seconds <= limit * 86_400
+    {
         return;
     }
+    let days = seconds / 86_400;
+    // Whole days only when they say it; a part of a day over the limit
+    // would otherwise read as "398 days; the limit is 398 days".
+    let length = if days > limit {
+        format!("{days} days")
+    } else {
+        format!("more than {limit} days")
+    };
     out.push(cx.finding(
         Rule::CertLongValidity,
         leaf,
         format!(
-            "{} is valid for {days} days ({} to {}); the limit is {limit} days",
+            "{} is valid for {length} ({} to {}); the limit is {limit} days",
             cx.who(0, leaf),
             date(leaf.not_before),
             date(leaf.not_after)

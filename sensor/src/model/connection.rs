@@ -31,8 +31,9 @@ pub struct HandshakeFacts {
 }
 
 impl HandshakeFacts {
+    /// TLS 1.3 or a draft of it: the chain is encrypted either way.
     pub fn is_tls13(&self) -> bool {
-        self.version == Some(ProtocolVersion::TLS13)
+        self.version.is_some_and(ProtocolVersion::is_tls13_family)
     }
 }
 

@@ -27,6 +27,17 @@ impl ProtocolVersion {
         })
     }
 
+    /// TLS 1.3 and the versions that stood for it before RFC 8446: IETF
+    /// drafts (0x7F00 | draft number; drafts 14 to 28 were deployed),
+    /// Google's experiments (0x7E01, 0x7E02) and Facebook's (0xFB00 |
+    /// draft, e.g. 0xFB1A for draft 26). All have TLS 1.3's message flow:
+    /// everything after the ServerHello is encrypted, and the
+    /// compatibility ChangeCipherSpec is no abbreviated TLS 1.2 handshake.
+    pub fn is_tls13_family(self) -> bool {
+        let v = self.0;
+        v == 0x0304 || v >> 8 == 0x7f || (0x7e01..=0x7e02).contains(&v) || v >> 8 == 0xfb
+    }
+
     /// The number after "TLS " (`"1.2"`), as OpenTelemetry's
     /// `tls.protocol.version` writes it.
     pub fn number(self) -> Option<&'static str> {

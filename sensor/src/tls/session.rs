@@ -16,6 +16,8 @@ const HS_CERTIFICATE: u8 = 11;
 const HS_SERVER_KEY_EXCHANGE: u8 = 12;
 const HS_CERTIFICATE_REQUEST: u8 = 13;
 const HS_SERVER_HELLO_DONE: u8 = 14;
+const ALERT_LEVEL_WARNING: u8 = 1;
+const ALERT_CLOSE_NOTIFY: u8 = 0;
 
 /// Errors of the TLS stage, by kind; each is counted and the connection's
 /// handshake is reported with what was seen before it.
@@ -62,8 +64,11 @@ impl Handshake {
         self.server_hello.as_ref().map(ServerHello::version)
     }
 
+    /// TLS 1.3 or one of its drafts and experiments: RECORDS.md's TLS 1.3
+    /// rules apply to all of them.
     pub fn is_tls13(&self) -> bool {
-        self.version() == Some(0x0304)
+        self.version()
+            .is_some_and(|v| ProtocolVersion(v).is_tls13_family())
     }
 
     /// RECORDS.md: TLS 1.3 resumption is a pre_shared_key in the ServerHello;
@@ -215,6 +220,12 @@ fn on_event(
                 hs.alert = Some(description);
                 hs.alert_level = Some(level);
                 hs.alert_from_client = Some(from_client);
+            }
+            // A warning (e.g. unrecognized_name from an SNI callback, RFC 6066
+            // section 3) lets the handshake go on; only a fatal alert or the
+            // peer closing the connection ends it.
+            if level == ALERT_LEVEL_WARNING && description != ALERT_CLOSE_NOTIFY {
+                return Control::Continue;
             }
             hs.complete = true;
             Control::Done
@@ -407,5 +418,107 @@ mod tests {
         assert!(s.handshake.complete);
         assert_eq!(s.handshake.alert, None);
         assert_eq!(s.handshake.resumed(), Some(false));
+    }
+
+    /// A client hello, then `server` records; returns the session.
+    fn play(server: &[Vec<u8>]) -> TlsSession {
+        let (client, side) = (Side::A, Side::B);
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        let ch = message(1, &hello_body(&[0, 2, 0x13, 0x01, 1, 0]));
+        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut stats);
+        for r in server {
+            if s.on_data(side, r, 1 << 20, &mut stats) != Control::Continue {
+                break;
+            }
+        }
+        s
+    }
+
+    /// The warning unrecognized_name an SNI callback sends before the
+    /// ServerHello (openssl s_server -servername) does not end the handshake.
+    #[test]
+    fn a_warning_alert_does_not_end_the_handshake() {
+        let s = play(&[
+            record(CONTENT_ALERT, &[1, 112]),
+            handshake_records(&[
+                message(2, &hello_body(&[0, 0x2f, 0])),
+                message(11, &[0, 0, 0]),
+                message(14, &[]),
+            ]),
+        ]);
+        let hs = &s.handshake;
+        assert_eq!(hs.alert, Some(112));
+        assert_eq!(hs.alert_level, Some(1));
+        assert_eq!(hs.version(), Some(0x0303));
+        assert!(hs.server_certificate_seen && hs.server_hello_done_seen);
+        assert!(hs.ja3s.is_some());
+        assert!(!hs.complete, "the handshake goes on after the warning");
+    }
+
+    #[test]
+    fn fatal_alerts_and_close_notify_end_the_handshake() {
+        for alert in [[2u8, 112], [1, 0], [2, 40]] {
+            let s = play(&[
+                record(CONTENT_ALERT, &alert),
+                handshake_records(&[message(2, &hello_body(&[0, 0x2f, 0]))]),
+            ]);
+            assert_eq!(s.handshake.alert, Some(alert[1]));
+            assert!(s.handshake.complete);
+            assert_eq!(s.handshake.server_hello, None, "{alert:?}");
+        }
+    }
+
+    /// A ServerHello of TLS 1.3 draft 18 (0x7F12): version, random, cipher,
+    /// extensions; no session id, no compression method.
+    fn draft18_server_hello() -> Vec<u8> {
+        let mut b = vec![0x7f, 0x12];
+        b.extend([7u8; 32]);
+        b.extend([0x13, 0x01]);
+        // key_share (51) with an empty body is enough to frame.
+        b.extend([0, 4, 0, 51, 0, 0]);
+        message(2, &b)
+    }
+
+    /// A ServerHello of draft 23 as Facebook's Fizz sent it: the TLS 1.2
+    /// layout, the version in supported_versions.
+    fn supported_versions_server_hello(v: u16) -> Vec<u8> {
+        let [hi, lo] = v.to_be_bytes();
+        message(2, &hello_body(&[0x13, 0x01, 0, 0, 6, 0, 43, 0, 2, hi, lo]))
+    }
+
+    #[test]
+    fn tls13_drafts_follow_the_tls13_rules() {
+        let ccs = record(CONTENT_CCS, &[1]);
+        let encrypted = record(crate::tls::record::CONTENT_APPDATA, &[0x55; 40]);
+        for (sh, version) in [
+            (draft18_server_hello(), 0x7f12),
+            (supported_versions_server_hello(0x7f17), 0x7f17),
+            (supported_versions_server_hello(0xfb1a), 0xfb1a),
+            (supported_versions_server_hello(0x7e02), 0x7e02),
+        ] {
+            let s = play(&[handshake_records(&[sh]), ccs.clone(), encrypted.clone()]);
+            let hs = &s.handshake;
+            assert_eq!(hs.version(), Some(version));
+            assert!(hs.is_tls13(), "{version:#x}");
+            // The compatibility ChangeCipherSpec is no abbreviated handshake.
+            assert_eq!(hs.resumed(), Some(false), "{version:#x}");
+            assert_eq!(hs.mutual(), None, "{version:#x}");
+            assert!(hs.complete, "everything after the ServerHello is encrypted");
+            let f = hs.facts();
+            assert_eq!(f.alpn, None);
+            assert!(f.is_tls13());
+        }
+    }
+
+    #[test]
+    fn a_draft_resumption_is_a_pre_shared_key() {
+        let mut b = vec![0x7f, 0x12];
+        b.extend([7u8; 32]);
+        b.extend([0x13, 0x01]);
+        b.extend([0, 6, 0, 41, 0, 2, 0, 0]);
+        let s = play(&[handshake_records(&[message(2, &b)])]);
+        assert_eq!(s.handshake.resumed(), Some(true));
+        assert_eq!(s.handshake.server_hello.as_ref().unwrap().cipher, 0x1301);
     }
 }

@@ -1,45 +1,19 @@
 //! Distinguished names the way `openssl x509 -nameopt RFC2253` prints
 //! them: most specific RDN first, short attribute names, RFC 2253 escaping,
-//! non-ASCII as \XX UTF-8 octets, unknown attributes as #DER-hex. No crate
+//! non-ASCII as \XX UTF-8 octets, attributes openssl does not name (and
+//! values that are no strings) as #DER-hex. No crate
 //! reproduces openssl's exact rendering, which users compare against.
 
 use x509_parser::der_parser::asn1_rs::{Any, Tag};
 use x509_parser::x509::X509Name;
 
+use super::oid_names::openssl_short_name;
+
+/// The attribute name openssl prints: its short name for every object it
+/// knows (a subjectAltName placed in a DN prints as `subjectAltName=`),
+/// numeric OIDs only for the rest.
 fn short_name(oid: &str) -> Option<&'static str> {
-    Some(match oid {
-        "2.5.4.3" => "CN",
-        "2.5.4.4" => "SN",
-        "2.5.4.5" => "serialNumber",
-        "2.5.4.6" => "C",
-        "2.5.4.7" => "L",
-        "2.5.4.8" => "ST",
-        "2.5.4.9" => "street",
-        "2.5.4.10" => "O",
-        "2.5.4.11" => "OU",
-        "2.5.4.12" => "title",
-        "2.5.4.13" => "description",
-        "2.5.4.15" => "businessCategory",
-        "2.5.4.16" => "postalAddress",
-        "2.5.4.17" => "postalCode",
-        "2.5.4.18" => "postOfficeBox",
-        "2.5.4.41" => "name",
-        "2.5.4.42" => "GN",
-        "2.5.4.43" => "initials",
-        "2.5.4.44" => "generationQualifier",
-        "2.5.4.45" => "x500UniqueIdentifier",
-        "2.5.4.46" => "dnQualifier",
-        "2.5.4.65" => "pseudonym",
-        "2.5.4.97" => "organizationIdentifier",
-        "0.9.2342.19200300.100.1.1" => "UID",
-        "0.9.2342.19200300.100.1.25" => "DC",
-        "1.2.840.113549.1.9.1" => "emailAddress",
-        "1.2.840.113549.1.9.2" => "unstructuredName",
-        "1.3.6.1.4.1.311.60.2.1.1" => "jurisdictionL",
-        "1.3.6.1.4.1.311.60.2.1.2" => "jurisdictionST",
-        "1.3.6.1.4.1.311.60.2.1.3" => "jurisdictionC",
-        _ => return None,
-    })
+    openssl_short_name(oid)
 }
 
 /// Decodes the string types openssl prints as text; None for the rest.
@@ -198,5 +172,45 @@ mod tests {
         let der = der_named(&[(rcgen::DnType::OrganizationName, "nobody")]);
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert_eq!(first_cn(cert.subject()), None);
+    }
+
+    /// Made by `openssl req -subj "/CN=x/subjectAltName=foo/searchGuide=bar"`;
+    /// `openssl x509 -noout -subject -nameopt RFC2253` prints
+    /// `searchGuide=bar,subjectAltName=foo,CN=x`: attributes outside the
+    /// usual DN set get openssl's short names, not `OID=#hex`.
+    const OPENSSL_NAMED: &str = "\
+-----BEGIN CERTIFICATE-----\n\
+MIIBpDCCAUugAwIBAgIUNcszx/j7St32rKiC6lbd7bIrp04wCgYIKoZIzj0EAwIw\n\
+KDEKMAgGA1UEAwwBeDEMMAoGA1UdEQwDZm9vMQwwCgYDVQQODANiYXIwHhcNMjYx\n\
+MjA2MDYxNzQ4WhcNMjYxMjA3MDYxNzQ4WjAoMQowCAYDVQQDDAF4MQwwCgYDVR0R\n\
+DANmb28xDDAKBgNVBA4MA2JhcjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABNBB\n\
+lz0bOC6SEd8OsgaInttoQ/bomkDAlPtF7hmGTxPKzDQczdHbxJJQGZAu4+P3r9ug\n\
+waOR+NNcmLbSCiEcK1ujUzBRMB0GA1UdDgQWBBT6uVnYoX+wyZa25qlUSCcYYr0V\n\
+bzAfBgNVHSMEGDAWgBT6uVnYoX+wyZa25qlUSCcYYr0VbzAPBgNVHRMBAf8EBTAD\n\
+AQH/MAoGCCqGSM49BAMCA0cAMEQCIA9BBIa8GgrIyICSJShzBtrChSxebbpRwlOV\n\
+nl3JyInCAiB+iFNl/onTY2SpOzRL0BvY6MxtH+5E2Dr5QheeSDdwxg==\n\
+-----END CERTIFICATE-----";
+
+    #[test]
+    fn every_attribute_openssl_names_is_named() {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(OPENSSL_NAMED.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        assert_eq!(
+            rfc4514(cert.subject()),
+            "searchGuide=bar,subjectAltName=foo,CN=x"
+        );
+        assert_eq!(short_name("2.5.29.17"), Some("subjectAltName"));
+        assert_eq!(short_name("1.2.3.4"), None);
+    }
+
+    /// An attribute openssl does not know is dumped whatever its type.
+    #[test]
+    fn unknown_attributes_are_hex() {
+        let der = der_named(&[
+            (rcgen::DnType::CustomDnType(vec![1, 2, 3, 4]), "baz"),
+            (rcgen::DnType::CommonName, "x"),
+        ]);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(rfc4514(cert.subject()), "CN=x,1.2.3.4=#0C0362617A");
     }
 }

@@ -6,6 +6,7 @@ mod cache;
 mod certificate;
 mod dn;
 pub mod names;
+mod oid_names;
 pub mod signature;
 pub mod trust;
 pub mod verify;

@@ -45,12 +45,13 @@ pub enum ChainStatus {
     SelfSigned,
     /// The chain ends at a self-signed root that is not a trust anchor.
     UnknownRoot { root: String },
-    /// The last certificate's issuer was not sent and is not an anchor.
+    /// The last certificate's issuer was not sent and is neither an anchor
+    /// nor a CA certificate seen elsewhere, whatever else was sent: no
+    /// client can build a path.
     UnknownIssuer { issuer: String },
-    /// The sent certificates do not link up: the certificate of `missing`
-    /// is absent. `completes` says a CA certificate seen in another
-    /// connection fills the gap and reaches an anchor.
-    Incomplete { missing: String, completes: bool },
+    /// The server did not send the CA certificate of `missing`, but one
+    /// seen in another connection fills the gap and reaches an anchor.
+    Incomplete { missing: String },
     /// A signature in the chain does not verify with its issuer's key.
     BadSignature { subject: String, issuer: String },
     /// The path reaches an anchor but is not acceptable (webpki's reason).
@@ -302,7 +303,6 @@ impl ChainVerifier {
                 }) {
                     ChainStatus::Incomplete {
                         missing: name(certs.presented + first_pooled),
-                        completes: true,
                     }
                 } else {
                     let all_valid = self.signatures_valid(&certs, &nodes, a);
@@ -320,18 +320,12 @@ impl ChainVerifier {
             }
             End::SelfSigned if path.len() == 1 => ChainStatus::SelfSigned,
             End::SelfSigned => ChainStatus::UnknownRoot { root: name(last) },
-            End::Missing => {
-                let issuer = rfc4514(certs.parsed[last].issuer());
-                let stray = (0..ders.len()).any(|i| !skip[i] && !path.contains(&i));
-                if stray {
-                    ChainStatus::Incomplete {
-                        missing: issuer,
-                        completes: false,
-                    }
-                } else {
-                    ChainStatus::UnknownIssuer { issuer }
-                }
-            }
+            // Certificates sent beside the path (an unrelated intermediate,
+            // the root without the intermediate) do not make it any more
+            // trusted: nothing known completes it.
+            End::Missing => ChainStatus::UnknownIssuer {
+                issuer: rfc4514(certs.parsed[last].issuer()),
+            },
             End::BadSignature { child, issuer } => ChainStatus::BadSignature {
                 subject: name(child),
                 issuer: name(issuer),
