@@ -107,6 +107,35 @@ mod tests {
         classify(sni, &alpn, port).map(|m| (m.kind, m.identity))
     }
 
+    /// A sidecar's workload certificate (probed under TLS 1.3) names the
+    /// mesh identity by its SPIFFE ID; a chain without one leaves the SNI's.
+    #[test]
+    fn a_served_spiffe_id_names_the_mesh_identity() {
+        let mut conn = Connection::new(
+            "10.0.0.1:40000".parse().unwrap(),
+            "10.0.0.2:15006".parse().unwrap(),
+            0,
+        );
+        conn.handshake.sni = Some("outbound_.9080_._.reviews.default.svc.cluster.local".into());
+        conn.handshake.alpn_offered = vec!["istio".into()];
+        apply(&mut conn);
+        let sni_identity = Some("reviews.default.svc.cluster.local:9080".to_string());
+        assert_eq!(conn.mesh.as_ref().unwrap().identity, sni_identity);
+        let mut leaf = crate::x509::describe(b"not parsed: only the SANs matter here");
+        leaf.san.uri = vec![
+            "https://example.test/".into(),
+            "spiffe://cluster.local/ns/default/sa/reviews".into(),
+        ];
+        conn.server_chain = vec![std::sync::Arc::new(leaf)];
+        apply(&mut conn);
+        let m = conn.mesh.unwrap();
+        assert_eq!(m.kind, MeshKind::Istio);
+        assert_eq!(
+            m.identity.as_deref(),
+            Some("spiffe://cluster.local/ns/default/sa/reviews")
+        );
+    }
+
     #[test]
     fn istio() {
         assert_eq!(
