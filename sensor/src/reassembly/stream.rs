@@ -39,6 +39,23 @@ impl Stream {
         }
     }
 
+    /// A SYN seen again with a different initial sequence number (a
+    /// SYN-ACK answering a retransmitted SYN, a peer that restarted its
+    /// side of the handshake): the direction starts over at `seq + 1`,
+    /// provided nothing of the old sequence space was delivered yet, as
+    /// the consumer cannot take its first bytes twice. Held segments were
+    /// placed against the old base and are dropped. Returns the bytes that
+    /// freed, or None when the stream keeps its base (already delivering,
+    /// given up, or the same ISN).
+    pub fn resyn(&mut self, seq: u32) -> Option<usize> {
+        let base = seq.wrapping_add(1);
+        if self.delivered > 0 || self.gave_up || self.next_seq == Some(base) {
+            return None;
+        }
+        self.next_seq = Some(base);
+        Some(self.clear())
+    }
+
     pub fn gave_up(&self) -> bool {
         self.gave_up
     }
@@ -249,6 +266,53 @@ mod tests {
         assert_eq!(r.delivered, 1);
         let r = s.push(5001 + (64 << 20), b"y", 1 << 20, usize::MAX, &mut |_| true);
         assert!(r.out_of_window);
+    }
+
+    #[test]
+    fn payload_in_the_syn_starts_at_isn_plus_one() {
+        // The table pushes a SYN's payload at ISN + 1 (TCP Fast Open); a
+        // retransmission of the same bytes after the handshake is a duplicate.
+        let mut s = Stream::default();
+        s.syn(1000);
+        let mut out = Vec::new();
+        let mut deliver = |b: &[u8]| {
+            out.extend_from_slice(b);
+            true
+        };
+        assert_eq!(
+            s.push(1001, b"hello", 64, usize::MAX, &mut deliver)
+                .delivered,
+            5
+        );
+        let r = s.push(1001, b"hello world", 64, usize::MAX, &mut deliver);
+        assert_eq!((r.delivered, r.duplicate), (6, 5));
+        assert_eq!(out, b"hello world");
+    }
+
+    #[test]
+    fn a_new_isn_rebases_until_bytes_are_delivered() {
+        let mut s = Stream::default();
+        s.syn(5000);
+        // A segment ahead of the old base is held, then dropped on rebase.
+        assert_eq!(
+            s.push(5101, b"zz", 64, usize::MAX, &mut |_| true).buffered,
+            2
+        );
+        assert_eq!(s.resyn(5000), None);
+        assert_eq!(s.resyn(0x9000_0000), Some(2));
+        assert_eq!(s.pending_bytes(), 0);
+        let mut out = Vec::new();
+        let mut deliver = |b: &[u8]| {
+            out.extend_from_slice(b);
+            true
+        };
+        let r = s.push(0x9000_0001, b"server hello", 64, usize::MAX, &mut deliver);
+        assert_eq!(r.delivered, 12);
+        assert!(!r.out_of_window);
+        // Once bytes went out, another ISN cannot restart the stream.
+        assert_eq!(s.resyn(7), None);
+        assert_eq!(s.push(8, b"x", 64, usize::MAX, &mut deliver).delivered, 0);
+        assert_eq!(out, b"server hello");
     }
 
     #[test]

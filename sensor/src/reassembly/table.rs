@@ -97,6 +97,8 @@ pub struct ReassemblyStats {
     pub duplicate_bytes: u64,
     pub gaps: u64,
     pub out_of_window: u64,
+    /// Directions started over by a SYN with a new initial sequence number.
+    pub resyn: u64,
     pub table_full: u64,
     pub stream_budget_exhausted: u64,
     pub idle_closed: u64,
@@ -286,9 +288,26 @@ impl<S: Default> ConnTable<S> {
             let stream = &mut streams[i];
             let mut data_seq = seg.seq;
             if seg.flags.syn {
-                syn_seq[i].get_or_insert(seg.seq);
-                stream.syn(seg.seq);
+                // Payload in a SYN (TCP Fast Open) starts at ISN + 1.
                 data_seq = seg.seq.wrapping_add(1);
+                match syn_seq[i] {
+                    None => {
+                        syn_seq[i] = Some(seg.seq);
+                        stream.syn(seg.seq);
+                    }
+                    // A SYN-ACK answering a retransmitted SYN may carry a new
+                    // ISN (a fresh SYN with one was a new connection above):
+                    // the direction starts over rather than dropping what
+                    // follows as out of window.
+                    Some(old) if old != seg.seq => {
+                        if let Some(freed) = stream.resyn(seg.seq) {
+                            syn_seq[i] = Some(seg.seq);
+                            self.pending_total -= freed.min(self.pending_total);
+                            self.stats.resyn += 1;
+                        }
+                    }
+                    Some(_) => {}
+                }
             }
             let mut control = Control::Continue;
             let budget = self.cfg.max_stream_bytes;
@@ -386,6 +405,137 @@ mod tests {
     use std::hash::BuildHasher;
 
     use super::*;
+
+    use crate::capture::{FlowKey, TcpFlags};
+
+    /// Collects the bytes delivered per side.
+    #[derive(Default)]
+    struct Collect {
+        bytes: [Vec<u8>; 2],
+        closed: usize,
+    }
+
+    impl ConnHandler<()> for Collect {
+        fn on_data(&mut self, _: &mut (), _: &ConnMeta, side: Side, b: &[u8]) -> Control {
+            self.bytes[side as usize].extend_from_slice(b);
+            Control::Continue
+        }
+        fn on_gap(&mut self, _: &mut (), _: &ConnMeta, _: Side) -> Control {
+            Control::Continue
+        }
+        fn on_close(&mut self, _: (), _: ConnMeta) {
+            self.closed += 1;
+        }
+    }
+
+    const CLIENT: &str = "192.0.2.1:40000";
+    const SERVER: &str = "192.0.2.2:443";
+
+    fn flags(syn: bool, ack: bool) -> TcpFlags {
+        TcpFlags {
+            syn,
+            ack,
+            ..Default::default()
+        }
+    }
+
+    fn feed(t: &mut ConnTable<()>, h: &mut Collect, segs: &[(bool, u32, TcpFlags, &[u8])]) {
+        let (c, s): (SocketAddr, SocketAddr) = (CLIENT.parse().unwrap(), SERVER.parse().unwrap());
+        for (n, (from_client, seq, flags, payload)) in segs.iter().enumerate() {
+            let (src, dst) = if *from_client { (c, s) } else { (s, c) };
+            t.ingest(
+                &Segment {
+                    flow: FlowKey { src, dst },
+                    seq: *seq,
+                    flags: *flags,
+                    timestamp_us: n as i64,
+                    payload,
+                },
+                h,
+            );
+        }
+    }
+
+    #[test]
+    fn payload_of_a_syn_is_delivered_once() {
+        // TCP Fast Open: the ClientHello rides in the SYN; the server acks
+        // only the SYN (no cookie yet) and the client sends it again.
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect::default(),
+        );
+        feed(
+            &mut t,
+            &mut h,
+            &[
+                (true, 100, flags(true, false), b"hello"),
+                (false, 7000, flags(true, true), b""),
+                (true, 101, flags(false, true), b"hello"),
+                (false, 7001, flags(false, true), b"welcome"),
+                (true, 106, flags(false, true), b" again"),
+            ],
+        );
+        assert_eq!(h.bytes[0], b"hello again");
+        assert_eq!(h.bytes[1], b"welcome");
+        assert_eq!(t.stats.duplicate_bytes, 5);
+        assert_eq!(t.stats.connections, 1);
+    }
+
+    #[test]
+    fn a_syn_ack_with_a_new_isn_rebases_the_server_side() {
+        // The first SYN-ACK is lost on the way to the client, which
+        // retransmits its SYN (same ISN, data included); the server's
+        // answer carries a new ISN, and its hello follows that one.
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect::default(),
+        );
+        feed(
+            &mut t,
+            &mut h,
+            &[
+                (true, 100, flags(true, false), b"hello"),
+                (false, 7000, flags(true, true), b""),
+                (false, 7001 + 3, flags(false, true), b"old"),
+                (true, 100, flags(true, false), b"hello"),
+                (false, 0x8000_0000, flags(true, true), b""),
+                (false, 0x8000_0001, flags(false, true), b"server hello"),
+                // The first SYN-ACK again, late: it cannot restart a
+                // direction that already delivered bytes.
+                (false, 7000, flags(true, true), b""),
+                (false, 0x8000_000d, flags(false, true), b"!"),
+            ],
+        );
+        assert_eq!(h.bytes[0], b"hello");
+        assert_eq!(h.bytes[1], b"server hello!");
+        assert_eq!(t.stats.resyn, 1);
+        assert_eq!(t.stats.out_of_window, 0);
+        assert_eq!(t.pending_bytes(), 0);
+        assert_eq!(t.stats.connections, 1);
+    }
+
+    #[test]
+    fn a_fresh_syn_with_a_new_isn_is_a_new_connection() {
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect::default(),
+        );
+        feed(
+            &mut t,
+            &mut h,
+            &[
+                (true, 100, flags(true, false), b"first"),
+                (true, 5000, flags(true, false), b"second"),
+                (false, 9000, flags(true, true), b""),
+                (false, 9001, flags(false, true), b"reply"),
+            ],
+        );
+        assert_eq!(h.closed, 1);
+        assert_eq!(h.bytes[0], b"firstsecond");
+        assert_eq!(h.bytes[1], b"reply");
+        assert_eq!(t.stats.connections, 2);
+        assert_eq!(t.stats.out_of_window, 0);
+    }
 
     #[test]
     fn key_is_the_same_both_ways_and_tells_families_apart() {
