@@ -77,6 +77,7 @@ fn the_recorded_captures_are_all_there() {
         "tls12-stray-intermediate",
         "tls12-validity-398d",
         "tls12-dn-attributes",
+        "tls12-tcp-fast-open",
         "plain-http",
     ] {
         assert!(
@@ -312,6 +313,35 @@ fn validity_of_398_days_and_a_second_is_too_long() {
     assert_eq!(certs[0]["not_after"], "2027-02-03T00:00:00Z");
     let f = findings_of("tls12-validity-398d");
     assert!(f.iter().any(|(r, _)| r == "cert.long_validity"), "{f:?}");
+}
+
+/// Issue 14.4: TCP Fast Open. The second connection's ClientHello rides
+/// in its SYN (which carries the cookie the first one got); both
+/// handshakes are followed to their end.
+#[test]
+fn a_client_hello_in_the_syn_is_followed() {
+    let pcap = std::fs::read(data_dir().join("tls12-tcp-fast-open.pcap")).unwrap();
+    // Ethernet, IPv4 without options: TCP at 34, flags at 34 + 13.
+    let hellos_in_syn = pcap_records(&pcap)
+        .into_iter()
+        .filter(|&(at, len)| {
+            let f = &pcap[at + 16..at + 16 + len];
+            let tcp = &f[34..];
+            let payload = &tcp[(tcp[12] >> 4) as usize * 4..];
+            tcp[13] & 0x12 == 0x02 && payload.first() == Some(&22)
+        })
+        .count();
+    assert_eq!(hellos_in_syn, 1);
+    let hs = handshakes_of("tls12-tcp-fast-open");
+    assert_eq!(field(&hs, "version"), [&Value::from("TLS 1.2"); 2]);
+    assert_eq!(field(&hs, "sni"), [&Value::from("tfo.test"); 2]);
+    let got = analyze_files(&[data_dir().join("tls12-tcp-fast-open.pcap")]);
+    let reported: Vec<_> = got.records.handshakes().collect();
+    assert_eq!(reported.len(), 2);
+    for h in reported {
+        assert_eq!(h["complete"], true, "{h}");
+        assert_eq!(h["server_chain"].as_array().map(Vec::len), Some(1), "{h}");
+    }
 }
 
 #[test]
