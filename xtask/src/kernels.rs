@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tests::certs::Pki;
 use tests::netns::{CLIENT4, CLIENT6, End, Netns, Pair, SERVER4, SERVER6};
 
-use crate::setup::receivers::private_apt;
+use crate::setup::receivers::{private_apt, private_apt_state};
 use crate::{root, run};
 
 /// Debian release, its apt sources, and the kernel series expected there.
@@ -191,17 +191,7 @@ fn tools() -> Result<()> {
 /// unpacked under `.cache/kernels/<package>` once.
 fn kernel(release: &str, sources: &str) -> Result<PathBuf> {
     let apt_dir = dir().join("apt").join(release);
-    for d in [
-        "state/lists/partial",
-        "cache/archives/partial",
-        "sources.list.d",
-        "preferences.d",
-        "debs",
-    ] {
-        std::fs::create_dir_all(apt_dir.join(d))?;
-    }
-    std::fs::write(apt_dir.join("state/status"), "")?;
-    std::fs::write(apt_dir.join("sources.list"), sources)?;
+    private_apt_state(&apt_dir, sources)?;
     let stamp = apt_dir.join("package");
     let package = match std::fs::read_to_string(&stamp) {
         Ok(p) if !p.trim().is_empty() => p.trim().to_string(),
@@ -302,14 +292,7 @@ fn pki(into: &Path) -> Result<()> {
 pub fn kernels() -> Result<()> {
     tools()?;
     let root = root();
-    // The same build as `cargo xtask test`'s and the live tests': another
-    // set of packages would unify features differently and relink the sensor.
-    run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "--workspace",
-        "--bins",
-    ]))?;
+    crate::build_release_bins()?;
     let sensor = root.join("target/release/sensor");
     let xtask = root.join("target/release/xtask");
     let runs = dir().join("runs");

@@ -81,16 +81,24 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn test() -> Result<()> {
-    setup::setup()?;
-    deploy_check::check()?;
-    let root = root();
-    run(Command::new("cargo").current_dir(&root).args([
+/// The release binaries, built as `cargo xtask test` and the live tests
+/// build them: another set of packages would unify features differently
+/// and relink the sensor.
+pub(crate) fn build_release_bins() -> Result<()> {
+    run(Command::new("cargo").current_dir(root()).args([
         "build",
         "--release",
         "--workspace",
         "--bins",
-    ]))?;
+    ]))
+    .map(drop)
+}
+
+fn test() -> Result<()> {
+    setup::setup()?;
+    deploy_check::check()?;
+    let root = root();
+    build_release_bins()?;
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["test", "--release", "--workspace"]))?;

@@ -37,6 +37,24 @@ fn works(bin: &Path, arg: &str) -> bool {
 }
 
 /// apt-get with every state and source path inside `apt_dir`.
+/// An apt state of its own under `apt_dir` (lists, cache, an empty dpkg
+/// status, `sources`), so downloads from other releases never touch the
+/// host's apt.
+pub(crate) fn private_apt_state(apt_dir: &Path, sources: &str) -> Result<()> {
+    for d in [
+        "state/lists/partial",
+        "cache/archives/partial",
+        "sources.list.d",
+        "preferences.d",
+        "debs",
+    ] {
+        std::fs::create_dir_all(apt_dir.join(d))?;
+    }
+    std::fs::write(apt_dir.join("state/status"), "")?;
+    std::fs::write(apt_dir.join("sources.list"), sources)?;
+    Ok(())
+}
+
 pub(crate) fn private_apt(apt_dir: &Path) -> Command {
     let mut c = Command::new("apt-get");
     let p = |s: &str| apt_dir.join(s).display().to_string();
@@ -68,18 +86,8 @@ fn victoria_metrics() -> Result<()> {
         dir().display()
     );
     let apt_dir = dir().join("apt");
-    for d in [
-        "state/lists/partial",
-        "cache/archives/partial",
-        "sources.list.d",
-        "preferences.d",
-        "debs",
-    ] {
-        std::fs::create_dir_all(apt_dir.join(d))?;
-    }
-    std::fs::write(apt_dir.join("state/status"), "")?;
-    std::fs::write(
-        apt_dir.join("sources.list"),
+    private_apt_state(
+        &apt_dir,
         "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
          http://deb.debian.org/debian trixie main\n",
     )?;
