@@ -16,6 +16,20 @@ pub mod sensor_cli;
 pub use sensor_cli::sensor_bin;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `limit` stretched by `TESTS_SLOWDOWN` (a factor, default 1): `cargo xtask
+/// kernels` runs these tests in machines under software emulation, about
+/// ten times slower than the host, and a wait that suits the host would
+/// fail there for no fault of the sensor.
+pub fn patience(limit: Duration) -> Duration {
+    let factor = std::env::var("TESTS_SLOWDOWN")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    limit * factor
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -79,7 +79,7 @@ impl Netns {
 
     /// Waits up to 10 s until something listens on TCP `port` here.
     pub fn listening(&self, port: u16) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
         loop {
             let out = self
                 .cmd("ss")
@@ -237,7 +237,7 @@ impl Tcpdump {
             child: Some(child),
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
         while !t.log_text().contains("listening on") {
             if let Some(status) = t.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 bail!("tcpdump exited ({status}): {}", t.log_text());
@@ -260,7 +260,7 @@ impl Tcpdump {
         let mut child = self.child.take().expect("running until stopped");
         // SAFETY: signalling our own child, not reaped yet.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
         loop {
             if let Some(status) = child.try_wait()? {
                 if !status.success() {

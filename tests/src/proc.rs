@@ -110,6 +110,7 @@ impl Watched {
 
     /// Waits for a stderr line containing `needle`.
     pub fn wait_for(&mut self, needle: &str, limit: Duration) {
+        let limit = crate::patience(limit);
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(100)) {
@@ -129,7 +130,7 @@ impl Watched {
     /// Stops with SIGINT; returns all stderr lines. Stdout is in the file given to `spawn`.
     pub fn stop(mut self) -> Vec<String> {
         let out = std::mem::replace(&mut self.child, Reaped::spawn(&mut Command::new("true")));
-        let output = out.interrupt(Duration::from_secs(20));
+        let output = out.interrupt(crate::patience(Duration::from_secs(20)));
         while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.seen.push(l);
         }

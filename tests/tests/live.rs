@@ -10,7 +10,7 @@ use serde_json::Value;
 use tests::certs::Pki;
 use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6, Tcpdump};
 use tests::proc::{Reaped, Watched, run};
-use tests::{json_lines, of_kind, require_root, sensor_bin};
+use tests::{json_lines, of_kind, patience, require_root, sensor_bin};
 
 const SNI: &str = "server.test";
 
@@ -39,7 +39,7 @@ impl Sensor {
     /// Stops it; returns its JSON lines.
     fn stop(self) -> Vec<Value> {
         // Let the last ring-buffer records drain.
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(patience(Duration::from_millis(300)));
         self.watched.stop();
         json_lines(&std::fs::read_to_string(self.out.path()).expect("read output"))
     }
@@ -67,8 +67,8 @@ fn s_server(ns: &Netns, pki: &Pki, port: u16, leaf: &str, extra: &[&str]) -> Rea
 
 fn s_client(ns: &Netns, host: &str, port: u16, sni: &str, extra: &[&str]) -> Output {
     ns.cmd("timeout")
+        .arg(patience(Duration::from_secs(10)).as_secs().to_string())
         .args([
-            "10",
             "openssl",
             "s_client",
             "-connect",
@@ -148,7 +148,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
         &["-tls1_2"],
     );
     let lines = sensor.stop();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(patience(Duration::from_millis(300)));
     dump.stop().expect("tcpdump");
 
     let leaf = pki.fingerprint("leaf.pem");
@@ -521,7 +521,7 @@ fn ring_buffer_flood_is_counted_and_recovers() {
     ));
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(patience(Duration::from_millis(500)));
     s_client(&lab.client, SERVER4, 4439, "after.flood", &["-tls1_2"]);
     let lines = sensor.stop();
     assert!(
@@ -563,7 +563,7 @@ fn full_flow_map_is_counted_and_recovers() {
          </dev/null >/dev/null 2>&1 & done; wait"
     ));
     // The stalled flows expire after a second idle; then the map has room again.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(patience(Duration::from_secs(3)));
     s_client(&lab.client, SERVER4, 4440, "after.full", &["-tls1_2"]);
     let lines = sensor.stop();
     assert!(
@@ -618,7 +618,9 @@ fn http_server(ns: &Netns, port: u16) -> Reaped {
 fn curl(ns: &Netns, url: &str) {
     run(ns
         .cmd("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time", "10", url]));
+        .args(["-sS", "-o", "/dev/null", "--max-time"])
+        .arg(patience(Duration::from_secs(10)).as_secs().to_string())
+        .arg(url));
 }
 
 /// Plain HTTP between two namespaces: the kernel follows each connection
@@ -641,7 +643,7 @@ fn plain_http_is_accounted_as_plaintext() {
     }
     s_client(&lab.client, SERVER4, 4438, SNI, &["-tls1_3"]);
     let lines = sensor.stop();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(patience(Duration::from_millis(300)));
     dump.stop().expect("tcpdump");
 
     let s = summary(&lines);
@@ -687,7 +689,7 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     }
     s_client(&lab.client, SERVER4, 4439, SNI, &["-tls1_3"]);
     let lines = sensor.stop();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(patience(Duration::from_millis(300)));
     dump.stop().expect("tcpdump");
 
     let found = of_kind(&lines, "finding");
