@@ -14,7 +14,9 @@
 //!   two network namespaces by a veth, starts TLS 1.2, mutual-TLS and
 //!   plain HTTP servers, runs `sensor run --json` on the client's end, and
 //!   writes what it found to a folder the guest may write (`--rwdir`): the
-//!   guest's console is not a reliable channel.
+//!   guest's console is not a reliable channel. Then it runs the live tests
+//!   (tests/tests/live.rs) that do not depend on timing, with the release
+//!   sensor and their waits stretched tenfold.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -55,11 +57,32 @@ const KERNELS: &[(&str, &str, &str)] = &[
 ];
 
 const VIRTME_NG: &str = "virtme-ng==1.42";
-/// One whole guest run: boot, checks, power-off (about 10x the host's).
-const GUEST_LIMIT: Duration = Duration::from_secs(900);
+/// One whole guest run: boot, checks, live tests, power-off. A hang guard:
+/// on a quiet machine a guest takes 3-8 minutes, with builds beside it 15.
+const GUEST_LIMIT: Duration = Duration::from_secs(2400);
 /// Inside the guest: the sensor's load and attach, and each client.
 const ATTACH_LIMIT: Duration = Duration::from_secs(600);
 const CLIENT_LIMIT: &str = "120";
+
+/// The live tests whose outcome does not hang on timing. Left out: the ring
+/// buffer flood (user space must fall behind the kernel, a race), the full
+/// flow map (idle expiry within seconds), the capability check (nothing
+/// of the kernel in it).
+const GUEST_LIVE_TESTS: &[&str] = &[
+    "tls12_tls13_ipv4_ipv6_and_live_equals_analyze",
+    "mutual_tls_client_chain",
+    "mtu_400_spreads_the_certificate_over_many_segments",
+    "gso_packets_of_64k_are_read_whole",
+    "client_hello_split_across_two_segments",
+    "loopback_sees_each_packet_twice_and_reports_once",
+    "clsact_attach_sees_a_tls12_handshake",
+    "bounded_loop_object_under_clsact_sees_a_whole_chain",
+    "a_program_attached_after_ours_still_sees_every_packet",
+    "plain_http_is_accounted_as_plaintext",
+    "plain_http_between_pods_is_one_tls_plaintext_finding",
+];
+/// Emulation runs about ten times slower than the host.
+const GUEST_SLOWDOWN: &str = "10";
 
 const SNI_TLS: &str = "tls12.kernels.test";
 const SNI_MTLS: &str = "mtls.kernels.test";
@@ -95,12 +118,29 @@ impl Seen {
 pub struct Outcome {
     pub kernel: String,
     pub runs: Vec<Seen>,
+    pub live: Option<LiveTests>,
     pub error: Option<String>,
+}
+
+/// The live tests' verdicts in a guest, from libtest's output.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct LiveTests {
+    pub passed: usize,
+    pub failed: Vec<String>,
+}
+
+impl LiveTests {
+    fn ok(&self) -> bool {
+        self.failed.is_empty() && self.passed == GUEST_LIVE_TESTS.len()
+    }
 }
 
 impl Outcome {
     fn ok(&self) -> bool {
-        self.error.is_none() && !self.runs.is_empty() && self.runs.iter().all(Seen::ok)
+        self.error.is_none()
+            && !self.runs.is_empty()
+            && self.runs.iter().all(Seen::ok)
+            && self.live.as_ref().is_none_or(LiveTests::ok)
     }
 
     fn line(&self) -> String {
@@ -117,9 +157,13 @@ impl Outcome {
             Some(_) => "FAIL",
             None => "-",
         };
+        let live = match &self.live {
+            Some(l) => format!("{}/{}", l.passed, GUEST_LIVE_TESTS.len()),
+            None => "-".into(),
+        };
         format!(
             "{:<22} load {:<4} attach {:<7} ship {:<9} handshake {:<7} mtls {:<7} flow {:<8} \
-             forced-bounded {:<4} {}",
+             forced-bounded {:<4} live-tests {:<5} {}",
             self.kernel,
             if first.is_some_and(|r| r.loaded) {
                 "ok"
@@ -132,10 +176,16 @@ impl Outcome {
             yes(first.is_some_and(|r| r.mutual), "seen"),
             yes(first.is_some_and(|r| r.flow), "counted"),
             bounded,
+            live,
             match (&self.error, self.ok()) {
                 (Some(e), _) => format!("FAIL: {e}"),
                 (None, true) => "ok".into(),
-                (None, false) => "FAIL".into(),
+                (None, false) => match &self.live {
+                    Some(l) if !l.failed.is_empty() => {
+                        format!("FAIL: live tests {}", l.failed.join(", "))
+                    }
+                    _ => "FAIL".into(),
+                },
             }
         )
     }
@@ -289,15 +339,20 @@ fn pki(into: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn kernels() -> Result<()> {
+/// Every kernel of `KERNELS`, or the series named in `only`.
+pub fn kernels(only: &[String]) -> Result<()> {
     tools()?;
     let root = root();
     crate::build_release_bins()?;
     let sensor = root.join("target/release/sensor");
     let xtask = root.join("target/release/xtask");
+    let live_tests = live_test_executable()?;
     let runs = dir().join("runs");
     let mut outcomes = Vec::new();
     for (release, sources, series) in KERNELS {
+        if !only.is_empty() && !only.iter().any(|o| o == series) {
+            continue;
+        }
         let img = kernel(release, sources)?;
         let name = img
             .file_name()
@@ -306,18 +361,39 @@ pub fn kernels() -> Result<()> {
             .unwrap_or(series)
             .to_string();
         let out = runs.join(&name);
-        if out.exists() {
-            std::fs::remove_dir_all(&out)?;
-        }
-        std::fs::create_dir_all(&out)?;
-        pki(&out)?;
-        eprintln!("xtask kernels: booting {name} ({release})");
         let started = Instant::now();
-        let outcome = boot(&img, &xtask, &sensor, &out).unwrap_or_else(|e| Outcome {
-            kernel: name.clone(),
-            error: Some(format!("{e:#}")),
-            ..Outcome::default()
-        });
+        let mut outcome = None;
+        // Under emulation a guest now and then dies before its checks write
+        // anything (seen once in CI, never here): one more boot tells a
+        // fluke from a kernel that fails.
+        for attempt in 1..=2 {
+            if out.exists() {
+                std::fs::remove_dir_all(&out)?;
+            }
+            std::fs::create_dir_all(&out)?;
+            pki(&out)?;
+            eprintln!("xtask kernels: booting {name} ({release}), attempt {attempt}");
+            match boot(&img, &xtask, &sensor, &live_tests, &out) {
+                Ok(o) => {
+                    outcome = Some(o);
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("xtask kernels: {name}: {e:#}");
+                    show_tail(&out.join("console.log"), 30);
+                    show_tail(&out.join("guest.log"), 30);
+                    outcome = Some(Outcome {
+                        kernel: name.clone(),
+                        error: Some(format!("{e:#}")),
+                        ..Outcome::default()
+                    });
+                }
+            }
+        }
+        let outcome = outcome.expect("at least one boot");
+        if !outcome.ok() {
+            show_tail(&out.join("live-tests.log"), 60);
+        }
         eprintln!(
             "xtask kernels: {name} done in {:.0} s",
             started.elapsed().as_secs_f64()
@@ -343,15 +419,62 @@ pub fn kernels() -> Result<()> {
     Ok(())
 }
 
+/// The last `n` lines of a guest's log on stderr, where CI keeps them.
+fn show_tail(path: &Path, n: usize) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!("--- last lines of {}", path.display());
+    for l in &lines[lines.len().saturating_sub(n)..] {
+        eprintln!("    {l}");
+    }
+}
+
+/// The release build of tests/tests/live.rs, for the guests to run.
+fn live_test_executable() -> Result<PathBuf> {
+    let out = Command::new("cargo")
+        .current_dir(root())
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--test",
+            "live",
+            "--no-run",
+            "--message-format",
+            "json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the live tests")?;
+    if !out.status.success() {
+        bail!("building the live tests failed: {}", out.status);
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "live")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo named no executable for the live tests")
+}
+
 /// Boots `img` with the host's root read-only and `out` writable, runs
 /// the guest checks, and reads their result.
-fn boot(img: &Path, xtask: &Path, sensor: &Path, out: &Path) -> Result<Outcome> {
+fn boot(
+    img: &Path,
+    xtask: &Path,
+    sensor: &Path,
+    live_tests: &Path,
+    out: &Path,
+) -> Result<Outcome> {
     let vng = vng_dir();
     let exec = format!(
-        "{} kernels-guest --dir {} --sensor {}",
+        "{} kernels-guest --dir {} --sensor {} --live-tests {}",
         xtask.display(),
         out.display(),
-        sensor.display()
+        sensor.display(),
+        live_tests.display()
     );
     let console = std::fs::File::create(out.join("console.log"))?;
     let mut child = Command::new(vng.join("bin/vng"))
@@ -421,7 +544,7 @@ impl Log {
 }
 
 /// Inside the guest: the checks, written to `dir/result.json`.
-pub fn guest(dir: &Path, sensor: &Path) -> Result<()> {
+pub fn guest(dir: &Path, sensor: &Path, live_tests: Option<&Path>) -> Result<()> {
     let mut log = Log(std::fs::File::create(dir.join("guest.log"))?);
     let kernel = String::from_utf8_lossy(&Command::new("uname").arg("-r").output()?.stdout)
         .trim()
@@ -434,12 +557,67 @@ pub fn guest(dir: &Path, sensor: &Path) -> Result<()> {
         log.say(&format!("error: {e:#}"));
         outcome.error = Some(format!("{e:#}"));
     }
+    // The verdict so far is kept should the tests take the guest down.
+    std::fs::write(
+        dir.join("result.json"),
+        serde_json::to_string_pretty(&outcome)?,
+    )?;
+    if let Some(bin) = live_tests {
+        log.say("live tests");
+        match run_live_tests(bin, dir, sensor) {
+            Ok(l) => outcome.live = Some(l),
+            Err(e) => {
+                log.say(&format!("live tests: {e:#}"));
+                outcome.error.get_or_insert(format!("live tests: {e:#}"));
+            }
+        }
+    }
     std::fs::write(
         dir.join("result.json"),
         serde_json::to_string_pretty(&outcome)?,
     )?;
     log.say("done");
     Ok(())
+}
+
+/// Runs the chosen live tests, two at a time as the guest has two CPUs
+/// (they run in parallel on the host too), output in `dir/live-tests.log`.
+fn run_live_tests(bin: &Path, dir: &Path, sensor: &Path) -> Result<LiveTests> {
+    let log = dir.join("live-tests.log");
+    let out = std::fs::File::create(&log)?;
+    let status = Command::new(bin)
+        .args(GUEST_LIVE_TESTS)
+        .args(["--exact", "--test-threads", "2"])
+        .env("SENSOR_BIN", sensor)
+        .env("TESTS_SLOWDOWN", GUEST_SLOWDOWN)
+        .env("RUST_BACKTRACE", "1")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    let text = std::fs::read_to_string(&log)?;
+    // The sensor's own stderr interleaves with libtest's `test X ... ok`
+    // lines; its summary and failure headers stand on lines of their own.
+    let mut live = LiveTests {
+        passed: text
+            .lines()
+            .filter_map(|l| l.strip_prefix("test result: "))
+            .filter_map(|r| r.split("; ").next()?.rsplit(". ").next()?.strip_suffix(" passed"))
+            .filter_map(|n| n.trim().parse().ok())
+            .next()
+            .unwrap_or(0),
+        failed: GUEST_LIVE_TESTS
+            .iter()
+            .filter(|t| text.contains(&format!("---- {t} stdout ----")))
+            .map(|t| t.to_string())
+            .collect(),
+    };
+    if !status.success() && live.failed.is_empty() {
+        live.failed.push(format!("(the test run ended with {status})"));
+    }
+    Ok(live)
 }
 
 fn wait_listen(ns: &Netns, port: u16) -> Result<()> {

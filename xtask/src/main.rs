@@ -53,7 +53,11 @@ enum Cmd {
     Demo(demo::Options),
     /// The release sensor on Debian's 5.10, 6.1 and 6.12 kernels in virtual machines
     /// (qemu, software emulation): one line per kernel (root).
-    Kernels,
+    Kernels {
+        /// Only these kernel series (`5.10`, `6.1`, `6.12`; comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Inside a `kernels` guest: the checks, written to DIR/result.json.
     #[command(hide = true)]
     KernelsGuest {
@@ -61,6 +65,9 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long)]
         sensor: PathBuf,
+        /// The live test executable (tests/tests/live.rs) to run there too.
+        #[arg(long)]
+        live_tests: Option<PathBuf>,
     },
 }
 
@@ -107,7 +114,7 @@ fn test() -> Result<()> {
         json: false,
     })?;
     // Debian's 5.10, 6.1 and 6.12 in virtual machines (a few minutes).
-    kernels::kernels()?;
+    kernels::kernels(&[])?;
     Ok(())
 }
 
@@ -153,7 +160,11 @@ fn main() -> Result<()> {
         }
         Cmd::Bench(b) => bench::main(b),
         Cmd::Demo(opts) => demo::demo(opts),
-        Cmd::Kernels => kernels::kernels(),
-        Cmd::KernelsGuest { dir, sensor } => kernels::guest(&dir, &sensor),
+        Cmd::Kernels { only } => kernels::kernels(&only),
+        Cmd::KernelsGuest {
+            dir,
+            sensor,
+            live_tests,
+        } => kernels::guest(&dir, &sensor, live_tests.as_deref()),
     }
 }
