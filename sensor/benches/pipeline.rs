@@ -16,6 +16,7 @@ use sensor::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyCo
 use sensor::tls::fingerprint::{ja3, ja4};
 use sensor::tls::hello::parse_client_hello;
 use sensor::tls::{TlsSession, TlsStats};
+use sensor::x509::{CertCache, ChainVerifier, Role, SystemRoots, TrustStore};
 
 fn u16s(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_be_bytes()).collect()
@@ -199,6 +200,30 @@ fn tls12_handshake(c: &mut Criterion) {
             }
         })
     });
+
+    // A server seen again presents the same chain: the verdict must cost a
+    // hash of three fingerprints, not a walk with signature checks.
+    let mut session = TlsSession::default();
+    let mut stats = TlsStats::default();
+    for (side, data) in &chunks {
+        if session.on_data(*side, data, 1 << 20, &mut stats) != Control::Continue {
+            break;
+        }
+    }
+    let mut certs = CertCache::new(16);
+    let chain: Vec<_> = session
+        .handshake
+        .server_chain
+        .iter()
+        .map(|der| certs.get(der).0)
+        .collect();
+    let store = TrustStore::new(SystemRoots::Bundled).expect("bundled roots");
+    let mut verifier = ChainVerifier::new(store, 16, 16);
+    verifier.verify(Role::Server, &chain);
+    g.bench_function("verify_cache_hit", |b| {
+        b.iter(|| verifier.verify(Role::Server, black_box(&chain)))
+    });
+    assert_eq!(verifier.stats.verified, 1, "every later call was a hit");
     g.finish();
 }
 
