@@ -72,51 +72,74 @@ struct Timed {
     tool: String,
     wall: Duration,
     cpu: Duration,
+    /// Peak resident memory of the tool's process, KiB.
+    max_rss_kib: u64,
     found: Found,
 }
 
-/// CPU time (user + system) of the children waited for so far, threads
-/// included: on a shared machine this is the figure that does not depend on
-/// what else runs.
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
+/// What one run of a tool's process cost.
+#[derive(Clone, Copy)]
+struct Usage {
+    wall: Duration,
+    /// User + system time of the process and its threads: on a shared
+    /// machine this is the figure that does not depend on what else runs.
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+/// Runs the tool's command and measures that one process (wait4 gives its
+/// own rusage, where RUSAGE_CHILDREN would mix every child's peak memory).
+fn run_timed(cmd: &mut Command) -> Result<Usage> {
+    let t = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let mut status = 0;
+    // SAFETY: wait4 writes only the status and the struct it is given; the
+    // pid is our own unreaped child.
     let ru = unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru);
+        if libc::wait4(child.id() as i32, &mut status, 0, &mut ru) < 0 {
+            bail!("wait4: {}", std::io::Error::last_os_error());
+        }
         ru
     };
+    let wall = t.elapsed();
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{cmd:?} failed (wait status {status})");
+    }
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    Ok(Usage {
+        wall,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_kib: ru.ru_maxrss as u64,
+    })
 }
 
-/// Runs the tool's command, returning its wall time.
-fn run_timed(cmd: &mut Command) -> Result<Duration> {
-    let t = Instant::now();
-    run(cmd)?;
-    Ok(t.elapsed())
-}
-
-/// Runs `once` `runs` times; the fastest wall and CPU times of the tool's
-/// process count (reading its output afterwards is not timed).
+/// Runs `once` `runs` times; the fastest wall and CPU times and the
+/// largest peak memory of the tool's process count (reading its output
+/// afterwards is not timed).
 fn timed(
     tool: String,
     runs: usize,
-    mut once: impl FnMut() -> Result<(Duration, Found)>,
+    mut once: impl FnMut() -> Result<(Usage, Found)>,
 ) -> Result<Timed> {
     let mut wall = Duration::MAX;
     let mut cpu = Duration::MAX;
+    let mut max_rss_kib = 0;
     let mut found = None;
     for _ in 0..runs.max(1) {
-        let c = children_cpu();
-        let (w, f) = once()?;
-        wall = wall.min(w);
-        cpu = cpu.min(children_cpu().saturating_sub(c));
+        let (u, f) = once()?;
+        wall = wall.min(u.wall);
+        cpu = cpu.min(u.cpu);
+        max_rss_kib = max_rss_kib.max(u.max_rss_kib);
         found = Some(f);
     }
     Ok(Timed {
         tool,
         wall,
         cpu,
+        max_rss_kib,
         found: found.expect("at least one run"),
     })
 }
@@ -134,8 +157,8 @@ fn prepare_page_cache(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Duration, Found)> {
-    let wall = run_timed(
+fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Usage, Found)> {
+    let usage = run_timed(
         Command::new(bin)
             .args(["analyze", "--json"])
             .arg(file)
@@ -162,7 +185,7 @@ fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Duration, Found)> {
         handshakes: handshakes.context("sensor printed no summary")?,
         detail,
     };
-    Ok((wall, found))
+    Ok((usage, found))
 }
 
 fn suricata_run(
@@ -171,7 +194,7 @@ fn suricata_run(
     logs: &Path,
     file: &Path,
     single: bool,
-) -> Result<(Duration, Found)> {
+) -> Result<(Usage, Found)> {
     let _ = std::fs::remove_dir_all(logs);
     std::fs::create_dir_all(logs)?;
     let mut c = s.command();
@@ -186,7 +209,7 @@ fn suricata_run(
     if single {
         c.args(["--runmode", "single"]);
     }
-    let wall = run_timed(&mut c)?;
+    let usage = run_timed(&mut c)?;
     let mut detail = BTreeMap::new();
     let mut handshakes = 0;
     for line in BufReader::new(std::fs::File::open(logs.join("eve.json"))?).lines() {
@@ -202,35 +225,31 @@ fn suricata_run(
             *detail.entry(key).or_default() += 1;
         }
     }
-    Ok((wall, Found { handshakes, detail }))
+    Ok((usage, Found { handshakes, detail }))
 }
 
 /// Connections with a ClientHello: a HelloRetryRequest makes two hellos in one.
-fn tshark(file: &Path) -> Result<(Duration, Found)> {
-    let t = Instant::now();
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(file)
-        .args([
-            "-d",
-            "tcp.port==4443,tls",
-            "-d",
-            "tcp.port==8443,tls",
-            "-Y",
-            "tls.handshake.type == 1",
-            "-T",
-            "fields",
-            "-e",
-            "tcp.stream",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .context("running tshark")?;
-    let wall = t.elapsed();
-    if !out.status.success() {
-        bail!("tshark failed: {}", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+fn tshark(file: &Path, out: &Path) -> Result<(Usage, Found)> {
+    let usage = run_timed(
+        Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(file)
+            .args([
+                "-d",
+                "tcp.port==4443,tls",
+                "-d",
+                "tcp.port==8443,tls",
+                "-Y",
+                "tls.handshake.type == 1",
+                "-T",
+                "fields",
+                "-e",
+                "tcp.stream",
+            ])
+            .stdout(std::fs::File::create(out)?)
+            .stderr(Stdio::null()),
+    )?;
+    let text = std::fs::read_to_string(out)?;
     let hellos = text.lines().count() as u64;
     let streams: BTreeSet<&str> = text.lines().collect();
     let mut detail = BTreeMap::new();
@@ -239,7 +258,7 @@ fn tshark(file: &Path) -> Result<(Duration, Found)> {
         handshakes: streams.len() as u64,
         detail,
     };
-    Ok((wall, found))
+    Ok((usage, found))
 }
 
 fn tool_version(cmd: &str, arg: &str) -> String {
@@ -330,26 +349,53 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     if !a.no_tshark {
         let v = tool_version("tshark", "--version");
         let v = v.split_whitespace().nth(2).unwrap_or("?");
-        results.push(timed(format!("tshark {v} (1 run)"), 1, || tshark(&file))?);
+        let out = work.join("tshark.txt");
+        results.push(timed(format!("tshark {v} (1 run)"), 1, || {
+            tshark(&file, &out)
+        })?);
     }
+
+    // The same capture four times over, each copy shifted past the one
+    // before: the sensor's cost per handshake and its memory must not grow
+    // with the length of a capture.
+    let four = work.join("four.pcap");
+    four_times(&file, &work, &four)?;
+    prepare_page_cache(&four)?;
+    let four_out = work.join("sensor-4x.jsonl");
+    let scaled = timed("sensor analyze --json, 4x".into(), a.runs, || {
+        sensor(&sensor_bin, &four, &four_out)
+    })?;
     let _ = std::fs::remove_dir_all(&work);
 
     println!("\ncapture: {} ({mb:.1} MB)", file.display());
     println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>11}",
-        "tool (best of runs)", "wall s", "MB/s", "CPU s", "MB/CPU-s", "handshakes"
+        "{:<40} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>11}",
+        "tool (best of runs)",
+        "wall s",
+        "MB/s",
+        "CPU s",
+        "MB/CPU-s",
+        "µs CPU/hs",
+        "peak MiB",
+        "handshakes"
     );
-    for r in &results {
+    let row = |r: &Timed, mb: f64| {
         println!(
-            "{:<40} {:>9.3} {:>9.1} {:>9.3} {:>9.1} {:>11}",
+            "{:<40} {:>8.3} {:>8.1} {:>8.3} {:>9.1} {:>10.1} {:>8.1} {:>11}",
             r.tool,
             r.wall.as_secs_f64(),
             mb / r.wall.as_secs_f64(),
             r.cpu.as_secs_f64(),
             mb / r.cpu.as_secs_f64(),
+            r.cpu.as_secs_f64() * 1e6 / r.found.handshakes.max(1) as f64,
+            r.max_rss_kib as f64 / 1024.0,
             r.found.handshakes
         );
+    };
+    for r in &results {
+        row(r, mb);
     }
+    row(&scaled, 4.0 * mb);
     for r in &results {
         let d: Vec<String> = r
             .found
@@ -360,20 +406,84 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         println!("  {}: {}", r.tool, d.join(", "));
     }
     let sensor = &results[0];
-    for suricata in &results[1..3] {
-        let wall = suricata.wall.as_secs_f64() / sensor.wall.as_secs_f64();
-        let cpu = suricata.cpu.as_secs_f64() / sensor.cpu.as_secs_f64();
+    if sensor.found.handshakes < 5000 {
         println!(
-            "sensor vs {}: {wall:.1}x by wall time, {cpu:.1}x by CPU time (target >= 10x); handshakes {} vs {} ({})",
-            suricata.tool,
+            "note: {} handshakes in this capture, fewer than 5,000: --regenerate with more --curl-connections",
+            sensor.found.handshakes
+        );
+    }
+    for other in &results[1..] {
+        let wall = other.wall.as_secs_f64() / sensor.wall.as_secs_f64();
+        let cpu = other.cpu.as_secs_f64() / sensor.cpu.as_secs_f64();
+        let target = if other.tool.starts_with("tshark") {
+            100
+        } else {
+            10
+        };
+        println!(
+            "sensor vs {}: {wall:.1}x by wall time, {cpu:.1}x by CPU time (target >= {target}x by wall); \
+             handshakes {} vs {} ({})",
+            other.tool,
             sensor.found.handshakes,
-            suricata.found.handshakes,
-            if sensor.found.handshakes == suricata.found.handshakes {
+            other.found.handshakes,
+            if sensor.found.handshakes == other.found.handshakes {
                 "equal"
             } else {
                 "DIFFERENT"
             }
         );
     }
+    let per_hs = |r: &Timed| r.cpu.as_secs_f64() * 1e6 / r.found.handshakes.max(1) as f64;
+    println!(
+        "sensor 1x -> 4x: handshakes {} -> {} ({}), µs CPU per handshake {:.1} -> {:.1}, peak RSS {:.1} -> {:.1} MiB",
+        sensor.found.handshakes,
+        scaled.found.handshakes,
+        if scaled.found.handshakes == 4 * sensor.found.handshakes {
+            "4x"
+        } else {
+            "NOT 4x"
+        },
+        per_hs(sensor),
+        per_hs(&scaled),
+        sensor.max_rss_kib as f64 / 1024.0,
+        scaled.max_rss_kib as f64 / 1024.0
+    );
     Ok(())
+}
+
+/// `file` four times in a row, each copy's timestamps moved past the end of
+/// the one before (editcap and mergecap, Wireshark's tools beside tshark).
+fn four_times(file: &Path, work: &Path, out: &Path) -> Result<()> {
+    let span = capture_span_secs(file)?.ceil() as u64 + 60;
+    let mut parts = vec![file.to_path_buf()];
+    for i in 1..4u64 {
+        let shifted = work.join(format!("shift{i}.pcap"));
+        run(Command::new("editcap")
+            .args(["-F", "pcap", "-t", &(i * span).to_string()])
+            .arg(file)
+            .arg(&shifted))?;
+        parts.push(shifted);
+    }
+    run(Command::new("mergecap")
+        .args(["-F", "pcap", "-a", "-w"])
+        .arg(out)
+        .args(&parts))?;
+    for p in &parts[1..] {
+        std::fs::remove_file(p)?;
+    }
+    Ok(())
+}
+
+/// Seconds from a capture's first packet to its last (capinfos).
+fn capture_span_secs(file: &Path) -> Result<f64> {
+    let out = Command::new("capinfos")
+        .args(["-u", "-M", "-T", "-r"])
+        .arg(file)
+        .output()
+        .context("running capinfos")?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .last()
+        .and_then(|v| v.parse().ok())
+        .context("capinfos gave no duration")
 }

@@ -27,7 +27,7 @@ pub struct Spec {
 impl Default for Spec {
     fn default() -> Self {
         Self {
-            curl_connections: 600,
+            curl_connections: 1150,
             s_client_rounds: 60,
             bulk_mb: 30,
         }
