@@ -91,9 +91,7 @@ struct Usage {
 /// own rusage, where RUSAGE_CHILDREN would mix every child's peak memory).
 fn run_timed(cmd: &mut Command) -> Result<Usage> {
     let t = Instant::now();
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
     let mut status = 0;
     // SAFETY: wait4 writes only the status and the struct it is given; the
     // pid is our own unreaped child.

@@ -461,13 +461,7 @@ fn live_test_executable() -> Result<PathBuf> {
 
 /// Boots `img` with the host's root read-only and `out` writable, runs
 /// the guest checks, and reads their result.
-fn boot(
-    img: &Path,
-    xtask: &Path,
-    sensor: &Path,
-    live_tests: &Path,
-    out: &Path,
-) -> Result<Outcome> {
+fn boot(img: &Path, xtask: &Path, sensor: &Path, live_tests: &Path, out: &Path) -> Result<Outcome> {
     let vng = vng_dir();
     let exec = format!(
         "{} kernels-guest --dir {} --sensor {} --live-tests {}",
@@ -604,7 +598,13 @@ fn run_live_tests(bin: &Path, dir: &Path, sensor: &Path) -> Result<LiveTests> {
         passed: text
             .lines()
             .filter_map(|l| l.strip_prefix("test result: "))
-            .filter_map(|r| r.split("; ").next()?.rsplit(". ").next()?.strip_suffix(" passed"))
+            .filter_map(|r| {
+                r.split("; ")
+                    .next()?
+                    .rsplit(". ")
+                    .next()?
+                    .strip_suffix(" passed")
+            })
             .filter_map(|n| n.trim().parse().ok())
             .next()
             .unwrap_or(0),
@@ -615,7 +615,8 @@ fn run_live_tests(bin: &Path, dir: &Path, sensor: &Path) -> Result<LiveTests> {
             .collect(),
     };
     if !status.success() && live.failed.is_empty() {
-        live.failed.push(format!("(the test run ended with {status})"));
+        live.failed
+            .push(format!("(the test run ended with {status})"));
     }
     Ok(live)
 }
