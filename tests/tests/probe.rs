@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sensor::capture::own::Announced;
-use sensor::model::ProbeResult;
-use sensor::probe::{Answer, ProbeConfig, ProbeScope, Prober, Target};
+use sensor::model::{Connection, NoInventory, ProbeResult, ProtocolVersion};
+use sensor::probe::{Answer, ProbeConfig, ProbeScope, ProbeStage, Prober, Target};
+use sensor::x509::CertCache;
 use serde_json::Value;
 use tests::certs::Pki;
 use tests::netns::Netns;
@@ -336,6 +337,53 @@ fn failures_are_counted_by_reason() {
         assert_eq!(p.stats.get(want), 1);
     }
     let _ = http.0.kill();
+}
+
+/// Connections waiting for their probe are held, at most `max_held`:
+/// beyond that a connection goes on at once, unprobed (`rate_limited`),
+/// counted in `held_dropped`; the held ones come out when their probes end.
+#[test]
+fn connections_beyond_max_held_go_on_unprobed_and_are_counted() {
+    require_root();
+    let ns = netns();
+    enter(&ns);
+    // Accepts and says nothing: every probe waits for its timeout.
+    peer(4445, |s| {
+        std::thread::sleep(Duration::from_secs(5));
+        drop(s);
+    });
+    let mut stage = ProbeStage::new(
+        ProbeConfig {
+            scope: ProbeScope::All,
+            rate: 100.0,
+            timeout: Duration::from_secs(1),
+            max_held: 2,
+            ..ProbeConfig::default()
+        },
+        Announced::default(),
+        false,
+    );
+    let mut certs = CertCache::new(16);
+    let server = SocketAddr::from(([127, 0, 0, 1], 4445));
+    let mut at_once = Vec::new();
+    for i in 0..5u16 {
+        let mut c = Connection::new(SocketAddr::from(([127, 0, 0, 1], 40000 + i)), server, 0);
+        c.handshake.version = Some(ProtocolVersion(0x0304));
+        // One probe each: (server, SNI) is the probe's key.
+        c.handshake.sni = Some(format!("held{i}.test"));
+        at_once.extend(stage.admit(c, &NoInventory, &mut certs));
+    }
+    let result = |c: &Connection| c.probe.as_ref().map(|p| p.result);
+    assert_eq!(at_once.len(), 3, "two held, three on at once");
+    for c in &at_once {
+        assert_eq!(result(c), Some(ProbeResult::RateLimited));
+    }
+    assert_eq!(stage.stats().expect("probing on").held_dropped, 3);
+    let released = stage.release(true, &mut certs);
+    assert_eq!(released.len(), 2);
+    for c in &released {
+        assert_eq!(result(c), Some(ProbeResult::Timeout));
+    }
 }
 
 /// Counts the connections it accepts and the most open at once, and
