@@ -13,6 +13,7 @@ use crate::capture::live::{
     check_capabilities, drain, list_interfaces, plain_flow,
 };
 use crate::export::otlp::OtlpSink;
+use crate::export::summary::kernel_line;
 use crate::export::{RecordSink, RunStats, SensorSnapshot, Summary};
 use crate::health::Health;
 use crate::inventory::watch::{self, WatchConfig};
@@ -213,7 +214,8 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     tls = s.tls_connections,
                     handshakes = s.handshakes,
                     open_connections = pipeline.open_connections(),
-                    kernel_flows = programs.open_flows(), ?k,
+                    kernel_flows = programs.open_flows(),
+                    kernel = %kernel_line(&k),
                     inventory_objects = inventory.as_ref().map(|i| i.read().len()),
                     health_connections_rejected = opts.health.rejected_connections(),
                     "statistics"

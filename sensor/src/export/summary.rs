@@ -139,7 +139,7 @@ pub struct Summary {
 
 /// The summary's `kernel` object: each counter under its
 /// `sensor_common::Counter::name`, then user space's counts.
-fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
+pub fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
     let mut out: BTreeMap<_, _> = Counter::ALL.iter().map(|&c| (c.name(), k.get(c))).collect();
     out.extend([
         ("flows_expired", k.flows_expired),
@@ -148,6 +148,16 @@ fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
         ("malformed_records", k.malformed_records),
     ]);
     out
+}
+
+/// The kernel's counters as `name=value` pairs, the names of the summary
+/// (for the periodic statistics line of `sensor run`).
+pub fn kernel_line(k: &KernelStats) -> String {
+    kernel_by_name(k)
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug, Clone, Serialize)]
