@@ -490,7 +490,12 @@ pub fn generate(out: &Path, spec: &Spec) -> Result<Made> {
             thread::spawn(move || -> Result<()> {
                 for mut c in job {
                     let status = c.status()?;
-                    if !status.success() {
+                    // A TLS 1.3 ticket comes after the handshake: on a busy
+                    // machine s_client may leave before it, and the -sess_in
+                    // that follows has nothing to resume. One fewer
+                    // resumption, not a broken capture.
+                    let resumes = c.get_args().any(|a| a == "-sess_in");
+                    if !status.success() && !resumes {
                         bail!("{c:?}: {status}");
                     }
                 }
