@@ -116,7 +116,7 @@ fn tcp_packet(sport: u16, seq: u32, payload: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A client's SYN (no ACK): opens a PLAIN entry.
+/// A client's SYN (no ACK): opens a CONNS entry.
 fn syn_packet(sport: u16) -> Result<Vec<u8>> {
     let b = PacketBuilder::ethernet2(CLIENT_MAC, SERVER_MAC)
         .ipv4(CLIENT, SERVER, 64)
@@ -257,7 +257,7 @@ impl Sensor {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
         };
-        let flows = FlowTable::new(take("FLOWS")?, take("PLAIN")?, take("GATE")?)?;
+        let flows = FlowTable::new(take("FLOWS")?, take("CONNS")?, take("GATE")?)?;
         let ring = RingBuf::try_from(take("EVENTS")?)?;
         let counts = PerCpuArray::try_from(take("COUNTS")?)?;
         Ok(Self {
@@ -371,7 +371,7 @@ fn main() -> Result<()> {
         run_ns(sensor.prog()?, &c.packet, 1)?;
     }
     ensure!(
-        sensor.counter(Counter::PlainOpened)? == 1 && sensor.counter(Counter::PlainFlows)? == 1,
+        sensor.counter(Counter::ConnsOpened)? == 1 && sensor.counter(Counter::PlainFlows)? == 1,
         "the SYN and the HTTP request did not make one counted plaintext flow"
     );
     ensure!(

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::analysis::flow_join::FlowJoin;
 use crate::analysis::trust_refresh::TrustRefresh;
 use crate::analysis::{Analysis, mesh};
 use crate::capture::own::OwnSockets;
@@ -11,10 +12,11 @@ use crate::capture::{CaptureStats, Segment};
 use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
 use crate::model::{
-    CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer, ProtocolVersion,
+    CertificateSource, ConnTraffic, Connection, Correlator, Flow, FlowReport, FlowTls, NoInventory,
 };
 use crate::probe::{ProbeConfig, ProbeStage};
-use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
+use crate::reassembly::accounting::{Accounting, FlowClass, traffic_of};
+use crate::reassembly::reports::FlowReports;
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
 use crate::x509::CertCache;
@@ -33,10 +35,14 @@ pub struct PipelineConfig {
     pub correlator: Arc<dyn Correlator>,
     /// The inventory behind `correlator`, for its statistics in the summary.
     pub inventory: Option<Inventory>,
-    /// Whether a TLS connection's bytes are all seen: true for capture
-    /// files; live capture stops shipping after the handshake, so only
-    /// plaintext flows (counted by the kernel) feed `tls.traffic.bytes`.
+    /// Whether the reassembly table sees every byte of every connection:
+    /// true for capture files, whose flow reports come from it; live, the
+    /// kernel counts connections (`Pipeline::traffic`) and the table only
+    /// sees handshakes.
     pub tls_traffic: bool,
+    /// Open connections whose reports are remembered (deltas), and judged
+    /// handshakes kept for their flow reports, at once.
+    pub max_flow_reports: usize,
     /// Leave out the connections of this very process (live capture:
     /// the sensor's own API, OTLP and probe connections cross the wire it
     /// watches); counted as `own_connections`.
@@ -55,6 +61,7 @@ impl Default for PipelineConfig {
             correlator: Arc::new(NoInventory),
             inventory: None,
             tls_traffic: true,
+            max_flow_reports: 1 << 16,
             skip_own: false,
             probe: ProbeConfig::default(),
         }
@@ -77,16 +84,6 @@ struct Conn {
     tls: TlsSession,
     reported: bool,
     flow: FlowClass,
-    /// Set when the handshake is reported: what the connection's bytes
-    /// are attributed to when it closes.
-    traffic: Option<Box<TrafficTag>>,
-}
-
-struct TrafficTag {
-    version: Option<ProtocolVersion>,
-    mesh: Option<Mesh>,
-    source: Option<Peer>,
-    destination: Option<Peer>,
 }
 
 /// The stages after reassembly, as the reassembly table's consumer.
@@ -103,24 +100,70 @@ struct Stages<K> {
     tls_traffic: bool,
     own: Option<OwnSockets>,
     probe: ProbeStage,
+    reports: FlowReports,
+    join: FlowJoin,
 }
 
 impl<K: RecordSink> Stages<K> {
-    /// An ended connection that never started TLS: who its peers are,
-    /// and `tls.plaintext` when both are workloads.
-    fn plaintext(&mut self, mut flow: Flow) {
-        if self
-            .own
-            .as_mut()
-            .is_some_and(|o| o.claim(flow.client, flow.server))
-        {
-            return;
+    /// A connection's counts (a periodic sample or its end): its flow
+    /// report with the delta since the previous one, joined to its
+    /// handshake and peers; an ended plaintext one is judged for
+    /// `tls.plaintext`.
+    fn traffic(&mut self, t: ConnTraffic) {
+        let end = t.end.is_some();
+        if let Some(own) = &mut self.own {
+            // Counted once, at its end.
+            let mine = if end {
+                own.claim(t.client, t.server)
+            } else {
+                own.check(t.client, t.server)
+            };
+            if mine {
+                if end {
+                    self.join.get(t.client, t.server, true);
+                }
+                return;
+            }
         }
-        let peers = self.correlator.peers(flow.client, flow.server);
-        flow.source = peers.source;
-        flow.destination = peers.destination;
-        self.analysis.plaintext(&mut flow);
-        self.sink.flow(&flow);
+        let Some(interval) = self.reports.delta(&t) else {
+            return;
+        };
+        let joined = if t.encrypted {
+            self.join.get(t.client, t.server, end)
+        } else {
+            None
+        };
+        let (tls, source, destination) = match joined {
+            Some(j) => (Some(j.tls), j.source, j.destination),
+            None => {
+                let peers = self.correlator.peers(t.client, t.server);
+                // TLS whose handshake is not known (picked up mid-way, or
+                // still in progress): encrypted, facts unknown.
+                let tls = t.encrypted.then(|| Arc::new(FlowTls::default()));
+                (tls, peers.source, peers.destination)
+            }
+        };
+        if end && !t.encrypted {
+            let mut flow = Flow::new(
+                t.client,
+                t.server,
+                t.start_us,
+                t.time_us,
+                t.total.bytes_to_server,
+                t.total.bytes_to_client,
+            );
+            flow.source = source.clone();
+            flow.destination = destination.clone();
+            self.analysis.plaintext(&mut flow);
+            self.sink.flow(&flow);
+        }
+        self.sink.flow_report(&FlowReport {
+            traffic: t,
+            interval,
+            tls,
+            source,
+            destination,
+        });
     }
 
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
@@ -153,14 +196,6 @@ impl<K: RecordSink> Stages<K> {
         }
         mesh::apply(&mut c);
         c.correlation = self.correlator.correlate(&c);
-        if self.tls_traffic {
-            conn.traffic = Some(Box::new(TrafficTag {
-                version: c.handshake.version,
-                mesh: c.mesh.clone(),
-                source: c.correlation.source.clone(),
-                destination: c.correlation.destination.clone(),
-            }));
-        }
         if let Some(c) = self
             .probe
             .admit(c, self.correlator.as_ref(), &mut self.certs)
@@ -177,6 +212,7 @@ impl<K: RecordSink> Stages<K> {
         }
         inference::apply(&mut c, &mut self.certs);
         self.analysis.evaluate(&mut c);
+        self.join.insert(&c);
         self.sink.connection(&c);
     }
 
@@ -217,17 +253,16 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
-        if let Some(tag) = conn.traffic.take() {
-            let mut flow = flow_of(&meta);
-            flow.encrypted = true;
-            flow.version = tag.version;
-            flow.mesh = tag.mesh;
-            flow.source = tag.source;
-            flow.destination = tag.destination;
-            self.sink.flow(&flow);
+        let plaintext = self.accounting.close(conn.flow);
+        if !self.tls_traffic {
+            // Live: the kernel counts this connection; the table saw
+            // only its handshake.
+            return;
         }
-        if self.accounting.close(conn.flow) {
-            self.plaintext(flow_of(&meta));
+        if conn.flow == FlowClass::Tls || conn.tls.is_tls() {
+            self.traffic(traffic_of(&meta, true));
+        } else if plaintext {
+            self.traffic(traffic_of(&meta, false));
         }
     }
 }
@@ -266,6 +301,8 @@ impl<K: RecordSink> Pipeline<K> {
                 tls_traffic: cfg.tls_traffic,
                 own,
                 probe: ProbeStage::new(cfg.probe, announced, cfg.inventory.is_some()),
+                reports: FlowReports::new(cfg.max_flow_reports),
+                join: FlowJoin::new(cfg.max_flow_reports),
             },
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
@@ -301,11 +338,20 @@ impl<K: RecordSink> Pipeline<K> {
         self.stages.release_probes(false);
     }
 
-    /// A plaintext connection the kernel followed and saw end (live
-    /// capture: its packets never reach the reassembly table).
-    pub fn plaintext_flow(&mut self, flow: Flow) {
-        self.stages.accounting.stats.plaintext_flows += 1;
-        self.stages.plaintext(flow);
+    /// Live capture: a connection's counts as the kernel has them, a
+    /// periodic sample or its end (its packets never reach the reassembly
+    /// table past the handshake).
+    pub fn traffic(&mut self, t: ConnTraffic) {
+        if t.end.is_some() && !t.encrypted {
+            self.stages.accounting.stats.plaintext_flows += 1;
+        }
+        self.stages.traffic(t);
+    }
+
+    /// After a round of periodic reports: forgets the handshakes whose
+    /// connections were not reported since the previous round.
+    pub fn reports_done(&mut self) {
+        self.stages.join.prune();
     }
 
     /// Asks for the list of connections that stopped being followed.
@@ -382,7 +428,7 @@ mod tests {
     use super::*;
     use crate::capture::{FlowKey, TcpFlags};
     use crate::export::Summary;
-    use crate::model::{Correlation, Finding, PeerKind};
+    use crate::model::{Correlation, Finding, Peer, PeerKind};
 
     /// An inventory that knows every address as a pod.
     struct AllWorkloads;

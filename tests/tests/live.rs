@@ -647,9 +647,10 @@ fn plain_http_is_accounted_as_plaintext() {
     let s = summary(&lines);
     assert_eq!(s["plaintext_flows"], 3, "{s}");
     assert_eq!(kernel(&lines, "plain_flows"), 3);
-    // Both sides closed each connection: the kernel summarised all three.
-    assert_eq!(kernel(&lines, "plain_summaries"), 3);
-    assert_eq!(kernel(&lines, "plain_map_full"), 0);
+    // Both sides closed each connection: the kernel summarised all three,
+    // and the TLS one beside them.
+    assert_eq!(kernel(&lines, "conn_summaries"), 4);
+    assert_eq!(kernel(&lines, "untracked"), 0);
     assert_eq!(one(by_sni(&lines, SNI), "tls")["version"], "TLS 1.3");
     assert!(
         s["findings"].get("tls.plaintext").is_none(),

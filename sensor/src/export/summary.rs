@@ -143,8 +143,8 @@ fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
     let mut out: BTreeMap<_, _> = Counter::ALL.iter().map(|&c| (c.name(), k.get(c))).collect();
     out.extend([
         ("flows_expired", k.flows_expired),
-        ("plain_flows_expired", k.plain_flows_expired),
-        ("plain_pending_expired", k.plain_pending_expired),
+        ("conns_expired", k.conns_expired),
+        ("conns_pending_expired", k.conns_pending_expired),
         ("malformed_records", k.malformed_records),
     ]);
     out

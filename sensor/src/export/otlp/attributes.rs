@@ -6,7 +6,9 @@
 //! - `"none"`: seen, and absent (no ALPN chosen, no mesh, no cert-manager object).
 
 use super::cardinality::{AttrValue, Attrs};
-use crate::model::{Certificate, Connection, Finding, Flow, Mesh, Peer, PeerKind, ProtocolVersion};
+use crate::model::{
+    Certificate, Connection, Finding, FlowReport, Mesh, Peer, PeerKind, ProtocolVersion,
+};
 
 pub const UNKNOWN: &str = "unknown";
 pub const NONE: &str = "none";
@@ -166,13 +168,17 @@ pub fn finding(f: &Finding, destination: Option<&Peer>) -> Attrs {
     ]
 }
 
-/// `tls.traffic.bytes` attributes of a connection that ended.
-pub fn traffic(f: &Flow) -> Attrs {
-    let (src_ns, src_owner) = peer(f.source.as_ref());
-    let (dst_ns, dst_owner) = peer(f.destination.as_ref());
+/// `tls.traffic.*` attributes of a connection's flow report.
+pub fn traffic(r: &FlowReport) -> Attrs {
+    let (src_ns, src_owner) = peer(r.source.as_ref());
+    let (dst_ns, dst_owner) = peer(r.destination.as_ref());
+    let tls = r.tls.as_deref();
     vec![
-        ("tls.encrypted", AttrValue::Bool(f.encrypted)),
-        ("tls.mesh", AttrValue::Str(mesh(f.mesh.as_ref()))),
+        ("tls.encrypted", AttrValue::Bool(tls.is_some())),
+        (
+            "tls.mesh",
+            AttrValue::Str(mesh(tls.and_then(|t| t.mesh.as_ref()))),
+        ),
         ("k8s.src.namespace", AttrValue::Str(src_ns)),
         ("k8s.src.owner.name", AttrValue::Str(src_owner)),
         ("k8s.dst.namespace", AttrValue::Str(dst_ns)),

@@ -38,7 +38,7 @@ use crate::export::metric_names;
 use crate::export::records::FindingRecord;
 use crate::export::summary::RunStats;
 pub use crate::export::summary::SensorSnapshot;
-use crate::model::{Certificate, Connection, Flow};
+use crate::model::{Certificate, Connection, Flow, FlowReport};
 
 // Named from the one list that the deployment's dashboard and alerts are
 // checked against.
@@ -710,15 +710,12 @@ impl RecordSink for OtlpSink {
         }
     }
 
-    /// A flow's bytes go to `tls.traffic.bytes`; a plaintext flow's
-    /// finding lines are counted in `tls.findings` (one per server
-    /// endpoint and window, not per connection) and logged.
+    /// A plaintext flow's finding lines are counted in `tls.findings`
+    /// (one per server endpoint and window, not per connection) and logged.
     fn flow(&mut self, flow: &Flow) {
-        let (traffic, findings) = {
+        let findings: Vec<Vec<KeyValue>> = {
             let mut st = self.shared.lock();
-            let traffic = st.limit(M_TRAFFIC, attributes::traffic(flow));
-            let findings: Vec<Vec<KeyValue>> = flow
-                .findings
+            flow.findings
                 .iter()
                 .filter(|f| f.first)
                 .map(|f| {
@@ -727,10 +724,8 @@ impl RecordSink for OtlpSink {
                         attributes::finding(f, flow.destination.as_ref()),
                     )
                 })
-                .collect();
-            (traffic, findings)
+                .collect()
         };
-        self.instruments.traffic.add(flow.bytes(), &traffic);
         for attrs in &findings {
             self.instruments.findings.add(1, attrs);
         }
@@ -744,6 +739,13 @@ impl RecordSink for OtlpSink {
                 ));
             }
         }
+    }
+
+    /// A flow report's interval goes to `tls.traffic.bytes`, live as it
+    /// flows, encrypted or not.
+    fn flow_report(&mut self, r: &FlowReport) {
+        let traffic = self.shared.lock().limit(M_TRAFFIC, attributes::traffic(r));
+        self.instruments.traffic.add(r.interval.bytes(), &traffic);
     }
 
     fn finish(&mut self, stats: &RunStats) {
