@@ -280,6 +280,10 @@ struct AnalyzeArgs {
     /// Largest handshake message followed, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_handshake_message: usize,
+    /// Seconds of capture time between flow reports of an open
+    /// connection, as `sensor run` reports them in wall time.
+    #[arg(long, default_value_t = 30.0)]
+    flow_report_interval: f64,
     #[command(flatten)]
     analysis: AnalysisArgs,
     #[command(flatten)]
@@ -347,7 +351,11 @@ fn build_analysis(a: &AnalysisArgs, clock: Clock) -> Result<Analysis> {
 }
 
 fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let mut cfg = PipelineConfig::default();
+    let mut cfg = PipelineConfig {
+        flow_report_interval_us: seconds("flow-report-interval", a.flow_report_interval)?
+            .as_micros() as i64,
+        ..PipelineConfig::default()
+    };
     cfg.reassembly.max_connections = a.max_connections;
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;

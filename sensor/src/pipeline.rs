@@ -43,6 +43,10 @@ pub struct PipelineConfig {
     /// Open connections whose reports are remembered (deltas), and judged
     /// handshakes kept for their flow reports, at once.
     pub max_flow_reports: usize,
+    /// With `tls_traffic`: open connections are reported every this many
+    /// microseconds of capture time, as live capture reports them every
+    /// `--flow-report-interval` of wall time.
+    pub flow_report_interval_us: i64,
     /// Leave out the connections of this very process (live capture:
     /// the sensor's own API, OTLP and probe connections cross the wire it
     /// watches); counted as `own_connections`.
@@ -62,6 +66,7 @@ impl Default for PipelineConfig {
             inventory: None,
             tls_traffic: true,
             max_flow_reports: 1 << 16,
+            flow_report_interval_us: 30_000_000,
             skip_own: false,
             probe: ProbeConfig::default(),
         }
@@ -274,6 +279,10 @@ pub struct Pipeline<K: RecordSink> {
     capture: CaptureStats,
     trust: TrustRefresh,
     inventory: Option<Inventory>,
+    /// Capture files: the capture time of the next periodic flow report
+    /// (set by the first segment); `None` live, where the kernel counts.
+    next_report_us: Option<i64>,
+    report_every_us: Option<i64>,
 }
 
 impl<K: RecordSink> Pipeline<K> {
@@ -307,6 +316,9 @@ impl<K: RecordSink> Pipeline<K> {
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
             inventory: cfg.inventory,
+            next_report_us: None,
+            report_every_us: (cfg.tls_traffic && cfg.flow_report_interval_us > 0)
+                .then_some(cfg.flow_report_interval_us),
         };
         p.refresh_trust();
         p
@@ -327,10 +339,41 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
+        if let Some(every) = self.report_every_us {
+            let next = *self.next_report_us.get_or_insert(seg.timestamp_us + every);
+            if seg.timestamp_us >= next {
+                // Reported at the boundary this segment crossed, with the
+                // counts of the segments before it; later boundaries
+                // crossed by the same gap would report nothing new.
+                self.report_open(next);
+                let skipped = (seg.timestamp_us - next) / every;
+                self.next_report_us = Some(next + (skipped + 1) * every);
+            }
+        }
         self.table.ingest(seg, &mut self.stages);
         if self.stages.probe.waiting() > 0 {
             self.stages.release_probes(false);
         }
+    }
+
+    /// A periodic flow report of every open connection that carried
+    /// payload, at capture time `at_us`.
+    fn report_open(&mut self, at_us: i64) {
+        let mut samples = Vec::new();
+        self.table.each(|conn, meta| {
+            let encrypted = conn.flow == FlowClass::Tls || conn.tls.is_tls();
+            if encrypted || conn.flow == FlowClass::Plaintext {
+                let mut t = traffic_of(meta, encrypted);
+                t.time_us = at_us;
+                samples.push(t);
+            }
+        });
+        // In the order live capture cannot promise either: by start.
+        samples.sort_by_key(|t| (t.start_us, t.client, t.server));
+        for t in samples {
+            self.stages.traffic(t);
+        }
+        self.stages.join.prune();
     }
 
     /// Reports the connections whose probes ended meanwhile.
@@ -428,7 +471,7 @@ mod tests {
     use super::*;
     use crate::capture::{FlowKey, TcpFlags};
     use crate::export::Summary;
-    use crate::model::{Correlation, Finding, Peer, PeerKind};
+    use crate::model::{Correlation, Finding, FlowEnd, Peer, PeerKind};
 
     /// An inventory that knows every address as a pod.
     struct AllWorkloads;
@@ -631,6 +674,54 @@ mod tests {
         // No SYN seen: the lower port is the server.
         assert_eq!(sink.0[0].1.server.port(), 80);
         assert_eq!(sink.0[0].0.evidence["bytes_to_server"], 25);
+    }
+
+    /// Every flow report.
+    #[derive(Default)]
+    struct Reports(Vec<FlowReport>);
+
+    impl RecordSink for Reports {
+        fn connection(&mut self, _: &Connection) {}
+        fn flow_report(&mut self, r: &FlowReport) {
+            self.0.push(r.clone());
+        }
+    }
+
+    /// A capture reports an open connection at each interval of capture
+    /// time it carried something in, and once at its end; the intervals
+    /// sum to the total, which is every payload byte and segment.
+    #[test]
+    fn a_capture_reports_open_connections_per_interval_of_capture_time() {
+        let cfg = PipelineConfig {
+            flow_report_interval_us: 1_000_000,
+            ..Default::default()
+        };
+        let mut p = Pipeline::with_analysis(cfg, Analysis::default(), Reports::default());
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:8080");
+        let t = 1_700_000_000_000_000;
+        p.segment(&seg(c, s, 100, SYN, t, b""));
+        p.segment(&seg(s, c, 500, SYN_ACK, t + 1, b""));
+        let mut seq = 101;
+        // A request every 0.4 s for 3.2 s, an answer to each.
+        for i in 0..8 {
+            let at = t + 10 + i * 400_000;
+            p.segment(&seg(c, s, seq, ACK, at, b"PING\r\n"));
+            p.segment(&seg(s, c, 501 + 6 * i as u32, ACK, at + 1, b"PONG\r\n"));
+            seq += 6;
+        }
+        p.segment(&seg(c, s, seq, RST, t + 3_500_000, b""));
+        let (sink, _) = p.finish();
+        let r = &sink.0;
+        assert_eq!(r.len(), 4, "three boundaries crossed, then the end: {r:#?}");
+        let (last, open) = r.split_last().unwrap();
+        assert!(open.iter().all(|x| x.traffic.end.is_none()));
+        assert_eq!(last.traffic.end, Some(FlowEnd::Rst));
+        assert_eq!(open[0].traffic.time_us, t + 1_000_000);
+        assert_eq!(last.traffic.total.bytes_to_server, 48);
+        assert_eq!(last.traffic.total.packets_to_client, 8);
+        let sum: u64 = r.iter().map(|x| x.interval.bytes()).sum();
+        assert_eq!(sum, last.traffic.total.bytes());
+        assert!(r.iter().all(|x| x.tls.is_none() && !x.traffic.partial));
     }
 
     #[test]

@@ -204,6 +204,13 @@ impl<S: Default> ConnTable<S> {
             .unwrap_or_default()
     }
 
+    /// Every connection in the table, with its state (flow reports).
+    pub fn each(&self, mut f: impl FnMut(&S, &ConnMeta)) {
+        for c in self.conns.values() {
+            f(&c.app, &c.meta);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.conns.len()
     }
