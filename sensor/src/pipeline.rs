@@ -452,6 +452,8 @@ impl<K: RecordSink> Pipeline<K> {
             handshakes: st.handshakes,
             certificates: st.certs.stats.clone(),
             accounting: st.accounting.stats.clone(),
+            reports: st.reports.stats.clone(),
+            join: st.join.stats.clone(),
             verify: st.analysis.verifier().stats.clone(),
             analysis: st.analysis.stats.clone(),
             dedup: st.analysis.dedup_stats().clone(),
@@ -722,6 +724,37 @@ mod tests {
         let sum: u64 = r.iter().map(|x| x.interval.bytes()).sum();
         assert_eq!(sum, last.traffic.total.bytes());
         assert!(r.iter().all(|x| x.tls.is_none() && !x.traffic.partial));
+    }
+
+    /// With room to remember one open connection's reports, a second one
+    /// open at a boundary is not reported until its end, which carries
+    /// its whole total; the summary counts what was deferred.
+    #[test]
+    fn the_bound_on_remembered_reports_is_counted() {
+        let cfg = PipelineConfig {
+            flow_report_interval_us: 1_000_000,
+            max_flow_reports: 1,
+            ..Default::default()
+        };
+        let mut p = Pipeline::with_analysis(cfg, Analysis::default(), Reports::default());
+        let t = 1_700_000_000_000_000;
+        let s = "10.0.0.1:8080";
+        for c in ["10.0.0.2:40000", "10.0.0.3:40000"] {
+            p.segment(&seg(c, s, 1, ACK, t, b"GET /"));
+        }
+        p.segment(&seg("10.0.0.2:40000", s, 6, ACK, t + 1_500_000, b"more"));
+        let (sink, stats) = p.finish();
+        assert_eq!(
+            Summary::from(&stats).errors.get("flow_report_table_full"),
+            Some(&1)
+        );
+        let late: Vec<_> = sink
+            .0
+            .iter()
+            .filter(|r| r.traffic.client.ip().to_string() == "10.0.0.3")
+            .collect();
+        assert_eq!(late.len(), 1, "{late:#?}");
+        assert_eq!(late[0].interval.bytes_to_server, 5);
     }
 
     #[test]
