@@ -13,8 +13,8 @@ pub const DEFAULT_BUDGET: u32 = 64 * 1024;
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 /// Flows in the handshake phase tracked at once.
 pub const DEFAULT_FLOW_ENTRIES: u32 = 16384;
-/// Connections followed for plaintext accounting at once (from their SYN).
-pub const DEFAULT_PLAIN_ENTRIES: u32 = 65536;
+/// Connections counted at once (CONNS, from their SYN).
+pub const DEFAULT_CONN_ENTRIES: u32 = 65536;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -27,9 +27,9 @@ pub const TCP_ACK: u8 = 8;
 /// `EventHeader::kind`: a TCP segment of a handshake flow, `len` payload
 /// bytes (none for the FIN or RST of an open flow).
 pub const EVENT_SEGMENT: u8 = 1;
-/// `EventHeader::kind`: a `PlainSummary` of a plaintext connection that
-/// ended in the kernel.
-pub const EVENT_PLAIN_SUMMARY: u8 = 2;
+/// `EventHeader::kind`: a `ConnSummary` of a connection that ended in the
+/// kernel (RST, both FINs).
+pub const EVENT_CONN_SUMMARY: u8 = 2;
 
 /// A connection, both directions: the endpoint with the lower (port, addr)
 /// is `lo`, so either direction's packet finds the same entry with one lookup.
@@ -103,45 +103,79 @@ pub struct FlowState {
     pub last_ns: u64,
 }
 
-/// A connection followed for plaintext accounting (the PLAIN map, keyed
-/// like FLOWS and behind the same gate). Opened by the client's SYN; its
-/// first payload decides: a ClientHello hands it to FLOWS, anything else
-/// makes it a plaintext flow whose bytes are counted (never shipped) until
-/// RST, both FINs, or user space expires it.
+/// Every TCP connection the kernel counts (the CONNS map, keyed like FLOWS
+/// and behind the same gate), from its SYN, or from its first payload
+/// when it was open before the sensor (`CONN_PARTIAL`), to its end (RST,
+/// both FINs) or user space's idle expiry. Its first payload decides its
+/// phase: a ClientHello makes it TLS (and FLOWS ships its handshake),
+/// anything else plaintext. Payload is counted, never shipped.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PlainState {
-    /// Payload bytes per direction, index as in `FlowState`.
+pub struct ConnState {
+    /// TCP payload bytes per direction, index as in `FlowState`; atomic
+    /// adds (two CPUs may count one connection at once).
     pub bytes: [u64; 2],
-    /// Duplicate detection, as in `FlowState` (veth pairs, loopback).
+    /// Segments carrying payload per direction; atomic adds.
+    pub packets: [u64; 2],
+    /// The last counted segment per direction: the same segment seen again
+    /// (veth pairs, loopback) is counted once.
     pub last_seq: [u32; 2],
     pub last_len: [u32; 2],
-    /// The SYN (bpf_ktime_get_ns).
+    /// The SYN (or the first payload, when partial), bpf_ktime_get_ns.
     pub opened_ns: u64,
     pub last_ns: u64,
-    /// Which end sent the SYN: 0 `lo`, 1 `hi`.
+    /// Which end sent the SYN: 0 `lo`, 1 `hi` (partial: the higher port).
     pub client: u8,
-    /// `PLAIN_PENDING` until the first payload, then `PLAIN_COUNTING`.
+    /// `CONN_PENDING`, `CONN_PLAIN`, `CONN_TLS` or `CONN_TLS_COUNTING`.
     pub phase: u8,
-    /// FIN seen per direction (bit 0: sent by `lo`, bit 1: by `hi`).
-    pub fins: u8,
-    pub _pad: [u8; 5],
+    /// FIN seen per direction: one byte per direction, so the two
+    /// directions never write the same byte.
+    pub fin: [u8; 2],
+    /// `CONN_PARTIAL`, `CONN_ENDED`.
+    pub flags: u8,
+    /// `END_FIN` or `END_RST` once ended in the kernel, else `END_NONE`.
+    pub end: u8,
+    pub _pad: [u8; 2],
 }
 
-pub const PLAIN_PENDING: u8 = 0;
-pub const PLAIN_COUNTING: u8 = 1;
+/// SYN seen, no payload yet.
+pub const CONN_PENDING: u8 = 0;
+/// First payload was not a ClientHello: plaintext, counted.
+pub const CONN_PLAIN: u8 = 1;
+/// First payload was a ClientHello: counted, and its handshake may still
+/// be in FLOWS (one more lookup per packet until FLOWS lets it go).
+pub const CONN_TLS: u8 = 2;
+/// TLS whose handshake FLOWS no longer follows: counted only.
+pub const CONN_TLS_COUNTING: u8 = 3;
 
-/// The payload of an `EVENT_PLAIN_SUMMARY` record; the header's source is
+/// `ConnState::flags`: the connection was open before its SYN was seen.
+pub const CONN_PARTIAL: u8 = 1;
+/// `ConnState::flags`: the kernel summarised it and is removing it; user
+/// space's periodic reports skip it (the summary carries its last counts).
+pub const CONN_ENDED: u8 = 2;
+
+pub const END_NONE: u8 = 0;
+pub const END_FIN: u8 = 1;
+pub const END_RST: u8 = 2;
+
+/// The payload of an `EVENT_CONN_SUMMARY` record; the header's source is
 /// the client, its destination the server, `ts_ns` the end, `tcp_flags` 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct PlainSummary {
+pub struct ConnSummary {
     pub bytes_to_server: u64,
     pub bytes_to_client: u64,
+    pub packets_to_server: u64,
+    pub packets_to_client: u64,
     pub opened_ns: u64,
+    /// `ConnState::phase`, `flags`, `end`, then padding.
+    pub phase: u8,
+    pub flags: u8,
+    pub end: u8,
+    pub _pad: [u8; 5],
 }
 
-pub const PLAIN_SUMMARY_LEN: usize = core::mem::size_of::<PlainSummary>();
+pub const CONN_SUMMARY_LEN: usize = core::mem::size_of::<ConnSummary>();
 
 /// Header of every ring-buffer record; `len` payload bytes follow.
 #[repr(C)]
@@ -162,7 +196,7 @@ pub struct EventHeader {
     pub family: u8,
     /// 0 ingress, 1 egress.
     pub direction: u8,
-    /// What follows the header: `EVENT_SEGMENT` or `EVENT_PLAIN_SUMMARY`.
+    /// What follows the header: `EVENT_SEGMENT` or `EVENT_CONN_SUMMARY`.
     /// A reader rejects kinds it does not know rather than guess.
     pub kind: u8,
     pub _pad: [u8; 6],
@@ -182,17 +216,26 @@ pub enum Counter {
     Truncated = 5,
     Duplicates = 6,
     Records = 7,
-    /// SYNs that opened an entry in the PLAIN map.
-    PlainOpened = 8,
-    /// PLAIN entries whose first payload was not a ClientHello.
+    /// SYNs that opened an entry in CONNS.
+    ConnsOpened = 8,
+    /// CONNS entries whose first payload was not a ClientHello.
     PlainFlows = 9,
-    PlainMapFull = 10,
-    /// Plaintext connections that ended in the kernel (RST, both FINs)
-    /// and were summarised; a full ring buffer loses the summary.
-    PlainSummaries = 11,
+    /// SYNs refused by a full CONNS: connections not counted.
+    Untracked = 10,
+    /// Connections that ended in the kernel (RST, both FINs) and were
+    /// summarised; a full ring buffer loses the summary.
+    ConnSummaries = 11,
+    /// Connections picked up at their first payload (open before the
+    /// sensor, or refused at their SYN): `partial`.
+    PartialOpened = 12,
+    /// Payload segments of no counted connection that a full CONNS
+    /// refused to pick up (per segment, not per connection).
+    PartialMapFull = 13,
+    /// CONNS entries whose first payload was a ClientHello.
+    TlsFlows = 14,
 }
 
-pub const COUNTERS: usize = 12;
+pub const COUNTERS: usize = 15;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -204,10 +247,13 @@ impl Counter {
         Counter::Truncated,
         Counter::Duplicates,
         Counter::Records,
-        Counter::PlainOpened,
+        Counter::ConnsOpened,
         Counter::PlainFlows,
-        Counter::PlainMapFull,
-        Counter::PlainSummaries,
+        Counter::Untracked,
+        Counter::ConnSummaries,
+        Counter::PartialOpened,
+        Counter::PartialMapFull,
+        Counter::TlsFlows,
     ];
 
     pub fn name(self) -> &'static str {
@@ -220,10 +266,13 @@ impl Counter {
             Counter::Truncated => "truncated",
             Counter::Duplicates => "duplicates",
             Counter::Records => "records",
-            Counter::PlainOpened => "plain_opened",
+            Counter::ConnsOpened => "conns_opened",
             Counter::PlainFlows => "plain_flows",
-            Counter::PlainMapFull => "plain_map_full",
-            Counter::PlainSummaries => "plain_summaries",
+            Counter::Untracked => "untracked",
+            Counter::ConnSummaries => "conn_summaries",
+            Counter::PartialOpened => "partial_opened",
+            Counter::PartialMapFull => "partial_map_full",
+            Counter::TlsFlows => "tls_flows",
         }
     }
 }
@@ -235,5 +284,5 @@ mod user {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::EventHeader {}
-    unsafe impl aya::Pod for super::PlainState {}
+    unsafe impl aya::Pod for super::ConnState {}
 }

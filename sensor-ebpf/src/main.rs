@@ -4,13 +4,13 @@
 //! open flows are copied into the ring buffer until user space closes the
 //! flow or the flow's byte budget runs out. Everything else costs a parse
 //! and, for TCP segments with payload, one read of the flow gate (a hash
-//! lookup only when the gate says a flow may be open). A connection whose
-//! first payload is not a ClientHello is counted as plaintext, never
-//! shipped. The program never changes a packet's fate: it always returns
+//! lookup only when the gate says a flow may be open). Every connection
+//! is counted (bytes and packets each way, program/conns.rs) from its SYN
+//! to its end, never shipped. The program never changes a packet's fate: it always returns
 //! TC_ACT_UNSPEC so programs attached after it (a CNI's) still run.
 //!
 //! `program/`: the classifiers and the per-packet path (`mod.rs`), by
-//! concern: `parse`, `flows`, `plaintext`, `ship`.
+//! concern: `parse`, `flows`, `conns`, `ship`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The gate's atomic add is written as the BPF instruction (program/flows.rs).

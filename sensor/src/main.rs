@@ -220,15 +220,24 @@ struct RunArgs {
     /// Handshakes the kernel follows at once.
     #[arg(long, default_value_t = sensor_common::DEFAULT_FLOW_ENTRIES)]
     flow_entries: u32,
-    /// Connections the kernel follows from their SYN for plaintext accounting.
-    #[arg(long, default_value_t = sensor_common::DEFAULT_PLAIN_ENTRIES)]
-    plain_entries: u32,
+    /// Connections the kernel counts at once (from their SYN, or their
+    /// first payload when open before the sensor); beyond, `untracked`.
+    #[arg(long, alias = "plain-entries", default_value_t = sensor_common::DEFAULT_CONN_ENTRIES)]
+    conn_entries: u32,
     /// Ring buffer size in bytes (a power of two, at least one page).
     #[arg(long, default_value_t = sensor_common::DEFAULT_RING_BYTES)]
     ring_bytes: u32,
     /// Seconds a kernel flow may stay idle before it is dropped.
     #[arg(long, default_value_t = 30.0)]
     flow_idle: f64,
+    /// Seconds a counted connection may carry nothing before it is
+    /// reported ended (`end: "idle"`) and forgotten.
+    #[arg(long, default_value_t = 600.0)]
+    conn_idle: f64,
+    /// Seconds between flow reports of an open connection (each carries
+    /// the delta since the previous one; its end is reported at once).
+    #[arg(long, default_value_t = 30.0)]
+    flow_report_interval: f64,
     /// How the programs attach: auto (TCX where the kernel has it, else a clsact qdisc), tcx, clsact.
     #[arg(long, value_name = "auto|tcx|clsact", default_value = "auto")]
     attach_mode: AttachMode,
@@ -271,6 +280,10 @@ struct AnalyzeArgs {
     /// Largest handshake message followed, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_handshake_message: usize,
+    /// Seconds of capture time between flow reports of an open
+    /// connection, as `sensor run` reports them in wall time.
+    #[arg(long, default_value_t = 30.0)]
+    flow_report_interval: f64,
     #[command(flatten)]
     analysis: AnalysisArgs,
     #[command(flatten)]
@@ -338,7 +351,11 @@ fn build_analysis(a: &AnalysisArgs, clock: Clock) -> Result<Analysis> {
 }
 
 fn run_analyze(a: AnalyzeArgs) -> Result<ExitCode> {
-    let mut cfg = PipelineConfig::default();
+    let mut cfg = PipelineConfig {
+        flow_report_interval_us: seconds("flow-report-interval", a.flow_report_interval)?
+            .as_micros() as i64,
+        ..PipelineConfig::default()
+    };
     cfg.reassembly.max_connections = a.max_connections;
     cfg.reassembly.max_pending_total = a.max_reassembly_bytes;
     cfg.max_handshake_message = a.max_handshake_message;
@@ -426,9 +443,12 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
     if a.flow_entries == 0 {
         anyhow::bail!("--flow-entries must be at least 1");
     }
-    if a.plain_entries == 0 {
-        anyhow::bail!("--plain-entries must be at least 1");
+    if a.conn_entries == 0 {
+        anyhow::bail!("--conn-entries must be at least 1");
     }
+    // Checked before anything starts: a bad value names its key.
+    let flow_report_interval = seconds("flow-report-interval", a.flow_report_interval)?;
+    let conn_idle = seconds("conn-idle", a.conn_idle)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -472,11 +492,13 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         duration: a.duration.map(|d| seconds("duration", d)).transpose()?,
         stats_interval: seconds("stats-interval", a.stats_interval)?,
         flow_idle: seconds("flow-idle", a.flow_idle)?,
+        conn_idle,
+        flow_report_interval,
         live: LiveConfig {
             budget: a.handshake_budget,
             flow_entries: a.flow_entries,
             ring_bytes: a.ring_bytes,
-            plain_entries: a.plain_entries,
+            conn_entries: a.conn_entries,
             attach: a.attach_mode,
             ship: a.ship_mode,
         },

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::analysis::flow_join::FlowJoin;
 use crate::analysis::trust_refresh::TrustRefresh;
 use crate::analysis::{Analysis, mesh};
 use crate::capture::own::OwnSockets;
@@ -11,10 +12,11 @@ use crate::capture::{CaptureStats, Segment};
 use crate::export::{RecordSink, RunStats};
 use crate::inventory::{Inventory, inference};
 use crate::model::{
-    CertificateSource, Connection, Correlator, Flow, Mesh, NoInventory, Peer, ProtocolVersion,
+    CertificateSource, ConnTraffic, Connection, Correlator, Flow, FlowReport, FlowTls, NoInventory,
 };
 use crate::probe::{ProbeConfig, ProbeStage};
-use crate::reassembly::accounting::{Accounting, FlowClass, flow_of};
+use crate::reassembly::accounting::{Accounting, FlowClass, traffic_of};
+use crate::reassembly::reports::FlowReports;
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use crate::tls::{TlsSession, TlsStats};
 use crate::x509::CertCache;
@@ -33,10 +35,18 @@ pub struct PipelineConfig {
     pub correlator: Arc<dyn Correlator>,
     /// The inventory behind `correlator`, for its statistics in the summary.
     pub inventory: Option<Inventory>,
-    /// Whether a TLS connection's bytes are all seen: true for capture
-    /// files; live capture stops shipping after the handshake, so only
-    /// plaintext flows (counted by the kernel) feed `tls.traffic.bytes`.
+    /// Whether the reassembly table sees every byte of every connection:
+    /// true for capture files, whose flow reports come from it; live, the
+    /// kernel counts connections (`Pipeline::traffic`) and the table only
+    /// sees handshakes.
     pub tls_traffic: bool,
+    /// Open connections whose reports are remembered (deltas), and judged
+    /// handshakes kept for their flow reports, at once.
+    pub max_flow_reports: usize,
+    /// With `tls_traffic`: open connections are reported every this many
+    /// microseconds of capture time, as live capture reports them every
+    /// `--flow-report-interval` of wall time.
+    pub flow_report_interval_us: i64,
     /// Leave out the connections of this very process (live capture:
     /// the sensor's own API, OTLP and probe connections cross the wire it
     /// watches); counted as `own_connections`.
@@ -55,6 +65,8 @@ impl Default for PipelineConfig {
             correlator: Arc::new(NoInventory),
             inventory: None,
             tls_traffic: true,
+            max_flow_reports: 1 << 16,
+            flow_report_interval_us: 30_000_000,
             skip_own: false,
             probe: ProbeConfig::default(),
         }
@@ -77,16 +89,6 @@ struct Conn {
     tls: TlsSession,
     reported: bool,
     flow: FlowClass,
-    /// Set when the handshake is reported: what the connection's bytes
-    /// are attributed to when it closes.
-    traffic: Option<Box<TrafficTag>>,
-}
-
-struct TrafficTag {
-    version: Option<ProtocolVersion>,
-    mesh: Option<Mesh>,
-    source: Option<Peer>,
-    destination: Option<Peer>,
 }
 
 /// The stages after reassembly, as the reassembly table's consumer.
@@ -103,24 +105,70 @@ struct Stages<K> {
     tls_traffic: bool,
     own: Option<OwnSockets>,
     probe: ProbeStage,
+    reports: FlowReports,
+    join: FlowJoin,
 }
 
 impl<K: RecordSink> Stages<K> {
-    /// An ended connection that never started TLS: who its peers are,
-    /// and `tls.plaintext` when both are workloads.
-    fn plaintext(&mut self, mut flow: Flow) {
-        if self
-            .own
-            .as_mut()
-            .is_some_and(|o| o.claim(flow.client, flow.server))
-        {
-            return;
+    /// A connection's counts (a periodic sample or its end): its flow
+    /// report with the delta since the previous one, joined to its
+    /// handshake and peers; an ended plaintext one is judged for
+    /// `tls.plaintext`.
+    fn traffic(&mut self, t: ConnTraffic) {
+        let end = t.end.is_some();
+        if let Some(own) = &mut self.own {
+            // Counted once, at its end.
+            let mine = if end {
+                own.claim(t.client, t.server)
+            } else {
+                own.check(t.client, t.server)
+            };
+            if mine {
+                if end {
+                    self.join.get(t.client, t.server, true);
+                }
+                return;
+            }
         }
-        let peers = self.correlator.peers(flow.client, flow.server);
-        flow.source = peers.source;
-        flow.destination = peers.destination;
-        self.analysis.plaintext(&mut flow);
-        self.sink.flow(&flow);
+        let Some(interval) = self.reports.delta(&t) else {
+            return;
+        };
+        let joined = if t.encrypted {
+            self.join.get(t.client, t.server, end)
+        } else {
+            None
+        };
+        let (tls, source, destination) = match joined {
+            Some(j) => (Some(j.tls), j.source, j.destination),
+            None => {
+                let peers = self.correlator.peers(t.client, t.server);
+                // TLS whose handshake is not known (picked up mid-way, or
+                // still in progress): encrypted, facts unknown.
+                let tls = t.encrypted.then(|| Arc::new(FlowTls::default()));
+                (tls, peers.source, peers.destination)
+            }
+        };
+        if end && !t.encrypted {
+            let mut flow = Flow::new(
+                t.client,
+                t.server,
+                t.start_us,
+                t.time_us,
+                t.total.bytes_to_server,
+                t.total.bytes_to_client,
+            );
+            flow.source = source.clone();
+            flow.destination = destination.clone();
+            self.analysis.plaintext(&mut flow);
+            self.sink.flow(&flow);
+        }
+        self.sink.flow_report(&FlowReport {
+            traffic: t,
+            interval,
+            tls,
+            source,
+            destination,
+        });
     }
 
     fn report(&mut self, conn: &mut Conn, meta: &ConnMeta) {
@@ -153,14 +201,6 @@ impl<K: RecordSink> Stages<K> {
         }
         mesh::apply(&mut c);
         c.correlation = self.correlator.correlate(&c);
-        if self.tls_traffic {
-            conn.traffic = Some(Box::new(TrafficTag {
-                version: c.handshake.version,
-                mesh: c.mesh.clone(),
-                source: c.correlation.source.clone(),
-                destination: c.correlation.destination.clone(),
-            }));
-        }
         if let Some(c) = self
             .probe
             .admit(c, self.correlator.as_ref(), &mut self.certs)
@@ -177,6 +217,7 @@ impl<K: RecordSink> Stages<K> {
         }
         inference::apply(&mut c, &mut self.certs);
         self.analysis.evaluate(&mut c);
+        self.join.insert(&c);
         self.sink.connection(&c);
     }
 
@@ -217,17 +258,16 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
-        if let Some(tag) = conn.traffic.take() {
-            let mut flow = flow_of(&meta);
-            flow.encrypted = true;
-            flow.version = tag.version;
-            flow.mesh = tag.mesh;
-            flow.source = tag.source;
-            flow.destination = tag.destination;
-            self.sink.flow(&flow);
+        let plaintext = self.accounting.close(conn.flow);
+        if !self.tls_traffic {
+            // Live: the kernel counts this connection; the table saw
+            // only its handshake.
+            return;
         }
-        if self.accounting.close(conn.flow) {
-            self.plaintext(flow_of(&meta));
+        if conn.flow == FlowClass::Tls || conn.tls.is_tls() {
+            self.traffic(traffic_of(&meta, true));
+        } else if plaintext {
+            self.traffic(traffic_of(&meta, false));
         }
     }
 }
@@ -239,6 +279,10 @@ pub struct Pipeline<K: RecordSink> {
     capture: CaptureStats,
     trust: TrustRefresh,
     inventory: Option<Inventory>,
+    /// Capture files: the capture time of the next periodic flow report
+    /// (set by the first segment); `None` live, where the kernel counts.
+    next_report_us: Option<i64>,
+    report_every_us: Option<i64>,
 }
 
 impl<K: RecordSink> Pipeline<K> {
@@ -266,10 +310,15 @@ impl<K: RecordSink> Pipeline<K> {
                 tls_traffic: cfg.tls_traffic,
                 own,
                 probe: ProbeStage::new(cfg.probe, announced, cfg.inventory.is_some()),
+                reports: FlowReports::new(cfg.max_flow_reports),
+                join: FlowJoin::new(cfg.max_flow_reports),
             },
             capture: CaptureStats::default(),
             trust: TrustRefresh::default(),
             inventory: cfg.inventory,
+            next_report_us: None,
+            report_every_us: (cfg.tls_traffic && cfg.flow_report_interval_us > 0)
+                .then_some(cfg.flow_report_interval_us),
         };
         p.refresh_trust();
         p
@@ -290,10 +339,41 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     pub fn segment(&mut self, seg: &Segment<'_>) {
+        if let Some(every) = self.report_every_us {
+            let next = *self.next_report_us.get_or_insert(seg.timestamp_us + every);
+            if seg.timestamp_us >= next {
+                // Reported at the boundary this segment crossed, with the
+                // counts of the segments before it; later boundaries
+                // crossed by the same gap would report nothing new.
+                self.report_open(next);
+                let skipped = (seg.timestamp_us - next) / every;
+                self.next_report_us = Some(next + (skipped + 1) * every);
+            }
+        }
         self.table.ingest(seg, &mut self.stages);
         if self.stages.probe.waiting() > 0 {
             self.stages.release_probes(false);
         }
+    }
+
+    /// A periodic flow report of every open connection that carried
+    /// payload, at capture time `at_us`.
+    fn report_open(&mut self, at_us: i64) {
+        let mut samples = Vec::new();
+        self.table.each(|conn, meta| {
+            let encrypted = conn.flow == FlowClass::Tls || conn.tls.is_tls();
+            if encrypted || conn.flow == FlowClass::Plaintext {
+                let mut t = traffic_of(meta, encrypted);
+                t.time_us = at_us;
+                samples.push(t);
+            }
+        });
+        // In the order live capture cannot promise either: by start.
+        samples.sort_by_key(|t| (t.start_us, t.client, t.server));
+        for t in samples {
+            self.stages.traffic(t);
+        }
+        self.stages.join.prune();
     }
 
     /// Reports the connections whose probes ended meanwhile.
@@ -301,11 +381,20 @@ impl<K: RecordSink> Pipeline<K> {
         self.stages.release_probes(false);
     }
 
-    /// A plaintext connection the kernel followed and saw end (live
-    /// capture: its packets never reach the reassembly table).
-    pub fn plaintext_flow(&mut self, flow: Flow) {
-        self.stages.accounting.stats.plaintext_flows += 1;
-        self.stages.plaintext(flow);
+    /// Live capture: a connection's counts as the kernel has them, a
+    /// periodic sample or its end (its packets never reach the reassembly
+    /// table past the handshake).
+    pub fn traffic(&mut self, t: ConnTraffic) {
+        if t.end.is_some() && !t.encrypted {
+            self.stages.accounting.stats.plaintext_flows += 1;
+        }
+        self.stages.traffic(t);
+    }
+
+    /// After a round of periodic reports: forgets the handshakes whose
+    /// connections were not reported since the previous round.
+    pub fn reports_done(&mut self) {
+        self.stages.join.prune();
     }
 
     /// Asks for the list of connections that stopped being followed.
@@ -363,6 +452,8 @@ impl<K: RecordSink> Pipeline<K> {
             handshakes: st.handshakes,
             certificates: st.certs.stats.clone(),
             accounting: st.accounting.stats.clone(),
+            reports: st.reports.stats.clone(),
+            join: st.join.stats.clone(),
             verify: st.analysis.verifier().stats.clone(),
             analysis: st.analysis.stats.clone(),
             dedup: st.analysis.dedup_stats().clone(),
@@ -382,7 +473,7 @@ mod tests {
     use super::*;
     use crate::capture::{FlowKey, TcpFlags};
     use crate::export::Summary;
-    use crate::model::{Correlation, Finding, PeerKind};
+    use crate::model::{Correlation, Finding, FlowEnd, Peer, PeerKind};
 
     /// An inventory that knows every address as a pod.
     struct AllWorkloads;
@@ -585,6 +676,85 @@ mod tests {
         // No SYN seen: the lower port is the server.
         assert_eq!(sink.0[0].1.server.port(), 80);
         assert_eq!(sink.0[0].0.evidence["bytes_to_server"], 25);
+    }
+
+    /// Every flow report.
+    #[derive(Default)]
+    struct Reports(Vec<FlowReport>);
+
+    impl RecordSink for Reports {
+        fn connection(&mut self, _: &Connection) {}
+        fn flow_report(&mut self, r: &FlowReport) {
+            self.0.push(r.clone());
+        }
+    }
+
+    /// A capture reports an open connection at each interval of capture
+    /// time it carried something in, and once at its end; the intervals
+    /// sum to the total, which is every payload byte and segment.
+    #[test]
+    fn a_capture_reports_open_connections_per_interval_of_capture_time() {
+        let cfg = PipelineConfig {
+            flow_report_interval_us: 1_000_000,
+            ..Default::default()
+        };
+        let mut p = Pipeline::with_analysis(cfg, Analysis::default(), Reports::default());
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:8080");
+        let t = 1_700_000_000_000_000;
+        p.segment(&seg(c, s, 100, SYN, t, b""));
+        p.segment(&seg(s, c, 500, SYN_ACK, t + 1, b""));
+        let mut seq = 101;
+        // A request every 0.4 s for 3.2 s, an answer to each.
+        for i in 0..8 {
+            let at = t + 10 + i * 400_000;
+            p.segment(&seg(c, s, seq, ACK, at, b"PING\r\n"));
+            p.segment(&seg(s, c, 501 + 6 * i as u32, ACK, at + 1, b"PONG\r\n"));
+            seq += 6;
+        }
+        p.segment(&seg(c, s, seq, RST, t + 3_500_000, b""));
+        let (sink, _) = p.finish();
+        let r = &sink.0;
+        assert_eq!(r.len(), 4, "three boundaries crossed, then the end: {r:#?}");
+        let (last, open) = r.split_last().unwrap();
+        assert!(open.iter().all(|x| x.traffic.end.is_none()));
+        assert_eq!(last.traffic.end, Some(FlowEnd::Rst));
+        assert_eq!(open[0].traffic.time_us, t + 1_000_000);
+        assert_eq!(last.traffic.total.bytes_to_server, 48);
+        assert_eq!(last.traffic.total.packets_to_client, 8);
+        let sum: u64 = r.iter().map(|x| x.interval.bytes()).sum();
+        assert_eq!(sum, last.traffic.total.bytes());
+        assert!(r.iter().all(|x| x.tls.is_none() && !x.traffic.partial));
+    }
+
+    /// With room to remember one open connection's reports, a second one
+    /// open at a boundary is not reported until its end, which carries
+    /// its whole total; the summary counts what was deferred.
+    #[test]
+    fn the_bound_on_remembered_reports_is_counted() {
+        let cfg = PipelineConfig {
+            flow_report_interval_us: 1_000_000,
+            max_flow_reports: 1,
+            ..Default::default()
+        };
+        let mut p = Pipeline::with_analysis(cfg, Analysis::default(), Reports::default());
+        let t = 1_700_000_000_000_000;
+        let s = "10.0.0.1:8080";
+        for c in ["10.0.0.2:40000", "10.0.0.3:40000"] {
+            p.segment(&seg(c, s, 1, ACK, t, b"GET /"));
+        }
+        p.segment(&seg("10.0.0.2:40000", s, 6, ACK, t + 1_500_000, b"more"));
+        let (sink, stats) = p.finish();
+        assert_eq!(
+            Summary::from(&stats).errors.get("flow_report_table_full"),
+            Some(&1)
+        );
+        let late: Vec<_> = sink
+            .0
+            .iter()
+            .filter(|r| r.traffic.client.ip().to_string() == "10.0.0.3")
+            .collect();
+        assert_eq!(late.len(), 1, "{late:#?}");
+        assert_eq!(late[0].interval.bytes_to_server, 5);
     }
 
     #[test]

@@ -10,13 +10,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::analysis::Analysis;
 use crate::capture::live::{
     Clock, Event, InterfaceFilter, KernelStats, LinkWatcher, LiveConfig, LiveError, Programs,
-    check_capabilities, drain, list_interfaces, plain_flow,
+    check_capabilities, conn_traffic, drain, list_interfaces,
 };
 use crate::export::otlp::OtlpSink;
 use crate::export::summary::kernel_line;
 use crate::export::{RecordSink, RunStats, SensorSnapshot, Summary};
 use crate::health::Health;
 use crate::inventory::watch::{self, WatchConfig};
+use crate::model::FlowEnd;
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 pub struct RunOptions {
@@ -25,6 +26,12 @@ pub struct RunOptions {
     pub stats_interval: Duration,
     /// A kernel flow that shipped nothing for this long is dropped.
     pub flow_idle: Duration,
+    /// A counted connection that carried nothing for this long is
+    /// reported ended (idle) and removed.
+    pub conn_idle: Duration,
+    /// Open connections are reported this often (the delta since the
+    /// previous report), and once at their end.
+    pub flow_report_interval: Duration,
     pub live: LiveConfig,
     /// `pipeline.inventory` holds the index (and `pipeline.correlator`
     /// reads it); with `kube` set, live watches of the Kubernetes API keep
@@ -99,8 +106,8 @@ fn mono_ns() -> u64 {
 #[derive(Default)]
 struct UserCounts {
     expired: u64,
-    plain_expired: u64,
-    plain_pending_expired: u64,
+    conns_expired: u64,
+    conns_pending_expired: u64,
     malformed: u64,
 }
 
@@ -109,8 +116,8 @@ impl UserCounts {
     fn with_kernel(&self, programs: &Programs) -> KernelStats {
         KernelStats {
             flows_expired: self.expired,
-            plain_flows_expired: self.plain_expired,
-            plain_pending_expired: self.plain_pending_expired,
+            conns_expired: self.conns_expired,
+            conns_pending_expired: self.conns_pending_expired,
             malformed_records: self.malformed,
             ..programs.counters()
         }
@@ -120,7 +127,7 @@ impl UserCounts {
 fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
     match event {
         Event::Segment(seg) => pipeline.segment(&seg),
-        Event::Plaintext(flow) => pipeline.plaintext_flow(*flow),
+        Event::ConnEnd(t) => pipeline.traffic(t),
     }
 }
 
@@ -158,6 +165,8 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let mut stats = tokio::time::interval(opts.stats_interval);
     stats.tick().await;
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut reports = tokio::time::interval(opts.flow_report_interval);
+    reports.tick().await;
     let deadline = async {
         match opts.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -189,11 +198,13 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 pipeline.poll_probes();
                 let idle = opts.flow_idle.as_nanos() as u64;
                 counts.expired += programs.expire_flows(mono_ns(), idle);
-                let (ended, pending) = programs.expire_plain(mono_ns(), idle);
-                counts.plain_pending_expired += pending;
-                counts.plain_expired += ended.len() as u64;
+                let now = mono_ns();
+                let conn_idle = opts.conn_idle.as_nanos() as u64;
+                let (ended, pending) = programs.expire_conns(now, conn_idle);
+                counts.conns_pending_expired += pending;
+                counts.conns_expired += ended.len() as u64;
                 for (k, s) in ended {
-                    pipeline.plaintext_flow(plain_flow(&k, &s, clock));
+                    pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Idle)));
                 }
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
@@ -205,6 +216,16 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     s.kernel = Some(counts.with_kernel(&programs));
                     t.record_snapshot(SensorSnapshot::from(&s));
                 }
+            }
+            _ = reports.tick() => {
+                // Ends already in the ring come first: an ended connection
+                // read from the map would be reported open after its end.
+                counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
+                let now = mono_ns();
+                for (k, s) in programs.open_conns() {
+                    pipeline.traffic(conn_traffic(&k, &s, clock, now, None));
+                }
+                pipeline.reports_done();
             }
             _ = stats.tick() => {
                 let s = pipeline.totals();
@@ -229,10 +250,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     // Records already in the ring (summaries of connections that just
     // ended) come before the connections still open.
     counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
-    // Plaintext connections still open end with the capture, as at the end of a file.
-    let (open, _) = programs.expire_plain(mono_ns(), 0);
+    // Connections still open end with the capture, as at the end of a file.
+    let now = mono_ns();
+    let (open, _) = programs.expire_conns(now, 0);
     for (k, s) in open {
-        pipeline.plaintext_flow(plain_flow(&k, &s, clock));
+        pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Shutdown)));
     }
     let kernel = counts.with_kernel(&programs);
     programs.detach_all();

@@ -3,9 +3,9 @@
 //! options, IPv6 without extension headers) and the helper-based one (VLAN,
 //! IPv4 options, IPv6 extension headers) must open, follow and ignore flows
 //! alike; a flow user space closes must take its gate slot back to zero,
-//! and a failed insert must not leave the slot raised. Connections opened
-//! by a SYN whose first payload is not a ClientHello are counted in PLAIN,
-//! never shipped, and summarised when they end.
+//! and a failed insert must not leave the slot raised. Every connection is
+//! counted in CONNS (from its SYN, or its first payload: `partial`),
+//! never shipped past its handshake, and summarised when it ends.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,8 +17,11 @@ use etherparse::{
     PacketBuilder, VlanId,
 };
 use sensor::capture::live::{Clock, Event, FlowTable, decode, kernel_key, object};
-use sensor::model::Flow;
-use sensor_common::{COUNTERS, Counter, PLAIN_COUNTING, PLAIN_PENDING};
+use sensor::model::{ConnTraffic, FlowEnd};
+use sensor_common::{
+    CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_TLS, CONN_TLS_COUNTING, COUNTERS, ConnState,
+    Counter,
+};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
@@ -166,7 +169,7 @@ impl Kernel {
         Self::load_with(flow_entries, None)
     }
 
-    fn load_with(flow_entries: Option<u32>, plain_entries: Option<u32>) -> Self {
+    fn load_with(flow_entries: Option<u32>, conn_entries: Option<u32>) -> Self {
         assert_eq!(
             unsafe { libc::geteuid() },
             0,
@@ -176,8 +179,8 @@ impl Kernel {
         if let Some(n) = flow_entries {
             loader.map_max_entries("FLOWS", n);
         }
-        if let Some(n) = plain_entries {
-            loader.map_max_entries("PLAIN", n);
+        if let Some(n) = conn_entries {
+            loader.map_max_entries("CONNS", n);
         }
         let mut ebpf = loader.load(object()).expect("loading the sensor's object");
         let prog: &mut SchedClassifier =
@@ -185,10 +188,10 @@ impl Kernel {
         prog.load().expect("the verifier accepts tls_tc_eth");
         let flows = FlowTable::new(
             ebpf.take_map("FLOWS").unwrap(),
-            ebpf.take_map("PLAIN").unwrap(),
+            ebpf.take_map("CONNS").unwrap(),
             ebpf.take_map("GATE").unwrap(),
         )
-        .expect("FLOWS, PLAIN and GATE");
+        .expect("FLOWS, CONNS and GATE");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
         let counts = PerCpuArray::try_from(ebpf.take_map("COUNTS").unwrap()).unwrap();
         Self {
@@ -216,24 +219,34 @@ impl Kernel {
     }
 
     /// Segment records as (source, destination, seq, payload), and
-    /// plaintext summaries, shipped since the last call.
+    /// connection summaries, shipped since the last call.
     #[allow(clippy::type_complexity)]
-    fn drain(&mut self) -> (Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)>, Vec<Flow>) {
-        let (mut segs, mut plain) = (Vec::new(), Vec::new());
+    fn drain(
+        &mut self,
+    ) -> (
+        Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)>,
+        Vec<ConnTraffic>,
+    ) {
+        let (mut segs, mut ends) = (Vec::new(), Vec::new());
         while let Some(item) = self.ring.next() {
             match decode(&item, Clock::new()).expect("a well-formed record") {
                 Event::Segment(s) => segs.push((s.flow.src, s.flow.dst, s.seq, s.payload.to_vec())),
-                Event::Plaintext(f) => plain.push(*f),
+                Event::ConnEnd(t) => ends.push(t),
             }
         }
-        (segs, plain)
+        (segs, ends)
     }
 
     /// Segment records shipped since the last call; there must be no summary.
     fn shipped(&mut self) -> Vec<(SocketAddr, SocketAddr, u32, Vec<u8>)> {
-        let (segs, plain) = self.drain();
-        assert!(plain.is_empty(), "unexpected plaintext summaries {plain:?}");
+        let (segs, ends) = self.drain();
+        assert!(ends.is_empty(), "unexpected connection summaries {ends:?}");
         segs
+    }
+
+    /// The CONNS entry of `key`.
+    fn conn(&self, key: &sensor_common::FlowKey) -> Option<ConnState> {
+        self.flows.conns().find(|(f, _)| f == key).map(|x| x.1)
     }
 }
 
@@ -246,9 +259,17 @@ fn every_parse_path_opens_follows_and_closes_flows_alike() {
         let server = SocketAddr::new(s, 443);
         let key = kernel_key(client, server);
 
-        // Application data of a connection never seen open: ignored.
+        // Application data of a connection never seen open: not shipped,
+        // counted from here on (partial), judged TLS by its record header.
         k.run(&segment(path, client, server, 7000, &app_data()));
         assert!(k.shipped().is_empty(), "{path:?}: untracked data shipped");
+        let st = k.conn(&key).expect("picked up");
+        assert_eq!(st.phase, CONN_TLS_COUNTING, "{path:?}");
+        assert_eq!(st.flags & CONN_PARTIAL, CONN_PARTIAL, "{path:?}");
+        // The client has the higher port: `hi`, index 1.
+        assert_eq!((st.client, st.bytes, st.packets), (1, [0, 261], [0, 1]));
+        assert_eq!(k.flows.gate_count(&key), 1, "{path:?}");
+        assert!(k.flows.remove_conn(&key));
         assert_eq!(k.flows.gate_count(&key), 0, "{path:?}");
 
         // A pure ACK: ignored.
@@ -267,7 +288,9 @@ fn every_parse_path_opens_follows_and_closes_flows_alike() {
             k.flows.flows().any(|(f, _)| f == key),
             "{path:?}: no flow under kernel_key"
         );
-        assert_eq!(k.flows.gate_count(&key), 1, "{path:?}: gate slot");
+        // The handshake in FLOWS, the connection (partial) in CONNS.
+        assert_eq!(k.flows.gate_count(&key), 2, "{path:?}: gate slot");
+        assert_eq!(k.conn(&key).map(|s| s.phase), Some(CONN_TLS));
 
         // The server's answer belongs to the open flow: shipped.
         let reply = server_reply();
@@ -278,12 +301,20 @@ fn every_parse_path_opens_follows_and_closes_flows_alike() {
             "{path:?}: the reply of an open flow"
         );
 
-        // Closed by user space: the slot drops back, later data is ignored.
+        // Closed by user space: the slot drops back, later data is only
+        // counted, and the connection stops looking its handshake up.
         assert!(k.flows.remove(&key), "{path:?}: remove");
-        assert_eq!(k.flows.gate_count(&key), 0, "{path:?}: gate after close");
+        assert_eq!(k.flows.gate_count(&key), 1, "{path:?}: gate after close");
         assert!(!k.flows.remove(&key), "{path:?}: removed twice");
         k.run(&segment(path, server, client, 5095, &app_data()));
         assert!(k.shipped().is_empty(), "{path:?}: data after close shipped");
+        let st = k.conn(&key).expect("still counted");
+        assert_eq!(st.phase, CONN_TLS_COUNTING, "{path:?}");
+        assert_eq!(st.bytes[1], hello.len() as u64, "{path:?}");
+        assert_eq!(st.bytes[0], (reply.len() + 261) as u64, "{path:?}");
+        assert_eq!(st.packets, [2, 1], "{path:?}");
+        assert!(k.flows.remove_conn(&key));
+        assert_eq!(k.flows.gate_count(&key), 0, "{path:?}");
     }
     assert!(k.flows.is_empty());
 }
@@ -308,8 +339,9 @@ fn a_failed_insert_leaves_the_gate_closed() {
         k.shipped().is_empty(),
         "a flow beyond the map's size shipped"
     );
-    assert_eq!(k.flows.gate_count(&kernel_key(second, server)), 0);
-    assert_eq!(k.flows.gate_count(&kernel_key(first, server)), 1);
+    // Each connection is counted in CONNS; only the first has a flow.
+    assert_eq!(k.flows.gate_count(&kernel_key(second, server)), 1);
+    assert_eq!(k.flows.gate_count(&kernel_key(first, server)), 2);
     assert_eq!(k.flows.len(), 1);
 }
 
@@ -324,7 +356,7 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
         // The server's port is the higher one: only the SYN tells the client.
         let server = SocketAddr::new(s, 50080);
         let key = kernel_key(client, server);
-        let state = |k: &Kernel| k.flows.plain_flows().find(|(f, _)| *f == key).map(|x| x.1);
+        let state = |k: &Kernel| k.conn(&key);
 
         k.run(&segment_with(path, client, server, 999, Flags::Syn, b""));
         // Seen twice (loopback, veth pairs): one entry, nothing counted as full.
@@ -337,7 +369,7 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
             Flags::SynAck,
             b"",
         ));
-        assert_eq!(state(&k).map(|s| s.phase), Some(PLAIN_PENDING), "{path:?}");
+        assert_eq!(state(&k).map(|s| s.phase), Some(CONN_PENDING), "{path:?}");
         assert_eq!(k.flows.gate_count(&key), 1, "{path:?}: gate slot");
 
         k.run(&segment(path, client, server, 1000, request));
@@ -345,7 +377,8 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
         k.run(&segment(path, server, client, 5000, &answer));
         assert!(k.shipped().is_empty(), "{path:?}: plaintext shipped");
         let st = state(&k).expect("counting");
-        assert_eq!(st.phase, PLAIN_COUNTING, "{path:?}");
+        assert_eq!(st.phase, CONN_PLAIN, "{path:?}");
+        assert_eq!(st.flags & CONN_PARTIAL, 0, "{path:?}: its SYN was seen");
 
         k.run(&segment_with(
             path,
@@ -357,17 +390,24 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
         ));
         assert!(k.shipped().is_empty(), "{path:?}: one FIN ends nothing");
         k.run(&segment_with(path, server, client, 5300, Flags::Fin, b""));
-        let (segs, plain) = k.drain();
+        let (segs, ends) = k.drain();
         assert!(segs.is_empty());
-        assert_eq!(plain.len(), 1, "{path:?}: one summary");
-        let f = &plain[0];
+        assert_eq!(ends.len(), 1, "{path:?}: one summary");
+        let f = &ends[0];
         assert_eq!((f.client, f.server), (client, server), "{path:?}");
         assert_eq!(
-            (f.bytes_to_server, f.bytes_to_client),
+            (f.total.bytes_to_server, f.total.bytes_to_client),
             (request.len() as u64, answer.len() as u64),
             "{path:?}: the duplicate is counted once"
         );
-        assert!(f.first_us <= f.last_us);
+        assert_eq!(
+            (f.total.packets_to_server, f.total.packets_to_client),
+            (1, 1),
+            "{path:?}"
+        );
+        assert_eq!(f.end, Some(FlowEnd::Fin), "{path:?}");
+        assert!(!f.encrypted && !f.partial, "{path:?}");
+        assert!(f.start_us <= f.time_us);
         assert!(state(&k).is_none(), "{path:?}: entry left after both FINs");
         assert_eq!(k.flows.gate_count(&key), 0, "{path:?}: gate after the end");
 
@@ -382,9 +422,10 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
             vec![(tls_client, server, 10, hello)],
             "{path:?}"
         );
-        assert!(k.flows.plain_flows().all(|(f, _)| f != tls_key));
-        assert_eq!(k.flows.gate_count(&tls_key), 1, "{path:?}: FLOWS holds it");
+        assert_eq!(k.conn(&tls_key).map(|s| s.phase), Some(CONN_TLS));
+        assert_eq!(k.flows.gate_count(&tls_key), 2, "{path:?}: FLOWS and CONNS");
         assert!(k.flows.remove(&tls_key));
+        assert!(k.flows.remove_conn(&tls_key));
         assert_eq!(k.flows.gate_count(&tls_key), 0);
 
         // Refused (RST) before any payload: forgotten, no summary.
@@ -395,15 +436,16 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
         assert!(k.drain().1.is_empty(), "{path:?}: summary without payload");
         assert_eq!(k.flows.gate_count(&refused_key), 0, "{path:?}");
     }
-    assert_eq!(k.counter(Counter::PlainOpened), 3 * PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::ConnsOpened), 3 * PATHS.len() as u64);
     assert_eq!(k.counter(Counter::PlainFlows), PATHS.len() as u64);
-    assert_eq!(k.counter(Counter::PlainSummaries), PATHS.len() as u64);
-    assert_eq!(k.counter(Counter::PlainMapFull), 0);
-    assert_eq!(k.flows.plain_flows().count(), 0);
+    assert_eq!(k.counter(Counter::TlsFlows), PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::ConnSummaries), PATHS.len() as u64);
+    assert_eq!(k.counter(Counter::Untracked), 0);
+    assert_eq!(k.flows.conns().count(), 0);
 }
 
 #[test]
-fn a_full_plain_map_is_counted_and_user_space_expiry_frees_it() {
+fn a_full_conn_map_is_counted_and_user_space_expiry_frees_it() {
     let mut k = Kernel::load_with(None, Some(2));
     let (c, s) = addrs(Path::V4);
     let server = SocketAddr::new(s, 80);
@@ -411,8 +453,8 @@ fn a_full_plain_map_is_counted_and_user_space_expiry_frees_it() {
     for a in &clients {
         k.run(&segment_with(Path::V4, *a, server, 1, Flags::Syn, b""));
     }
-    assert_eq!(k.counter(Counter::PlainOpened), 2);
-    assert_eq!(k.counter(Counter::PlainMapFull), 2);
+    assert_eq!(k.counter(Counter::ConnsOpened), 2);
+    assert_eq!(k.counter(Counter::Untracked), 2);
     for a in &clients[2..] {
         let key = kernel_key(*a, server);
         // Unless it shares a slot with one of the two that got in.
@@ -427,14 +469,26 @@ fn a_full_plain_map_is_counted_and_user_space_expiry_frees_it() {
             );
         }
     }
-    // A payload on a connection the map had no room for: not followed.
+    // A payload on a connection the map had no room for: not followed
+    // (unless its slot is shared, when the pick-up finds the map full).
     k.run(&segment(Path::V4, clients[3], server, 2, b"GET /"));
     k.run(&segment(Path::V4, clients[0], server, 2, b"GET /"));
     assert_eq!(k.counter(Counter::PlainFlows), 1);
+    assert_eq!(k.counter(Counter::PartialMapFull), 1);
+    assert_eq!(k.counter(Counter::PartialOpened), 0);
     assert!(k.shipped().is_empty());
+    // A ClientHello of a connection the map had no room for: its
+    // handshake is still followed.
+    k.run(&segment(Path::V4, clients[2], server, 2, &client_hello()));
+    assert_eq!(
+        k.shipped().len(),
+        1,
+        "the handshake of an untracked connection"
+    );
+    assert!(k.flows.remove(&kernel_key(clients[2], server)));
     // User space removes them, with their gate slots.
-    for (key, _) in k.flows.plain_flows().collect::<Vec<_>>() {
-        assert!(k.flows.remove_plain(&key));
+    for (key, _) in k.flows.conns().collect::<Vec<_>>() {
+        assert!(k.flows.remove_conn(&key));
         assert_eq!(k.flows.gate_count(&key), 0);
     }
     k.run(&segment_with(
@@ -445,5 +499,5 @@ fn a_full_plain_map_is_counted_and_user_space_expiry_frees_it() {
         Flags::Syn,
         b"",
     ));
-    assert_eq!(k.counter(Counter::PlainOpened), 3);
+    assert_eq!(k.counter(Counter::ConnsOpened), 3);
 }

@@ -8,10 +8,12 @@ pub mod collect;
 pub mod compare;
 #[cfg(feature = "suite")]
 pub mod kube;
+pub mod live_sensor;
 pub mod netns;
 pub mod pcap_writer;
 pub mod proc;
 pub mod sensor_cli;
+pub mod tshark;
 
 pub use sensor_cli::sensor_bin;
 

@@ -249,6 +249,9 @@ fn dashboard_queries_only_what_the_sensor_exports() {
         "tls_handshakes_total",
         "sensor_packets_total",
         "sensor_events_lost_total",
+        "tls_traffic_bytes_total",
+        "tls_connections_total",
+        "tls_connection_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(m), "the dashboard never shows {m}");
     }

@@ -8,42 +8,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tests::certs::Pki;
+use tests::live_sensor::LiveSensor as Sensor;
 use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6, Tcpdump};
-use tests::proc::{Reaped, Watched, run};
+use tests::proc::{Reaped, run};
 use tests::{json_lines, of_kind, patience, require_root, sensor_bin};
 
 const SNI: &str = "server.test";
-
-struct Sensor {
-    watched: Watched,
-    out: tempfile::NamedTempFile,
-}
-
-impl Sensor {
-    /// Starts `sensor run --json` in `ns` and waits until it is attached.
-    fn start(ns: &Netns, args: &[&str]) -> Sensor {
-        let out = tempfile::NamedTempFile::new().expect("temp file");
-        let bin = sensor_bin();
-        let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
-        cmd.env("RUST_LOG", "info")
-            .args(["run", "--json", "--stats-interval", "3600"])
-            // These tests are about capture; tests/tests/probe.rs covers
-            // probing, whose connections a tcpdump here would also see.
-            .args(["--probe", "off"])
-            .args(args);
-        let mut watched = Watched::spawn(&mut cmd, out.reopen().expect("reopen"));
-        watched.wait_for("attached", Duration::from_secs(60));
-        Sensor { watched, out }
-    }
-
-    /// Stops it; returns its JSON lines.
-    fn stop(self) -> Vec<Value> {
-        // Let the last ring-buffer records drain.
-        std::thread::sleep(patience(Duration::from_millis(300)));
-        self.watched.stop();
-        json_lines(&std::fs::read_to_string(self.out.path()).expect("read output"))
-    }
-}
 
 fn s_server(ns: &Netns, pki: &Pki, port: u16, leaf: &str, extra: &[&str]) -> Reaped {
     let port_s = port.to_string();
@@ -649,9 +619,10 @@ fn plain_http_is_accounted_as_plaintext() {
     let s = summary(&lines);
     assert_eq!(s["plaintext_flows"], 3, "{s}");
     assert_eq!(kernel(&lines, "plain_flows"), 3);
-    // Both sides closed each connection: the kernel summarised all three.
-    assert_eq!(kernel(&lines, "plain_summaries"), 3);
-    assert_eq!(kernel(&lines, "plain_map_full"), 0);
+    // Both sides closed each connection: the kernel summarised all three,
+    // and the TLS one beside them.
+    assert_eq!(kernel(&lines, "conn_summaries"), 4);
+    assert_eq!(kernel(&lines, "untracked"), 0);
     assert_eq!(one(by_sni(&lines, SNI), "tls")["version"], "TLS 1.3");
     assert!(
         s["findings"].get("tls.plaintext").is_none(),

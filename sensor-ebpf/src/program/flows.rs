@@ -63,18 +63,24 @@ pub(super) fn mix(saddr: &[u32; 4], daddr: &[u32; 4]) -> u32 {
 #[inline(always)]
 pub(super) fn gate_add(gate: Option<*mut u64>, n: u64) {
     if let Some(g) = gate {
-        // User space decrements the same word concurrently, so this must be
-        // BPF's atomic add. core's atomics offer no fetch_add on a target
-        // without compare-and-swap, hence the instruction itself.
-        unsafe {
-            core::arch::asm!(
-                "lock *(u64 *)({g} + 0) += {n}",
-                g = in(reg) g,
-                n = in(reg) n,
-                options(nostack),
-            )
-        };
+        // User space decrements the same word concurrently.
+        atomic_add(g, n);
     }
+}
+
+/// BPF's atomic add (BPF_XADD, every kernel of the floor): a word other
+/// CPUs or user space write at the same time. core's atomics offer no
+/// fetch_add on a target without compare-and-swap, hence the instruction.
+#[inline(always)]
+pub(super) fn atomic_add(p: *mut u64, n: u64) {
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({p} + 0) += {n}",
+            p = in(reg) p,
+            n = in(reg) n,
+            options(nostack),
+        )
+    };
 }
 
 #[inline(always)]

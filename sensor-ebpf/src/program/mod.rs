@@ -1,23 +1,23 @@
 //! The TC classifiers and the per-packet path through the concerns:
-//! `parse` (headers), `flows` (the flow map and its gate), `plaintext`
-//! (plaintext accounting), `ship` (payload into the ring buffer; how a
+//! `parse` (headers), `flows` (the handshake flow map and its gate),
+//! `conns` (every connection's counts), `ship` (payload into the ring buffer; how a
 //! payload's chunks are walked is the crate root's `chunks`). Every
 //! helper is `#[inline(always)]`: one program per entry point, no
 //! BPF-to-BPF calls on the per-packet path.
 
+mod conns;
 mod flows;
 mod parse;
-mod plaintext;
 pub(crate) mod ship;
 
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::PerCpuArray;
 use aya_ebpf::programs::TcContext;
-use sensor_common::{COUNTERS, Counter, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use sensor_common::{COUNTERS, Counter, FlowKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
+use conns::{CONNS, Next, account, handshake_done, open_conn, pick_up};
 use flows::{FLOWS, GATE, advance, flow_key, open_flow, slot};
-use parse::{opens_flow, parse};
-use plaintext::{PLAIN, open_plain, plain};
+use parse::{Packet, opens_flow, parse};
 use ship::ship;
 
 pub(crate) const TC_ACT_UNSPEC: i32 = -1;
@@ -64,44 +64,75 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     let pkt = parse(ctx, ethernet)?;
     if pkt.payload_len == 0 && pkt.flags & (TCP_FIN | TCP_RST) == 0 {
         if pkt.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-            open_plain(&pkt);
+            open_conn(&pkt);
         }
         return None;
     }
     let gate = GATE.get_ptr_mut(slot(&pkt));
-    // No open flow in this packet's slot: not one of ours, no lookup needed.
+    // No connection nor handshake in this packet's slot: no lookup needed.
     let maybe_open = match gate {
         Some(g) => unsafe { core::ptr::read_volatile(g) != 0 },
         None => true,
     };
+    if !maybe_open {
+        return adopt(ctx, &pkt, gate, direction);
+    }
     // The key is built only past this point: most packets never need it.
-    if !maybe_open && !opens_flow(ctx, &pkt) {
+    let (key, dir) = flow_key(&pkt);
+    let next = match CONNS.get_ptr_mut(&key) {
+        Some(c) => match account(ctx, &pkt, &key, dir, c, gate, direction) {
+            Next::Done => return None,
+            Next::OpenHandshake => return open_and_ship(ctx, &pkt, &key, dir, gate, direction),
+            Next::Handshake => Some(c),
+        },
+        // A handshake whose connection is not counted (the map was full
+        // at its SYN), or a slot shared with other flows.
+        None => None,
+    };
+    match FLOWS.get_ptr_mut(&key) {
+        Some(state) => {
+            let len = advance(unsafe { &mut *state }, &pkt, dir)?;
+            ship(ctx, &pkt, len as usize, direction);
+            Some(())
+        }
+        None => match next {
+            Some(c) => {
+                handshake_done(c);
+                None
+            }
+            None => adopt(ctx, &pkt, gate, direction),
+        },
+    }
+}
+
+/// A payload packet of no counted connection: counted from here on
+/// (`partial`); a ClientHello also opens its handshake flow.
+#[inline(always)]
+fn adopt(ctx: &TcContext, pkt: &Packet, gate: Option<*mut u64>, direction: u8) -> Option<()> {
+    let hello = opens_flow(ctx, pkt);
+    let picked = pick_up(ctx, pkt, hello, gate);
+    if let Some((key, dir, c)) = picked {
+        account(ctx, pkt, &key, dir, c, gate, direction);
+    }
+    if !hello {
         return None;
     }
-    let (key, dir) = flow_key(&pkt);
-    let found = if maybe_open {
-        FLOWS.get_ptr_mut(&key)
-    } else {
-        None
-    };
-    let state = match found {
-        Some(s) => s,
-        None => {
-            // A closed gate has asked opens_flow already.
-            if maybe_open {
-                let hello = match PLAIN.get_ptr_mut(&key) {
-                    Some(p) => plain(ctx, &pkt, &key, dir, p, gate, direction),
-                    None => opens_flow(ctx, &pkt),
-                };
-                if !hello {
-                    return None;
-                }
-            }
-            open_flow(&key, gate)?
-        }
-    };
-    let len = advance(unsafe { &mut *state }, &pkt, dir)?;
-    ship(ctx, &pkt, len as usize, direction);
+    let (key, dir) = flow_key(pkt);
+    open_and_ship(ctx, pkt, &key, dir, gate, direction)
+}
+
+#[inline(always)]
+fn open_and_ship(
+    ctx: &TcContext,
+    pkt: &Packet,
+    key: &FlowKey,
+    dir: usize,
+    gate: Option<*mut u64>,
+    direction: u8,
+) -> Option<()> {
+    let state = open_flow(key, gate)?;
+    let len = advance(unsafe { &mut *state }, pkt, dir)?;
+    ship(ctx, pkt, len as usize, direction);
     Some(())
 }
 

@@ -61,6 +61,15 @@ pub(super) fn opens_flow(ctx: &TcContext, p: &Packet) -> bool {
         }
 }
 
+/// A payload that starts like a TLS record (content type 20 to 23, version
+/// 3.0 to 3.4): how a connection picked up mid-way is judged encrypted.
+#[inline(always)]
+pub(super) fn looks_tls(ctx: &TcContext, p: &Packet) -> bool {
+    p.payload_len >= 3
+        && bytes::<3>(ctx, p.payload_off)
+            .is_some_and(|b| b[0] >= 20 && b[0] <= 23 && b[1] == 3 && b[2] <= 4)
+}
+
 /// A handshake record (22), version 3.x, whose first message is a
 /// ClientHello (1): bytes 0, 1, 2 and 5 of the payload.
 #[inline(always)]

@@ -7,6 +7,7 @@
 mod cert_rules;
 pub mod ciphers;
 pub mod dedup;
+pub mod flow_join;
 pub mod mesh;
 mod observation;
 pub mod policy;

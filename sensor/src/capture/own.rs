@@ -151,12 +151,17 @@ impl OwnSockets {
     /// Whether the connection from `client` to `server` is the sensor's
     /// own; counts it.
     pub fn claim(&mut self, client: SocketAddr, server: SocketAddr) -> bool {
-        let own = self.announced.contains(client, server)
-            || self.is_own(canonical(client), Instant::now());
+        let own = self.check(client, server);
         if own {
             self.stats.connections += 1;
         }
         own
+    }
+
+    /// Like `claim`, without counting: a connection asked about at every
+    /// periodic report is counted once, at its end.
+    pub fn check(&mut self, client: SocketAddr, server: SocketAddr) -> bool {
+        self.announced.contains(client, server) || self.is_own(canonical(client), Instant::now())
     }
 
     fn is_own(&mut self, client: SocketAddr, now: Instant) -> bool {

@@ -1,9 +1,9 @@
 use std::io::Write;
 
 use super::RecordSink;
-use super::records::{connection_records, flow_records};
+use super::records::{FlowRecord, connection_records, flow_records};
 use super::summary::{RunStats, Summary};
-use crate::model::{Connection, Flow};
+use crate::model::{Connection, Flow, FlowReport};
 
 /// JSON lines, one record per line, as RECORDS.md specifies.
 pub struct JsonLines<W: Write> {
@@ -45,6 +45,10 @@ impl<W: Write> RecordSink for JsonLines<W> {
         for r in flow_records(flow) {
             self.line(&r);
         }
+    }
+
+    fn flow_report(&mut self, report: &FlowReport) {
+        self.line(&FlowRecord::from(report));
     }
 
     fn finish(&mut self, stats: &RunStats) {

@@ -15,6 +15,9 @@ pub enum Instrument {
     /// Monotonic sum.
     Counter,
     Gauge,
+    /// Explicit-bucket histogram: Prometheus stores `_bucket` (with `le`),
+    /// `_sum` and `_count` series under its name.
+    Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,18 +95,54 @@ pub const FINDINGS: Metric = Metric {
     ],
 };
 
+/// The attributes of every `tls.traffic.*` and `tls.connection*` point.
+const TRAFFIC_ATTRIBUTES: [&str; 8] = [
+    "tls.encrypted",
+    "tls.protocol.version",
+    "tls.mesh",
+    K8S_PEERS[0],
+    K8S_PEERS[1],
+    K8S_PEERS[2],
+    K8S_PEERS[3],
+    "server.port",
+];
+
 pub const TRAFFIC_BYTES: Metric = Metric {
     name: "tls.traffic.bytes",
     instrument: Instrument::Counter,
     unit: "By",
+    attributes: &TRAFFIC_ATTRIBUTES,
+};
+
+pub const TRAFFIC_PACKETS: Metric = Metric {
+    name: "tls.traffic.packets",
+    instrument: Instrument::Counter,
+    unit: "{packet}",
+    attributes: &TRAFFIC_ATTRIBUTES,
+};
+
+pub const CONNECTIONS: Metric = Metric {
+    name: "tls.connections",
+    instrument: Instrument::Counter,
+    unit: "{connection}",
     attributes: &[
-        "tls.encrypted",
-        "tls.mesh",
-        K8S_PEERS[0],
-        K8S_PEERS[1],
-        K8S_PEERS[2],
-        K8S_PEERS[3],
+        TRAFFIC_ATTRIBUTES[0],
+        TRAFFIC_ATTRIBUTES[1],
+        TRAFFIC_ATTRIBUTES[2],
+        TRAFFIC_ATTRIBUTES[3],
+        TRAFFIC_ATTRIBUTES[4],
+        TRAFFIC_ATTRIBUTES[5],
+        TRAFFIC_ATTRIBUTES[6],
+        TRAFFIC_ATTRIBUTES[7],
+        "tls.connection.end",
     ],
+};
+
+pub const CONNECTION_DURATION: Metric = Metric {
+    name: "tls.connection.duration",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    attributes: &TRAFFIC_ATTRIBUTES,
 };
 
 pub const PACKETS: Metric = Metric {
@@ -211,6 +250,9 @@ pub const ALL: &[Metric] = &[
     CERTIFICATES,
     FINDINGS,
     TRAFFIC_BYTES,
+    TRAFFIC_PACKETS,
+    CONNECTIONS,
+    CONNECTION_DURATION,
     PACKETS,
     EVENTS_LOST,
     FLOWS_EVICTED,
@@ -284,15 +326,30 @@ impl Metric {
         tokens.join("_")
     }
 
-    /// Its attribute keys as Prometheus labels.
+    /// Its attribute keys as Prometheus labels (a histogram's buckets
+    /// carry `le` too).
     pub fn prometheus_labels(&self) -> impl Iterator<Item = String> + '_ {
-        self.attributes.iter().map(|a| prometheus_label(a))
+        let le = (self.instrument == Instrument::Histogram).then(|| "le".to_string());
+        self.attributes
+            .iter()
+            .map(|a| prometheus_label(a))
+            .chain(le)
     }
 }
 
-/// The metric Prometheus stores under `name`, if the sensor exports it.
+/// The metric Prometheus stores under `name`, if the sensor exports it
+/// (a histogram under its `_bucket`, `_sum` and `_count` series).
 pub fn by_prometheus_name(name: &str) -> Option<&'static Metric> {
-    ALL.iter().find(|m| m.prometheus() == name)
+    ALL.iter().find(|m| {
+        let base = m.prometheus();
+        if m.instrument == Instrument::Histogram {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|s| name.strip_suffix(s) == Some(base.as_str()))
+        } else {
+            base == name
+        }
+    })
 }
 
 #[cfg(test)]
@@ -310,6 +367,9 @@ mod tests {
                 "tls_certificates",
                 "tls_findings_total",
                 "tls_traffic_bytes_total",
+                "tls_traffic_packets_total",
+                "tls_connections_total",
+                "tls_connection_duration_seconds",
                 "sensor_packets_total",
                 "sensor_events_lost_total",
                 "sensor_flows_evicted_total",
@@ -331,10 +391,19 @@ mod tests {
     #[test]
     fn names_are_unique_and_lookup_finds_each() {
         for m in ALL {
-            assert_eq!(by_prometheus_name(&m.prometheus()), Some(m));
+            let stored = match m.instrument {
+                Instrument::Histogram => format!("{}_count", m.prometheus()),
+                _ => m.prometheus(),
+            };
+            assert_eq!(by_prometheus_name(&stored), Some(m));
             assert_eq!(ALL.iter().filter(|o| o.name == m.name).count(), 1);
         }
         assert_eq!(by_prometheus_name("tls_handshakes"), None);
+        assert_eq!(
+            by_prometheus_name("tls_connection_duration_seconds_bucket"),
+            Some(&CONNECTION_DURATION)
+        );
+        assert_eq!(by_prometheus_name("tls_connection_duration_seconds"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod tee;
 pub use records::{CertificateRecord, FindingRecord, HandshakeRecord};
 pub use summary::{RunStats, SensorSnapshot, Summary};
 
-use crate::model::{Connection, Flow};
+use crate::model::{Connection, Flow, FlowReport};
 
 /// Where the pipeline's results go: JSON lines, the table, OTLP.
 pub trait RecordSink {
@@ -20,9 +20,11 @@ pub trait RecordSink {
     /// certificates, the handshake, and its findings (those marked `first`
     /// get a finding line of their own).
     fn connection(&mut self, conn: &Connection);
-    /// A TCP connection that ended: its traffic (`tls.traffic.bytes`) and,
-    /// for a plaintext flow, its findings.
+    /// A plaintext TCP connection that ended: its findings.
     fn flow(&mut self, _flow: &Flow) {}
+    /// A connection's traffic since its previous report (RECORDS.md
+    /// `flow`; `tls.traffic.*`, `tls.connections`, `tls.connection.duration`).
+    fn flow_report(&mut self, _report: &FlowReport) {}
     /// The end of the run, with every stage's statistics.
     fn finish(&mut self, _stats: &RunStats) {}
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::model::time;
 use crate::model::{
-    CertManagerRef, Certificate, Connection, Finding, Flow, IssuerRef, KeyInfo, ObjectRef, Peer,
-    ProbeOutcome, Sans, Verdict,
+    CertManagerRef, Certificate, Connection, Counts, Finding, Flow, FlowReport, FlowTls, IssuerRef,
+    KeyInfo, ObjectRef, Peer, ProbeOutcome, Sans, Verdict,
 };
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -282,6 +282,93 @@ impl<'a> From<&'a Certificate> for CertificateRecord<'a> {
             is_ca: ok.then_some(c.is_ca),
             self_signed: ok.then_some(c.self_signed),
             parse_error: c.parse_error.as_deref(),
+        }
+    }
+}
+
+/// RECORDS.md `interval` and `total` of a `flow` record.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct CountsRecord {
+    pub bytes_to_server: u64,
+    pub bytes_to_client: u64,
+    pub packets_to_server: u64,
+    pub packets_to_client: u64,
+}
+
+impl From<&Counts> for CountsRecord {
+    fn from(c: &Counts) -> Self {
+        CountsRecord {
+            bytes_to_server: c.bytes_to_server,
+            bytes_to_client: c.bytes_to_client,
+            packets_to_server: c.packets_to_server,
+            packets_to_client: c.packets_to_client,
+        }
+    }
+}
+
+/// RECORDS.md `tls` of a `flow` record: its handshake's facts.
+#[derive(Debug, Serialize)]
+pub struct FlowTlsRecord<'a> {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+    pub sni: Option<&'a str>,
+    pub alpn_offered: &'a [String],
+    pub alpn: Option<&'a str>,
+    pub mesh: Option<&'static str>,
+    pub mutual: Option<bool>,
+    pub verdict: Option<Verdict>,
+    pub server_leaf: Option<&'a str>,
+}
+
+impl<'a> From<&'a FlowTls> for FlowTlsRecord<'a> {
+    fn from(t: &'a FlowTls) -> Self {
+        FlowTlsRecord {
+            version: t.version.map(|v| v.to_string()),
+            cipher: t.cipher.map(|c| c.to_string()),
+            sni: t.sni.as_deref(),
+            alpn_offered: &t.alpn_offered,
+            alpn: t.alpn.as_deref(),
+            mesh: t.mesh.as_ref().map(|m| m.kind.name()),
+            mutual: t.mutual,
+            verdict: t.verdict,
+            server_leaf: t.server_leaf.as_deref(),
+        }
+    }
+}
+
+/// `kind: "flow"`: one report of a connection's traffic.
+#[derive(Debug, Serialize)]
+pub struct FlowRecord<'a> {
+    pub kind: &'static str,
+    pub time: String,
+    pub start: String,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub interval: CountsRecord,
+    pub total: CountsRecord,
+    pub end: Option<&'static str>,
+    pub partial: bool,
+    pub tls: Option<FlowTlsRecord<'a>>,
+    pub source: Option<&'a Peer>,
+    pub destination: Option<&'a Peer>,
+}
+
+impl<'a> From<&'a FlowReport> for FlowRecord<'a> {
+    fn from(r: &'a FlowReport) -> Self {
+        let t = &r.traffic;
+        FlowRecord {
+            kind: "flow",
+            time: time::micros(t.time_us),
+            start: time::micros(t.start_us),
+            client: t.client.into(),
+            server: t.server.into(),
+            interval: (&r.interval).into(),
+            total: (&t.total).into(),
+            end: t.end.map(|e| e.name()),
+            partial: t.partial,
+            tls: r.tls.as_deref().map(Into::into),
+            source: r.source.as_ref(),
+            destination: r.destination.as_ref(),
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::analysis::AnalysisStats;
 use crate::analysis::dedup::DedupStats;
+use crate::analysis::flow_join::JoinStats;
 use crate::analysis::trust_refresh::TrustRefreshStats;
 use crate::capture::CaptureStats;
 use crate::capture::decode::Skip;
@@ -19,6 +20,7 @@ use crate::model::ProbeResult;
 use crate::probe::ProbeStats;
 use crate::reassembly::ReassemblyStats;
 use crate::reassembly::accounting::AccountingStats;
+use crate::reassembly::reports::ReportStats;
 use crate::tls::TlsStats;
 use crate::tls::record::RecordError;
 use crate::x509::CertCacheStats;
@@ -36,6 +38,10 @@ pub struct RunStats {
     pub handshakes: u64,
     pub certificates: CertCacheStats,
     pub accounting: AccountingStats,
+    /// Flow reports: made, and left for the connection's end by the bound.
+    pub reports: ReportStats,
+    /// Handshakes kept for flow reports: dropped by the bound, pruned.
+    pub join: JoinStats,
     pub verify: VerifyStats,
     pub analysis: AnalysisStats,
     pub dedup: DedupStats,
@@ -84,6 +90,8 @@ impl RunStats {
             ("x509_unparsable", self.certificates.parse_errors),
             ("certificate_cache_full", self.certificates.not_cached),
             ("plaintext_flow_table_full", self.accounting.table_full),
+            ("flow_report_table_full", self.reports.deferred),
+            ("flow_handshake_table_full", self.join.dropped),
             ("chain_verify_cache_full", self.verify.cache_full),
             ("intermediate_pool_full", self.verify.pool_full),
             ("finding_dedup_table_full", self.dedup.table_full),
@@ -143,8 +151,8 @@ pub fn kernel_by_name(k: &KernelStats) -> BTreeMap<&'static str, u64> {
     let mut out: BTreeMap<_, _> = Counter::ALL.iter().map(|&c| (c.name(), k.get(c))).collect();
     out.extend([
         ("flows_expired", k.flows_expired),
-        ("plain_flows_expired", k.plain_flows_expired),
-        ("plain_pending_expired", k.plain_pending_expired),
+        ("conns_expired", k.conns_expired),
+        ("conns_pending_expired", k.conns_pending_expired),
         ("malformed_records", k.malformed_records),
     ]);
     out

@@ -1,6 +1,6 @@
 use super::RecordSink;
 use super::summary::RunStats;
-use crate::model::{Connection, Flow};
+use crate::model::{Connection, Flow, FlowReport};
 
 /// Two sinks fed the same records (e.g. the table on stdout and OTLP).
 pub struct Tee<A, B>(pub A, pub B);
@@ -14,6 +14,11 @@ impl<A: RecordSink, B: RecordSink> RecordSink for Tee<A, B> {
     fn flow(&mut self, flow: &Flow) {
         self.0.flow(flow);
         self.1.flow(flow);
+    }
+
+    fn flow_report(&mut self, report: &FlowReport) {
+        self.0.flow_report(report);
+        self.1.flow_report(report);
     }
 
     fn finish(&mut self, stats: &RunStats) {
@@ -33,6 +38,12 @@ impl<S: RecordSink> RecordSink for Option<S> {
     fn flow(&mut self, flow: &Flow) {
         if let Some(s) = self {
             s.flow(flow);
+        }
+    }
+
+    fn flow_report(&mut self, report: &FlowReport) {
+        if let Some(s) = self {
+            s.flow_report(report);
         }
     }
 

@@ -16,6 +16,7 @@ pub mod peer;
 pub mod rules;
 pub mod time;
 pub mod tls;
+pub mod traffic;
 
 pub use certificate::{CertStatus, Certificate, KeyInfo, Sans};
 pub use connection::{
@@ -28,3 +29,4 @@ pub use flow::Flow;
 pub use peer::{Owner, Peer, PeerKind, Workload};
 pub use rules::{Rule, Severity};
 pub use tls::{Alert, AlertDescription, CipherSuite, ProtocolVersion};
+pub use traffic::{ConnTraffic, Counts, FlowEnd, FlowReport, FlowTls};

@@ -5,7 +5,7 @@
 //! `Flow`. The analysis decides whether that is a finding (both
 //! peers must be workloads).
 
-use crate::model::Flow;
+use crate::model::{ConnTraffic, Counts, Flow};
 use crate::reassembly::{ConnMeta, Side};
 
 /// What the first payload bytes of a connection said.
@@ -31,15 +31,42 @@ pub fn starts_tls(b: &[u8]) -> bool {
         && b.get(2).is_none_or(|v| *v <= 4)
 }
 
-/// A connection's flow from the reassembly table's view of it: the client
-/// sent the SYN; without one (the capture started later), the side with
-/// the higher port, as ephemeral ports are the higher ones.
-pub fn flow_of(meta: &ConnMeta) -> Flow {
-    let client = meta.syn_from.unwrap_or(if meta.a.port() >= meta.b.port() {
+/// The client as the reassembly table saw it: the side that sent the SYN;
+/// without one (the capture started later), the side with the higher port,
+/// as ephemeral ports are the higher ones.
+fn client_of(meta: &ConnMeta) -> Side {
+    meta.syn_from.unwrap_or(if meta.a.port() >= meta.b.port() {
         Side::A
     } else {
         Side::B
-    });
+    })
+}
+
+/// A connection's counts from the reassembly table's view of it, as of
+/// its last packet; `partial` without its SYN.
+pub fn traffic_of(meta: &ConnMeta, encrypted: bool) -> ConnTraffic {
+    let (c, s) = (client_of(meta), client_of(meta).other());
+    ConnTraffic {
+        client: meta.addr(c),
+        server: meta.addr(s),
+        start_us: meta.first_seen_us,
+        time_us: meta.last_seen_us,
+        total: Counts {
+            bytes_to_server: meta.payload_bytes[c as usize],
+            bytes_to_client: meta.payload_bytes[s as usize],
+            packets_to_server: meta.payload_packets[c as usize],
+            packets_to_client: meta.payload_packets[s as usize],
+        },
+        encrypted,
+        partial: meta.syn_from.is_none(),
+        end: meta.end,
+    }
+}
+
+/// A connection's flow from the reassembly table's view of it (the
+/// client as `traffic_of` decides).
+pub fn flow_of(meta: &ConnMeta) -> Flow {
+    let client = client_of(meta);
     let server = client.other();
     Flow::new(
         meta.addr(client),
@@ -111,6 +138,7 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::FlowEnd;
 
     #[test]
     fn tls_record_headers_are_tls_and_text_is_not() {
@@ -147,6 +175,8 @@ mod tests {
             first_seen_us: 1,
             last_seen_us: 2,
             payload_bytes: [100, 7],
+            payload_packets: [2, 1],
+            end: Some(FlowEnd::Fin),
             syn_from,
         }
     }
@@ -156,6 +186,10 @@ mod tests {
         let f = flow_of(&meta(Some(Side::A)));
         assert_eq!(f.client, "10.0.0.1:80".parse().unwrap());
         assert_eq!((f.bytes_to_server, f.bytes_to_client), (100, 7));
+        let t = traffic_of(&meta(Some(Side::A)), false);
+        assert_eq!((t.client, t.total.packets_to_server), (f.client, 2));
+        assert_eq!((t.end, t.partial), (Some(FlowEnd::Fin), false));
+        assert!(traffic_of(&meta(None), true).partial);
     }
 
     #[test]

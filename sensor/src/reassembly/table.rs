@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::stream::Stream;
 use crate::capture::Segment;
+use crate::model::FlowEnd;
 
 /// Which end of a connection: `A` sent the first packet seen, `B` the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,10 @@ pub struct ConnMeta {
     /// TCP payload bytes seen per side, retransmissions included: flow
     /// accounting reads them once the connection is no longer followed.
     pub payload_bytes: [u64; 2],
+    /// Segments carrying payload per side, retransmissions included.
+    pub payload_packets: [u64; 2],
+    /// Why it left the table; `None` while it is in it.
+    pub end: Option<FlowEnd>,
     /// The side that sent a SYN without ACK: the client, when the capture
     /// saw the connection open.
     pub syn_from: Option<Side>,
@@ -199,6 +204,13 @@ impl<S: Default> ConnTable<S> {
             .unwrap_or_default()
     }
 
+    /// Every connection in the table, with its state (flow reports).
+    pub fn each(&self, mut f: impl FnMut(&S, &ConnMeta)) {
+        for c in self.conns.values() {
+            f(&c.app, &c.meta);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.conns.len()
     }
@@ -228,7 +240,8 @@ impl<S: Default> ConnTable<S> {
                 c.syn_seq[side as usize].is_some_and(|s| s != seg.seq) || c.state == State::Finished
             });
             if reused {
-                self.close(key, h);
+                // Its end was not seen; it stopped before this SYN.
+                self.close(key, h, FlowEnd::Idle);
             }
         }
         let conn = match self.conns.get_mut(&key) {
@@ -249,6 +262,8 @@ impl<S: Default> ConnTable<S> {
                         first_seen_us: seg.timestamp_us,
                         last_seen_us: seg.timestamp_us,
                         payload_bytes: [0, 0],
+                        payload_packets: [0, 0],
+                        end: None,
                         syn_from: None,
                     },
                     streams: [Stream::default(), Stream::default()],
@@ -267,11 +282,12 @@ impl<S: Default> ConnTable<S> {
         };
         let i = side as usize;
         conn.meta.payload_bytes[i] += seg.payload.len() as u64;
+        conn.meta.payload_packets[i] += u64::from(!seg.payload.is_empty());
         if fresh_syn {
             conn.meta.syn_from.get_or_insert(side);
         }
         if seg.flags.rst {
-            self.close(key, h);
+            self.close(key, h, FlowEnd::Rst);
             return;
         }
         if seg.flags.fin {
@@ -348,12 +364,13 @@ impl<S: Default> ConnTable<S> {
             }
         }
         if conn.fin[0] && conn.fin[1] {
-            self.close(key, h);
+            self.close(key, h, FlowEnd::Fin);
         }
     }
 
-    fn close<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H) {
+    fn close<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H, end: FlowEnd) {
         if let Some(mut c) = self.conns.remove(&key) {
+            c.meta.end = Some(end);
             if c.state == State::Following
                 && let Some(f) = &mut self.finished
             {
@@ -381,7 +398,7 @@ impl<S: Default> ConnTable<S> {
             .collect();
         self.stats.idle_closed += idle.len() as u64;
         for k in idle {
-            self.close(k, h);
+            self.close(k, h, FlowEnd::Idle);
         }
     }
 
@@ -394,7 +411,7 @@ impl<S: Default> ConnTable<S> {
             .collect();
         all.sort_by_key(|(t, _)| *t);
         for (_, k) in all {
-            self.close(k, h);
+            self.close(k, h, FlowEnd::Shutdown);
         }
     }
 }

@@ -16,8 +16,9 @@ use sensor::analyze::analyze;
 use sensor::export::otlp::{OtlpArgs, OtlpConfig, OtlpExporter, OtlpSink, SensorSnapshot};
 use sensor::export::{RecordSink, RunStats};
 use sensor::model::{
-    CertManagerRef, Connection, Finding, Flow, IssuerRef, Mesh, MeshKind, ObjectRef, Owner, Peer,
-    PeerKind, Rule, Severity, Verdict,
+    CertManagerRef, ConnTraffic, Connection, Counts, Finding, Flow, FlowEnd, FlowReport, FlowTls,
+    IssuerRef, Mesh, MeshKind, ObjectRef, Owner, Peer, PeerKind, ProtocolVersion, Rule, Severity,
+    Verdict,
 };
 use sensor::pipeline::PipelineConfig;
 use serde_json::{Value, json};
@@ -461,27 +462,56 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
     run_pcap(Enrich(sink.clone()));
     let src = pod("shop", "frontend");
     let mut sink = sink;
-    for (bytes, encrypted, mesh, dst) in [
-        (1000, true, Some(MeshKind::Istio), pod("shop", "web")),
-        (500, true, Some(MeshKind::Istio), pod("shop", "web")),
-        (300, false, None, pod("legacy", "old-api")),
+    // Two reports of one TLS connection (the second its end, after 2 s),
+    // one of a plaintext connection that ended by RST.
+    for (bytes, encrypted, mesh, dst, end) in [
+        (1000, true, Some(MeshKind::Istio), pod("shop", "web"), None),
+        (
+            500,
+            true,
+            Some(MeshKind::Istio),
+            pod("shop", "web"),
+            Some(FlowEnd::Fin),
+        ),
+        (
+            300,
+            false,
+            None,
+            pod("legacy", "old-api"),
+            Some(FlowEnd::Rst),
+        ),
     ] {
-        let mut f = Flow::new(
-            "10.0.0.1:40000".parse().unwrap(),
-            "10.0.0.2:443".parse().unwrap(),
-            0,
-            0,
-            bytes,
-            0,
-        );
-        f.encrypted = encrypted;
-        f.mesh = mesh.map(|kind| Mesh {
-            kind,
-            identity: None,
+        let interval = Counts {
+            bytes_to_server: bytes,
+            packets_to_server: bytes / 100,
+            ..Counts::default()
+        };
+        let tls = encrypted.then(|| {
+            std::sync::Arc::new(FlowTls {
+                version: Some(ProtocolVersion::TLS13),
+                mesh: mesh.map(|kind| Mesh {
+                    kind,
+                    identity: None,
+                }),
+                ..FlowTls::default()
+            })
         });
-        f.source = Some(src.clone());
-        f.destination = Some(dst);
-        sink.flow(&f);
+        sink.flow_report(&FlowReport {
+            traffic: ConnTraffic {
+                client: "10.0.0.1:40000".parse().unwrap(),
+                server: "10.0.0.2:443".parse().unwrap(),
+                start_us: 0,
+                time_us: 2_000_000,
+                total: interval,
+                encrypted,
+                partial: false,
+                end,
+            },
+            interval,
+            tls,
+            source: Some(src.clone()),
+            destination: Some(dst),
+        });
     }
     sink.record_snapshot(SensorSnapshot {
         packets: 1000,
@@ -602,14 +632,33 @@ fn library_exports_findings_traffic_self_telemetry_and_overflows() {
             s,
             &[
                 "tls_encrypted",
+                "tls_protocol_version",
                 "tls_mesh",
                 "k8s_src_namespace",
                 "k8s_src_owner_name",
                 "k8s_dst_namespace",
                 "k8s_dst_owner_name",
+                "server_port",
             ],
         );
     }
+    assert_eq!(
+        vm.value(r#"tls_traffic_packets_total{tls_encrypted="true",tls_protocol_version="1.3"}"#),
+        15.0
+    );
+    assert_eq!(
+        vm.value(r#"tls_connections_total{tls_connection_end="fin",tls_mesh="istio"}"#),
+        1.0
+    );
+    assert_eq!(
+        vm.value(r#"tls_connections_total{tls_connection_end="rst",tls_protocol_version="none"}"#),
+        1.0
+    );
+    assert_eq!(
+        vm.value(r#"sum(tls_connection_duration_seconds_count)"#),
+        2.0
+    );
+    assert_eq!(vm.value(r#"sum(tls_connection_duration_seconds_sum)"#), 4.0);
     assert_eq!(
         vm.value(&format!(
             "tls_traffic_bytes_total{}",

@@ -15,6 +15,8 @@ use super::scenarios::{ClientResult, Kind, Server};
 /// The sensor's records, by kind.
 pub struct Records {
     pub handshakes: Vec<Value>,
+    /// Flow reports (RECORDS.md `flow`): each connection's traffic.
+    pub flows: Vec<Value>,
     pub certificates: HashMap<String, Value>,
     pub summary: Option<Value>,
 }
@@ -22,6 +24,7 @@ pub struct Records {
 pub fn parse(lines: &[String]) -> Result<Records> {
     let mut r = Records {
         handshakes: Vec::new(),
+        flows: Vec::new(),
         certificates: HashMap::new(),
         summary: None,
     };
@@ -30,6 +33,7 @@ pub fn parse(lines: &[String]) -> Result<Records> {
             .with_context(|| format!("the sensor printed a line that is not JSON: {line}"))?;
         match v["kind"].as_str() {
             Some("handshake") => r.handshakes.push(v),
+            Some("flow") => r.flows.push(v),
             Some("certificate") => {
                 if let Some(fp) = v["sha256"].as_str() {
                     r.certificates.insert(fp.to_string(), v);
@@ -51,6 +55,10 @@ pub struct Row<'a> {
     pub handshakes: Vec<&'a Value>,
     pub leaf: Option<&'a Value>,
     pub client_leaf: Option<&'a Value>,
+    /// Payload bytes to and from the server: the sum of its connections'
+    /// flow report intervals.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 fn s(v: &Value) -> Option<&str> {
@@ -240,8 +248,19 @@ pub fn rows<'a>(
                     .and_then(Value::as_str)
                     .and_then(|fp| records.certificates.get(fp))
             };
+            let (mut bytes_in, mut bytes_out) = (0, 0);
+            for f in records
+                .flows
+                .iter()
+                .filter(|f| s(&f["server"]["ip"]) == Some(server.ip()))
+            {
+                bytes_in += f["interval"]["bytes_to_server"].as_u64().unwrap_or(0);
+                bytes_out += f["interval"]["bytes_to_client"].as_u64().unwrap_or(0);
+            }
             Row {
                 kind: server.kind,
+                bytes_in,
+                bytes_out,
                 server,
                 client: &clients
                     .iter()
@@ -313,6 +332,8 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
                     .and_then(|l| s(&l["not_after"]))
                     .map_or_else(dash, |t| t.split('T').next().unwrap_or(t).to_string()),
                 field("verdict"),
+                human_bytes(r.bytes_in),
+                human_bytes(r.bytes_out),
             ];
             let notes = r.notes(now);
             let mark = if notes.iter().any(|(bad, _)| *bad) || !r.client.accepted {
@@ -355,6 +376,8 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
             "LEAF SUBJECT",
             "NOT AFTER",
             "VERDICT",
+            "IN",
+            "OUT",
         ],
         &body,
     );
@@ -367,6 +390,15 @@ pub fn render(rows: &[Row], records: &Records, now: OffsetDateTime) -> String {
         );
     }
     out
+}
+
+/// Bytes for people: `812 B`, `4.1 kB`, `3.2 MB`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1000 => format!("{n} B"),
+        1000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        _ => format!("{:.1} MB", n as f64 / 1e6),
+    }
 }
 
 fn counters(v: &Value) -> BTreeMap<String, u64> {
@@ -476,6 +508,13 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
             }
         }
         let h = r.handshake().expect("checked above");
+        // Every connection's bytes are counted, encrypted ones included.
+        if r.bytes_in == 0 || r.bytes_out == 0 {
+            fail(format!(
+                "flow records count {} bytes in, {} out; want both above zero",
+                r.bytes_in, r.bytes_out
+            ));
+        }
         if r.client.accepted != r.kind.client_accepts() {
             fail(format!(
                 "{} {} the handshake, expected the opposite ({:?})",
@@ -633,6 +672,13 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_read_like_people_write_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(4_120), "4.1 kB");
+        assert_eq!(human_bytes(3_200_000), "3.2 MB");
+    }
 
     #[test]
     fn names_match_like_clients_match_them() {

@@ -3,13 +3,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::net::SocketAddr;
 
 use sensor_common::{
-    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EVENT_SEGMENT, EventHeader, FAMILY_V4,
-    FlowKey as KernelKey, PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST,
-    TCP_SYN,
+    CONN_PARTIAL, CONN_PLAIN, CONN_SUMMARY_LEN, ConnState, ConnSummary, END_FIN, END_RST,
+    EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FAMILY_V4,
+    FlowKey as KernelKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::capture::{FlowKey, Segment, TcpFlags};
-use crate::model::Flow;
+use crate::model::{ConnTraffic, Counts, FlowEnd};
 
 /// Turns the kernel's monotonic timestamps into wall-clock time.
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +66,11 @@ fn header(record: &[u8]) -> Option<EventHeader> {
     Some(unsafe { std::ptr::read_unaligned(record.as_ptr() as *const EventHeader) })
 }
 
-/// One ring-buffer record: a segment, or the summary of a plaintext
-/// connection that ended.
+/// One ring-buffer record: a segment, or the summary of a connection
+/// that ended in the kernel.
 pub enum Event<'a> {
     Segment(Segment<'a>),
-    Plaintext(Box<Flow>),
+    ConnEnd(ConnTraffic),
 }
 
 /// The record parsed by its header's kind; None when the record is
@@ -79,45 +79,81 @@ pub fn decode(record: &[u8], clock: Clock) -> Option<Event<'_>> {
     let h = header(record)?;
     match h.kind {
         EVENT_SEGMENT => decode_event(record, clock).map(Event::Segment),
-        EVENT_PLAIN_SUMMARY => {
-            plain_summary(&h, record, clock).map(|f| Event::Plaintext(Box::new(f)))
-        }
+        EVENT_CONN_SUMMARY => conn_summary(&h, record, clock).map(Event::ConnEnd),
         _ => None,
     }
 }
 
-fn plain_summary(h: &EventHeader, record: &[u8], clock: Clock) -> Option<Flow> {
-    if h.len as usize != PLAIN_SUMMARY_LEN {
-        return None;
-    }
-    let body = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + PLAIN_SUMMARY_LEN)?;
-    // SAFETY: PlainSummary is repr(C) plain data; the length was checked.
-    let s: PlainSummary = unsafe { std::ptr::read_unaligned(body.as_ptr() as *const PlainSummary) };
-    Some(Flow::new(
-        SocketAddr::new(addr(h.family, h.saddr), h.sport),
-        SocketAddr::new(addr(h.family, h.daddr), h.dport),
-        clock.to_unix_us(s.opened_ns),
-        clock.to_unix_us(h.ts_ns),
-        s.bytes_to_server,
-        s.bytes_to_client,
-    ))
+/// A kernel phase other than plaintext is TLS (pending entries are never
+/// summarised nor reported).
+fn encrypted(phase: u8) -> bool {
+    phase != CONN_PLAIN
 }
 
-/// A plaintext connection user space removed from the PLAIN map (idle,
-/// shutdown), as the kernel's summary would have described it.
-pub fn plain_flow(key: &KernelKey, s: &PlainState, clock: Clock) -> Flow {
+fn conn_summary(h: &EventHeader, record: &[u8], clock: Clock) -> Option<ConnTraffic> {
+    if h.len as usize != CONN_SUMMARY_LEN {
+        return None;
+    }
+    let body = record.get(EVENT_HEADER_LEN..EVENT_HEADER_LEN + CONN_SUMMARY_LEN)?;
+    // SAFETY: ConnSummary is repr(C) plain data; the length was checked.
+    let s: ConnSummary = unsafe { std::ptr::read_unaligned(body.as_ptr() as *const ConnSummary) };
+    let end = match s.end {
+        END_FIN => FlowEnd::Fin,
+        END_RST => FlowEnd::Rst,
+        _ => return None,
+    };
+    Some(ConnTraffic {
+        client: SocketAddr::new(addr(h.family, h.saddr), h.sport),
+        server: SocketAddr::new(addr(h.family, h.daddr), h.dport),
+        start_us: clock.to_unix_us(s.opened_ns),
+        time_us: clock.to_unix_us(h.ts_ns),
+        total: Counts {
+            bytes_to_server: s.bytes_to_server,
+            bytes_to_client: s.bytes_to_client,
+            packets_to_server: s.packets_to_server,
+            packets_to_client: s.packets_to_client,
+        },
+        encrypted: encrypted(s.phase),
+        partial: s.flags & CONN_PARTIAL != 0,
+        end: Some(end),
+    })
+}
+
+/// A CONNS entry as user space reads it: its counts so far, taken at
+/// `now_ns` (monotonic), ending with `end` when user space removes it
+/// (idle, shutdown).
+pub fn conn_traffic(
+    key: &KernelKey,
+    s: &ConnState,
+    clock: Clock,
+    now_ns: u64,
+    end: Option<FlowEnd>,
+) -> ConnTraffic {
     let lo = SocketAddr::new(addr(key.family, key.lo_addr), key.lo_port);
     let hi = SocketAddr::new(addr(key.family, key.hi_addr), key.hi_port);
     let c = (s.client & 1) as usize;
     let (client, server) = if c == 0 { (lo, hi) } else { (hi, lo) };
-    Flow::new(
+    // An idle end is dated by the last packet, not by when it was noticed.
+    let at = if end == Some(FlowEnd::Idle) {
+        s.last_ns
+    } else {
+        now_ns
+    };
+    ConnTraffic {
         client,
         server,
-        clock.to_unix_us(s.opened_ns),
-        clock.to_unix_us(s.last_ns),
-        s.bytes[c],
-        s.bytes[c ^ 1],
-    )
+        start_us: clock.to_unix_us(s.opened_ns),
+        time_us: clock.to_unix_us(at),
+        total: Counts {
+            bytes_to_server: s.bytes[c],
+            bytes_to_client: s.bytes[c ^ 1],
+            packets_to_server: s.packets[c],
+            packets_to_client: s.packets[c ^ 1],
+        },
+        encrypted: encrypted(s.phase),
+        partial: s.flags & CONN_PARTIAL != 0,
+        end,
+    }
 }
 
 /// One ring-buffer record as a segment; None when the record is malformed.
@@ -177,15 +213,19 @@ mod tests {
         assert_eq!((s.seq, s.payload), (7, &b"abc"[..]));
 
         let mut body = Vec::new();
-        for v in [10u64, 20, 500] {
+        for v in [10u64, 20, 1, 2, 500] {
             body.extend_from_slice(&v.to_ne_bytes());
         }
-        let sum = record(EVENT_PLAIN_SUMMARY, PLAIN_SUMMARY_LEN as u16, &body);
-        let Some(Event::Plaintext(p)) = decode(&sum, clock) else {
-            panic!("a plaintext summary");
+        body.extend_from_slice(&[CONN_PLAIN, CONN_PARTIAL, END_RST, 0, 0, 0, 0, 0]);
+        let sum = record(EVENT_CONN_SUMMARY, CONN_SUMMARY_LEN as u16, &body);
+        let Some(Event::ConnEnd(p)) = decode(&sum, clock) else {
+            panic!("a connection summary");
         };
-        assert_eq!((p.bytes_to_server, p.bytes_to_client), (10, 20));
+        assert_eq!((p.total.bytes_to_server, p.total.bytes_to_client), (10, 20));
+        assert_eq!(p.total.packets(), 3);
         assert_eq!(p.server.port(), 443);
+        assert_eq!(p.end, Some(FlowEnd::Rst));
+        assert!(p.partial && !p.encrypted);
     }
 
     #[test]
@@ -194,7 +234,7 @@ mod tests {
         assert!(decode(&record(0, 0, &[]), clock).is_none());
         assert!(decode(&record(9, 0, &[]), clock).is_none());
         assert!(decode(&record(EVENT_SEGMENT, 4, b"abc"), clock).is_none());
-        assert!(decode(&record(EVENT_PLAIN_SUMMARY, 3, b"abc"), clock).is_none());
+        assert!(decode(&record(EVENT_CONN_SUMMARY, 3, b"abc"), clock).is_none());
         assert!(decode(&[0u8; 10], clock).is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use sensor_common::{FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS, PlainState};
+use sensor_common::{ConnState, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS};
 
 use super::error::LiveError;
 
@@ -76,28 +76,28 @@ impl Drop for Gate {
     }
 }
 
-/// FLOWS, PLAIN and GATE together: every removal goes through here.
+/// FLOWS, CONNS and GATE together: every removal goes through here.
 pub struct FlowTable {
     flows: BpfHashMap<MapData, FlowKey, FlowState>,
-    plain: BpfHashMap<MapData, FlowKey, PlainState>,
+    conns: BpfHashMap<MapData, FlowKey, ConnState>,
     gate: Gate,
 }
 
 impl FlowTable {
-    /// From the object's FLOWS, PLAIN and GATE maps (taken from the loaded Ebpf).
-    pub fn new(flows: Map, plain: Map, gate: Map) -> Result<Self, LiveError> {
+    /// From the object's FLOWS, CONNS and GATE maps (taken from the loaded Ebpf).
+    pub fn new(flows: Map, conns: Map, gate: Map) -> Result<Self, LiveError> {
         let flows = BpfHashMap::try_from(flows).map_err(|e| LiveError::Load(e.to_string()))?;
-        let plain = BpfHashMap::try_from(plain).map_err(|e| LiveError::Load(e.to_string()))?;
+        let conns = BpfHashMap::try_from(conns).map_err(|e| LiveError::Load(e.to_string()))?;
         Ok(Self {
             flows,
-            plain,
+            conns,
             gate: Gate::new(gate)?,
         })
     }
 
-    /// Deletes a PLAIN entry, with the same gate rule as `remove`.
-    pub fn remove_plain(&mut self, key: &FlowKey) -> bool {
-        if self.plain.remove(key).is_err() {
+    /// Deletes a CONNS entry, with the same gate rule as `remove`.
+    pub fn remove_conn(&mut self, key: &FlowKey) -> bool {
+        if self.conns.remove(key).is_err() {
             return false;
         }
         self.gate
@@ -106,9 +106,9 @@ impl FlowTable {
         true
     }
 
-    /// Every connection in the kernel's PLAIN map.
-    pub fn plain_flows(&self) -> impl Iterator<Item = (FlowKey, PlainState)> + '_ {
-        self.plain.iter().filter_map(Result::ok)
+    /// Every connection in the kernel's CONNS map.
+    pub fn conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> + '_ {
+        self.conns.iter().filter_map(Result::ok)
     }
 
     /// Deletes a flow; true if it was there. Only a flow this call deleted

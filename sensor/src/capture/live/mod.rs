@@ -8,7 +8,7 @@
 //! - `flows`: the kernel's flow maps and their gate, as user space edits them.
 //! - `reader`: raw records from the ring buffer, and the one drain loop.
 //! - `events`: a record parsed by its header's kind into a `Segment` or
-//!   a plaintext connection's summary.
+//!   an ended connection's counts; a CONNS entry's counts.
 //! - `caps`: the capabilities loading and attaching need.
 
 mod attach;
@@ -25,7 +25,7 @@ mod stats;
 pub use attach::{Attach, AttachMode};
 pub use caps::check_capabilities;
 pub use error::LiveError;
-pub use events::{Clock, Event, decode, decode_event, plain_flow};
+pub use events::{Clock, Event, conn_traffic, decode, decode_event};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};

@@ -6,8 +6,8 @@ use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 use sensor_common::{
-    COUNTERS, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, DEFAULT_PLAIN_ENTRIES, DEFAULT_RING_BYTES,
-    FlowKey, PLAIN_COUNTING, PlainState,
+    CONN_ENDED, CONN_PENDING, COUNTERS, ConnState, DEFAULT_BUDGET, DEFAULT_CONN_ENTRIES,
+    DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, FlowKey,
 };
 
 use super::attach::{Attach, AttachMode, Attachments, PROGRAMS};
@@ -116,8 +116,8 @@ pub struct LiveConfig {
     pub flow_entries: u32,
     /// Ring buffer bytes (rounded up to a power of two pages by the kernel rules).
     pub ring_bytes: u32,
-    /// Connections followed for plaintext accounting at once.
-    pub plain_entries: u32,
+    /// Connections counted at once (CONNS).
+    pub conn_entries: u32,
     /// TCX, clsact, or whichever the kernel offers.
     pub attach: AttachMode,
     /// bpf_loop, the bounded loop, or whichever the kernel allows.
@@ -130,7 +130,7 @@ impl Default for LiveConfig {
             budget: DEFAULT_BUDGET,
             flow_entries: DEFAULT_FLOW_ENTRIES,
             ring_bytes: DEFAULT_RING_BYTES,
-            plain_entries: DEFAULT_PLAIN_ENTRIES,
+            conn_entries: DEFAULT_CONN_ENTRIES,
             attach: AttachMode::Auto,
             ship: ShipMode::Auto,
         }
@@ -181,7 +181,7 @@ impl Programs {
         let mut ebpf = EbpfLoader::new()
             .override_global("BUDGET", &cfg.budget, true)
             .map_max_entries("FLOWS", cfg.flow_entries)
-            .map_max_entries("PLAIN", cfg.plain_entries)
+            .map_max_entries("CONNS", cfg.conn_entries)
             .map_max_entries("EVENTS", cfg.ring_bytes)
             .load(ship.object())
             .map_err(|e| load_err(&e))?;
@@ -203,7 +203,7 @@ impl Programs {
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| load_err(&e))?;
         let flows = FlowTable::new(
             take(&mut ebpf, "FLOWS")?,
-            take(&mut ebpf, "PLAIN")?,
+            take(&mut ebpf, "CONNS")?,
             take(&mut ebpf, "GATE")?,
         )?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| load_err(&e))?;
@@ -289,33 +289,43 @@ impl Programs {
         n
     }
 
-    /// Removes PLAIN entries idle for `idle_ns` (all of them when
-    /// `idle_ns` is zero: shutdown). Returns the plaintext ones, to be
-    /// reported as ended, and how many were still waiting for payload.
-    pub fn expire_plain(
+    /// Removes CONNS entries idle for `idle_ns` (all of them when
+    /// `idle_ns` is zero: shutdown). Returns the ones that carried
+    /// payload, to be reported as ended, and how many never did.
+    pub fn expire_conns(
         &mut self,
         now_mono_ns: u64,
         idle_ns: u64,
-    ) -> (Vec<(FlowKey, PlainState)>, u64) {
-        let stale: Vec<(FlowKey, PlainState)> = self
+    ) -> (Vec<(FlowKey, ConnState)>, u64) {
+        let stale: Vec<(FlowKey, ConnState)> = self
             .flows
-            .plain_flows()
+            .conns()
             .filter(|(_, s)| idle_ns == 0 || now_mono_ns.saturating_sub(s.last_ns) > idle_ns)
             .collect();
         let mut ended = Vec::new();
         let mut pending = 0;
         for (k, s) in stale {
             // The kernel may have ended it meanwhile; then its summary says so.
-            if !self.flows.remove_plain(&k) {
+            if s.flags & CONN_ENDED != 0 || !self.flows.remove_conn(&k) {
                 continue;
             }
-            if s.phase == PLAIN_COUNTING {
+            if s.phase != CONN_PENDING {
                 ended.push((k, s));
             } else {
                 pending += 1;
             }
         }
         (ended, pending)
+    }
+
+    /// Every open connection that carried payload, as the kernel counts it
+    /// now: the periodic reports' samples. Entries the kernel is ending are
+    /// left out (their summary carries their last counts).
+    pub fn open_conns(&self) -> Vec<(FlowKey, ConnState)> {
+        self.flows
+            .conns()
+            .filter(|(_, s)| s.phase != CONN_PENDING && s.flags & CONN_ENDED == 0)
+            .collect()
     }
 
     pub fn open_flows(&self) -> usize {

@@ -10,10 +10,10 @@ pub struct KernelStats {
     pub counters: [u64; COUNTERS],
     /// Kernel flows idle past their timeout, removed by user space.
     pub flows_expired: u64,
-    /// Plaintext connections that went idle and were summarised by user space.
-    pub plain_flows_expired: u64,
-    /// PLAIN entries that never carried payload and went idle.
-    pub plain_pending_expired: u64,
+    /// Connections that went idle and were reported ended by user space.
+    pub conns_expired: u64,
+    /// CONNS entries that never carried payload and went idle.
+    pub conns_pending_expired: u64,
     /// Ring-buffer events user space could not decode.
     pub malformed_records: u64,
 }

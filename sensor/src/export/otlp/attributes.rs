@@ -6,7 +6,9 @@
 //! - `"none"`: seen, and absent (no ALPN chosen, no mesh, no cert-manager object).
 
 use super::cardinality::{AttrValue, Attrs};
-use crate::model::{Certificate, Connection, Finding, Flow, Mesh, Peer, PeerKind, ProtocolVersion};
+use crate::model::{
+    Certificate, Connection, Finding, FlowEnd, FlowReport, Mesh, Peer, PeerKind, ProtocolVersion,
+};
 
 pub const UNKNOWN: &str = "unknown";
 pub const NONE: &str = "none";
@@ -166,18 +168,39 @@ pub fn finding(f: &Finding, destination: Option<&Peer>) -> Attrs {
     ]
 }
 
-/// `tls.traffic.bytes` attributes of a connection that ended.
-pub fn traffic(f: &Flow) -> Attrs {
-    let (src_ns, src_owner) = peer(f.source.as_ref());
-    let (dst_ns, dst_owner) = peer(f.destination.as_ref());
+/// `tls.traffic.*` and `tls.connection.duration` attributes of a
+/// connection's flow report; plaintext has version and mesh `none`.
+pub fn traffic(r: &FlowReport) -> Attrs {
+    let (src_ns, src_owner) = peer(r.source.as_ref());
+    let (dst_ns, dst_owner) = peer(r.destination.as_ref());
+    let tls = r.tls.as_deref();
+    let version = match tls {
+        Some(t) => protocol_version(t.version),
+        None => NONE.into(),
+    };
     vec![
-        ("tls.encrypted", AttrValue::Bool(f.encrypted)),
-        ("tls.mesh", AttrValue::Str(mesh(f.mesh.as_ref()))),
+        ("tls.encrypted", AttrValue::Bool(tls.is_some())),
+        ("tls.protocol.version", AttrValue::Str(version)),
+        (
+            "tls.mesh",
+            AttrValue::Str(mesh(tls.and_then(|t| t.mesh.as_ref()))),
+        ),
         ("k8s.src.namespace", AttrValue::Str(src_ns)),
         ("k8s.src.owner.name", AttrValue::Str(src_owner)),
         ("k8s.dst.namespace", AttrValue::Str(dst_ns)),
         ("k8s.dst.owner.name", AttrValue::Str(dst_owner)),
+        (
+            "server.port",
+            AttrValue::Int(r.traffic.server.port() as i64),
+        ),
     ]
+}
+
+/// `tls.connections` attributes: `traffic`'s and how it ended.
+pub fn connection_end(r: &FlowReport, end: FlowEnd) -> Attrs {
+    let mut a = traffic(r);
+    a.push(("tls.connection.end", AttrValue::str(end.name())));
+    a
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::KeyValue;
 use opentelemetry::logs::{Logger as _, LoggerProvider as _};
-use opentelemetry::metrics::{Counter, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
@@ -38,7 +38,7 @@ use crate::export::metric_names;
 use crate::export::records::FindingRecord;
 use crate::export::summary::RunStats;
 pub use crate::export::summary::SensorSnapshot;
-use crate::model::{Certificate, Connection, Flow};
+use crate::model::{Certificate, Connection, Flow, FlowReport};
 
 // Named from the one list that the deployment's dashboard and alerts are
 // checked against.
@@ -47,6 +47,15 @@ pub const M_NOT_AFTER: &str = metric_names::CERTIFICATE_NOT_AFTER.name;
 pub const M_CERTIFICATES: &str = metric_names::CERTIFICATES.name;
 pub const M_FINDINGS: &str = metric_names::FINDINGS.name;
 pub const M_TRAFFIC: &str = metric_names::TRAFFIC_BYTES.name;
+pub const M_PACKETS: &str = metric_names::TRAFFIC_PACKETS.name;
+pub const M_CONNECTIONS: &str = metric_names::CONNECTIONS.name;
+pub const M_DURATION: &str = metric_names::CONNECTION_DURATION.name;
+
+/// `tls.connection.duration` buckets, seconds: from a request's
+/// connection to a pooled one that lives for days.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0,
+];
 
 /// Keys remembered for log deduplication, per event.
 const DEDUP_KEYS: usize = 100_000;
@@ -138,6 +147,9 @@ struct Instruments {
     handshakes: Counter<u64>,
     findings: Counter<u64>,
     traffic: Counter<u64>,
+    packets: Counter<u64>,
+    connections: Counter<u64>,
+    duration: Histogram<f64>,
 }
 
 fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
@@ -202,6 +214,22 @@ fn instruments(meter: &Meter, shared: &Arc<Shared>) -> Instruments {
             .u64_counter(M_TRAFFIC)
             .with_unit(metric_names::TRAFFIC_BYTES.unit)
             .with_description("TCP payload bytes between workloads, encrypted (TLS) or not")
+            .build(),
+        packets: meter
+            .u64_counter(M_PACKETS)
+            .with_unit(metric_names::TRAFFIC_PACKETS.unit)
+            .with_description("TCP segments carrying payload, encrypted (TLS) or not")
+            .build(),
+        connections: meter
+            .u64_counter(M_CONNECTIONS)
+            .with_unit(metric_names::CONNECTIONS.unit)
+            .with_description("TCP connections that ended, by how they ended")
+            .build(),
+        duration: meter
+            .f64_histogram(M_DURATION)
+            .with_unit(metric_names::CONNECTION_DURATION.unit)
+            .with_description("How long TCP connections lived, from SYN (or first sighting) to end")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
             .build(),
     }
 }
@@ -504,7 +532,14 @@ impl OtlpExporter {
         let window_us = cfg.certificate_window.as_micros() as i64;
         let dedup_us = cfg.log_dedup_window.as_micros() as i64;
         let mut limiters = HashMap::new();
-        for m in [M_HANDSHAKES, M_FINDINGS, M_TRAFFIC] {
+        for m in [
+            M_HANDSHAKES,
+            M_FINDINGS,
+            M_TRAFFIC,
+            M_PACKETS,
+            M_CONNECTIONS,
+            M_DURATION,
+        ] {
             limiters.insert(
                 m,
                 Limiter::new(cfg.max_attribute_values, cfg.max_series, &[]),
@@ -710,15 +745,12 @@ impl RecordSink for OtlpSink {
         }
     }
 
-    /// A flow's bytes go to `tls.traffic.bytes`; a plaintext flow's
-    /// finding lines are counted in `tls.findings` (one per server
-    /// endpoint and window, not per connection) and logged.
+    /// A plaintext flow's finding lines are counted in `tls.findings`
+    /// (one per server endpoint and window, not per connection) and logged.
     fn flow(&mut self, flow: &Flow) {
-        let (traffic, findings) = {
+        let findings: Vec<Vec<KeyValue>> = {
             let mut st = self.shared.lock();
-            let traffic = st.limit(M_TRAFFIC, attributes::traffic(flow));
-            let findings: Vec<Vec<KeyValue>> = flow
-                .findings
+            flow.findings
                 .iter()
                 .filter(|f| f.first)
                 .map(|f| {
@@ -727,10 +759,8 @@ impl RecordSink for OtlpSink {
                         attributes::finding(f, flow.destination.as_ref()),
                     )
                 })
-                .collect();
-            (traffic, findings)
+                .collect()
         };
-        self.instruments.traffic.add(flow.bytes(), &traffic);
         for attrs in &findings {
             self.instruments.findings.add(1, attrs);
         }
@@ -743,6 +773,31 @@ impl RecordSink for OtlpSink {
                     flow.first_us,
                 ));
             }
+        }
+    }
+
+    /// A flow report's interval goes to `tls.traffic.bytes` and
+    /// `.packets`, live as it flows, encrypted or not; its end to
+    /// `tls.connections` and `tls.connection.duration`.
+    fn flow_report(&mut self, r: &FlowReport) {
+        let (bytes, packets, ended) = {
+            let mut st = self.shared.lock();
+            let attrs = attributes::traffic(r);
+            let bytes = st.limit(M_TRAFFIC, attrs.clone());
+            let packets = st.limit(M_PACKETS, attrs.clone());
+            let ended = r.traffic.end.map(|end| {
+                (
+                    st.limit(M_CONNECTIONS, attributes::connection_end(r, end)),
+                    st.limit(M_DURATION, attrs),
+                )
+            });
+            (bytes, packets, ended)
+        };
+        self.instruments.traffic.add(r.interval.bytes(), &bytes);
+        self.instruments.packets.add(r.interval.packets(), &packets);
+        if let Some((conn, dur)) = ended {
+            self.instruments.connections.add(1, &conn);
+            self.instruments.duration.record(r.duration_s(), &dur);
         }
     }
 
