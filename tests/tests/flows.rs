@@ -13,7 +13,7 @@ use tests::certs::Pki;
 use tests::live_sensor::LiveSensor;
 use tests::netns::{Netns, Pair, SERVER4, Tcpdump};
 use tests::proc::{Reaped, run};
-use tests::{of_kind, require_root, tshark};
+use tests::{json_lines, of_kind, require_root, sensor_bin, tshark};
 
 const SNI: &str = "server.test";
 
@@ -218,6 +218,29 @@ fn flow_counts_equal_tshark_for_tls12_tls13_and_plaintext() {
     let plain: Vec<_> = flows.iter().filter(|f| server_port(f) == 8083).collect();
     assert_eq!(plain.len(), 1);
     assert_eq!(plain[0]["tls"], Value::Null);
+
+    // `sensor analyze` of the capture gives the same records, but for the
+    // times (capture clock against the kernel's).
+    let out = run(std::process::Command::new(sensor_bin())
+        .args(["analyze", "--json", "--flow-report-interval", "3600"])
+        .arg(pcap.path()));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let timeless = |f: &Value| {
+        let mut f = f.clone();
+        let o = f.as_object_mut().expect("object");
+        o.remove("time");
+        o.remove("start");
+        f
+    };
+    let key = |f: &Value| f["client"]["port"].as_u64();
+    let mut live: Vec<Value> = flows.iter().map(|f| timeless(f)).collect();
+    let mut off: Vec<Value> = of_kind(&offline, "flow")
+        .into_iter()
+        .map(timeless)
+        .collect();
+    live.sort_by_key(key);
+    off.sort_by_key(key);
+    assert_eq!(live, off, "live and analyze flow records differ");
 }
 
 /// A connection open across several report intervals (1 s) gets a record
