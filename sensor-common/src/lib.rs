@@ -118,9 +118,14 @@ pub struct ConnState {
     /// Segments carrying payload per direction; atomic adds.
     pub packets: [u64; 2],
     /// The last counted segment per direction: the same segment seen again
-    /// (veth pairs, loopback) is counted once.
+    /// at another place (the other end of a veth pair, loopback's other
+    /// direction) is counted once.
     pub last_seq: [u32; 2],
     pub last_len: [u32; 2],
+    /// Where it was seen: ifindex << 1 | direction (0 ingress, 1 egress).
+    /// The same segment again at the same place is a retransmission, and
+    /// counted, as tshark counts it.
+    pub last_at: [u32; 2],
     /// The SYN (or the first payload, when partial), bpf_ktime_get_ns.
     pub opened_ns: u64,
     pub last_ns: u64,

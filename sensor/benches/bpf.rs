@@ -31,8 +31,8 @@
 //!
 //! `tls-untracked` is a TLS segment of a connection never seen open: its
 //! first run picks the connection up (`partial`), so what the repeats
-//! measure is that segment seen again on a counted connection (the
-//! duplicate path), the cost of a veth pair's second sighting.
+//! measure is that segment again at the same place on a counted
+//! connection: a retransmission, counted (as `plaintext-tracked`'s are).
 //!
 //! `--ship bounded` measures the object for kernels without `bpf_loop`
 //! (the ClientHello then goes through the tail call to `tls_ship`).
@@ -342,7 +342,7 @@ fn main() -> Result<()> {
         Case {
             // A segment of a plaintext connection the kernel counts (opened
             // by the SYN below): repeated in place it is the same segment
-            // again, so this is the two lookups and the duplicate check.
+            // again at the same place, a retransmission, counted each time.
             name: "plaintext-tracked",
             packet: tcp_packet(
                 40006,

@@ -209,22 +209,27 @@ pub struct Tcpdump {
 impl Tcpdump {
     /// Returns once tcpdump captures.
     pub fn start(ns: &Netns, iface: &str, file: &Path) -> Result<Self> {
+        Self::start_with(ns, iface, file, &["-s", "0"])
+    }
+
+    /// Headers only (the first 128 bytes of each packet) into a 64 MiB
+    /// buffer: what a bulk transfer needs for its counts (tshark's
+    /// `tcp.len` comes from the IP header), without tcpdump falling behind
+    /// and the kernel dropping packets it should capture.
+    pub fn start_headers(ns: &Netns, iface: &str, file: &Path) -> Result<Self> {
+        Self::start_with(ns, iface, file, &["-s", "128", "-B", "65536"])
+    }
+
+    fn start_with(ns: &Netns, iface: &str, file: &Path, extra: &[&str]) -> Result<Self> {
         let log = tempfile::NamedTempFile::new()?;
         let child = ns
             .cmd("tcpdump")
             // -Z root: keep writing to a file owned by the caller; immediate
             // mode: TPACKET_V3 would otherwise hold packets in a block that a
             // stop can discard.
-            .args([
-                "-Z",
-                "root",
-                "--immediate-mode",
-                "-U",
-                "-s",
-                "0",
-                "-i",
-                iface,
-            ])
+            .args(["-Z", "root", "--immediate-mode", "-U"])
+            .args(extra)
+            .args(["-i", iface])
             .arg("-w")
             .arg(file)
             .arg("tcp")

@@ -13,7 +13,7 @@ use tests::certs::Pki;
 use tests::live_sensor::LiveSensor;
 use tests::netns::{Netns, Pair, SERVER4, Tcpdump};
 use tests::proc::{Reaped, run};
-use tests::{of_kind, require_root, tshark};
+use tests::{json_lines, of_kind, require_root, sensor_bin, tshark};
 
 const SNI: &str = "server.test";
 
@@ -146,9 +146,18 @@ struct Lab {
 
 impl Lab {
     fn new(tag: &str) -> Lab {
+        Self::with(tag, Tcpdump::start)
+    }
+
+    /// With tcpdump capturing headers only, into a large buffer: bulk.
+    fn bulk(tag: &str) -> Lab {
+        Self::with(tag, Tcpdump::start_headers)
+    }
+
+    fn with(tag: &str, dump: fn(&Netns, &str, &Path) -> anyhow::Result<Tcpdump>) -> Lab {
         let lab = Pair::new(tag);
         let pcap = tempfile::NamedTempFile::new().expect("temp");
-        let dump = Tcpdump::start(&lab.client, &lab.client_if, pcap.path()).expect("tcpdump");
+        let dump = dump(&lab.client, &lab.client_if, pcap.path()).expect("tcpdump");
         Lab { lab, pcap, dump }
     }
 
@@ -209,6 +218,29 @@ fn flow_counts_equal_tshark_for_tls12_tls13_and_plaintext() {
     let plain: Vec<_> = flows.iter().filter(|f| server_port(f) == 8083).collect();
     assert_eq!(plain.len(), 1);
     assert_eq!(plain[0]["tls"], Value::Null);
+
+    // `sensor analyze` of the capture gives the same records, but for the
+    // times (capture clock against the kernel's).
+    let out = run(std::process::Command::new(sensor_bin())
+        .args(["analyze", "--json", "--flow-report-interval", "3600"])
+        .arg(pcap.path()));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let timeless = |f: &Value| {
+        let mut f = f.clone();
+        let o = f.as_object_mut().expect("object");
+        o.remove("time");
+        o.remove("start");
+        f
+    };
+    let key = |f: &Value| f["client"]["port"].as_u64();
+    let mut live: Vec<Value> = flows.iter().map(|f| timeless(f)).collect();
+    let mut off: Vec<Value> = of_kind(&offline, "flow")
+        .into_iter()
+        .map(timeless)
+        .collect();
+    live.sort_by_key(key);
+    off.sort_by_key(key);
+    assert_eq!(live, off, "live and analyze flow records differ");
 }
 
 /// A connection open across several report intervals (1 s) gets a record
@@ -326,4 +358,81 @@ fn a_full_connection_map_counts_untracked_and_keeps_handshakes() {
     assert_eq!(flows.len(), 1, "only the connection in the map: {flows:#?}");
     assert_eq!(server_port(flows[0]), 4440);
     assert_eq!(flows[0]["total"], reference(pcap.path(), flows[0]));
+}
+
+/// A 100 MB download over TLS 1.3 (curl from `openssl s_server -WWW`):
+/// the flow record's counts are still exactly tshark's, GSO super-segments
+/// and all.
+#[test]
+fn a_100_mb_transfer_counts_what_tshark_counts() {
+    require_root();
+    let pki = pki();
+    let lab = Lab::bulk("fe");
+    let www = tempfile::tempdir().expect("temp dir");
+    let body: Vec<u8> = (0..100_000_000u64).map(|i| (i * 131 % 251) as u8).collect();
+    std::fs::write(www.path().join("big.bin"), body).expect("write");
+    let mut cmd = lab.lab.server.cmd("openssl");
+    cmd.args(["s_server", "-accept", "4445", "-quiet", "-WWW", "-tls1_3"])
+        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
+        .current_dir(www.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = Reaped::spawn(&mut cmd);
+    lab.lab.server.wait_listen(4445);
+    let sensor = lab.sensor(&["--flow-report-interval", "3600"]);
+    run(lab
+        .lab
+        .client
+        .cmd("curl")
+        .args(["-sSk", "-o", "/dev/null", "--max-time", "60"])
+        .args(["--resolve", &format!("{SNI}:4445:{SERVER4}")])
+        .arg(format!("https://{SNI}:4445/big.bin")));
+    let (lines, pcap) = lab.stop(sensor);
+
+    let mine: Vec<&Value> = of_kind(&lines, "flow")
+        .into_iter()
+        .filter(|f| server_port(f) == 4445)
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    let f = mine[0];
+    let want = reference(pcap.path(), f);
+    eprintln!("100 MB: total {} tshark {want}", f["total"]);
+    assert_eq!(f["total"], want);
+    assert!(f["total"]["bytes_to_client"].as_u64().unwrap() > 100_000_000);
+    assert_eq!(f["tls"]["version"], "TLS 1.3");
+}
+
+/// On loopback the sensor sees every segment twice (egress, then ingress)
+/// and tcpdump once: the flow record counts each once, as tshark does.
+#[test]
+fn loopback_segments_seen_twice_count_once() {
+    require_root();
+    let ns = Netns::new("fl");
+    let mut cmd = ns.cmd("python3");
+    cmd.args(["-m", "http.server", "8084", "--bind", "127.0.0.1"])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _http = Reaped::spawn(&mut cmd);
+    ns.wait_listen(8084);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = Tcpdump::start(&ns, "lo", pcap.path()).expect("tcpdump");
+    let sensor = LiveSensor::start(&ns, &["-i", "lo", "--flow-report-interval", "3600"]);
+    run(ns
+        .cmd("curl")
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10"])
+        .arg("http://127.0.0.1:8084/"));
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop().expect("tcpdump");
+
+    let mine: Vec<&Value> = of_kind(&lines, "flow")
+        .into_iter()
+        .filter(|f| server_port(f) == 8084)
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0]["total"], reference(pcap.path(), mine[0]));
+    assert!(kernel(&lines, "duplicates") > 0);
 }

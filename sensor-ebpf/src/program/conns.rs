@@ -47,12 +47,12 @@ pub(super) enum Next {
 #[inline(always)]
 fn insert(key: &FlowKey, gate: Option<*mut u64>, client: u8, phase: u8, flags: u8) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
-    // bytes[2], packets[2], last_seq[2] and last_len[2], opened_ns,
-    // last_ns, then client, phase, fin[2], flags, end and padding in the
-    // last word (little-endian BPF).
+    // bytes[2], packets[2], last_seq[2], last_len[2] and last_at[2],
+    // opened_ns, last_ns, then client, phase, fin[2], flags, end and
+    // padding in the last word (little-endian BPF).
     let mut fresh = MaybeUninit::<ConnState>::uninit();
     let last = u64::from_le_bytes([client, phase, 0, 0, flags, END_NONE, 0, 0]);
-    let fresh = words_into(&mut fresh, [0, 0, 0, 0, 0, 0, now, now, last]);
+    let fresh = words_into(&mut fresh, [0, 0, 0, 0, 0, 0, 0, now, now, last]);
     // Raised before the insert: a packet on another CPU that finds the
     // connection in the map must not find its slot at zero.
     gate_add(gate, 1);
@@ -133,6 +133,7 @@ pub(super) fn account(
 ) -> Next {
     let s = unsafe { &mut *c };
     let len = pkt.payload_len as u32;
+    let at = unsafe { (*ctx.skb.skb).ifindex } << 1 | direction as u32;
     let mut next = Next::Done;
     if s.phase == CONN_PENDING {
         if len == 0 {
@@ -148,7 +149,13 @@ pub(super) fn account(
             s.phase = CONN_PLAIN;
             count(Counter::PlainFlows, 1);
         }
-    } else if len > 0 && s.last_seq[dir] == pkt.seq && s.last_len[dir] == len {
+    } else if len > 0
+        && s.last_seq[dir] == pkt.seq
+        && s.last_len[dir] == len
+        && s.last_at[dir] != at
+    {
+        // The segment just counted, seen at another place: the other end
+        // of a veth pair, or loopback's other direction.
         count(Counter::Duplicates, 1);
         return Next::Done;
     } else if s.phase == CONN_TLS {
@@ -157,6 +164,7 @@ pub(super) fn account(
     if len > 0 {
         s.last_seq[dir] = pkt.seq;
         s.last_len[dir] = len;
+        s.last_at[dir] = at;
         atomic_add(&mut s.bytes[dir], len as u64);
         atomic_add(&mut s.packets[dir], 1);
     }
