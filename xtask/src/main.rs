@@ -62,6 +62,12 @@ enum Cmd {
         #[arg(long)]
         sensor: PathBuf,
     },
+    /// The soak (root, not in CI): mixed traffic and pod churn for N minutes,
+    /// RSS, CPU and counters every 10 s, a table and a verdict.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -111,6 +117,24 @@ fn test() -> Result<()> {
     Ok(())
 }
 
+/// The soak lives with the live tests (tests/tests/soak.rs, ignored there)
+/// to share their namespaces, fake API server and sensor helpers.
+fn soak(minutes: u64) -> Result<()> {
+    setup::setup()?;
+    let root = root();
+    run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--workspace",
+        "--bins",
+    ]))?;
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .env("SOAK_MINUTES", minutes.to_string())
+        .args(["test", "--release", "-p", "tests", "--test", "soak"])
+        .args(["--", "--ignored", "--nocapture"]))
+}
+
 /// `cargo run` hands its package's variables to xtask; passed on to the
 /// cargo builds xtask starts, they change build-script inputs (ring's
 /// watches CARGO_MANIFEST_DIR) and every switch between `cargo build` and
@@ -155,5 +179,6 @@ fn main() -> Result<()> {
         Cmd::Demo(opts) => demo::demo(opts),
         Cmd::Kernels => kernels::kernels(),
         Cmd::KernelsGuest { dir, sensor } => kernels::guest(&dir, &sensor),
+        Cmd::Soak { minutes } => soak(minutes),
     }
 }
