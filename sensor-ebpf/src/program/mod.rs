@@ -84,8 +84,8 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     } else {
         None
     };
-    let state = match found {
-        Some(s) => s,
+    let (state, start) = match found {
+        Some(s) => (s, false),
         None => {
             // A closed gate has asked opens_flow already.
             if maybe_open {
@@ -97,11 +97,11 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
                     return None;
                 }
             }
-            open_flow(&key, gate)?
+            (open_flow(&key, gate)?, true)
         }
     };
     let len = advance(unsafe { &mut *state }, &pkt, dir)?;
-    ship(ctx, &pkt, len as usize, direction);
+    ship(ctx, &pkt, len as usize, direction, start);
     Some(())
 }
 

@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::net::SocketAddr;
 
 use sensor_common::{
-    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EVENT_SEGMENT, EventHeader, FAMILY_V4,
+    EVENT_HEADER_LEN, EVENT_PLAIN_SUMMARY, EVENT_SEGMENT, EventHeader, FAMILY_V4, FLOW_START,
     FlowKey as KernelKey, PLAIN_SUMMARY_LEN, PlainState, PlainSummary, TCP_ACK, TCP_FIN, TCP_RST,
     TCP_SYN,
 };
@@ -137,6 +137,7 @@ pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
             ack: h.tcp_flags & TCP_ACK != 0,
             fin: h.tcp_flags & TCP_FIN != 0,
             rst: h.tcp_flags & TCP_RST != 0,
+            flow_start: h.tcp_flags & FLOW_START != 0,
         },
         timestamp_us: clock.to_unix_us(h.ts_ns),
         payload,
