@@ -23,6 +23,13 @@ pub const TCP_SYN: u8 = 1;
 pub const TCP_FIN: u8 = 2;
 pub const TCP_RST: u8 = 4;
 pub const TCP_ACK: u8 = 8;
+/// Not a TCP flag: set in `EventHeader::tcp_flags` on the record of the
+/// packet that opened the flow in FLOWS. The program ships no SYN, so
+/// this is how user space learns that a 4-tuple it still holds (the
+/// kernel stops following a connection once its handshake is done) now
+/// carries a new connection: source ports are reused within seconds
+/// under a storm of short connections.
+pub const FLOW_START: u8 = 16;
 
 /// `EventHeader::kind`: a TCP segment of a handshake flow, `len` payload
 /// bytes (none for the FIN or RST of an open flow).

@@ -556,24 +556,28 @@ mod tests {
         ack: false,
         fin: false,
         rst: false,
+        flow_start: false,
     };
     const SYN_ACK: TcpFlags = TcpFlags {
         syn: true,
         ack: true,
         fin: false,
         rst: false,
+        flow_start: false,
     };
     const ACK: TcpFlags = TcpFlags {
         syn: false,
         ack: true,
         fin: false,
         rst: false,
+        flow_start: false,
     };
     const RST: TcpFlags = TcpFlags {
         syn: false,
         ack: true,
         fin: false,
         rst: true,
+        flow_start: false,
     };
 
     /// One connection: SYN from the client (port 8080 on the server, so

@@ -69,6 +69,12 @@ enum Cmd {
         #[arg(long)]
         live_tests: Option<PathBuf>,
     },
+    /// The soak (root, not in CI): mixed traffic and pod churn for N minutes,
+    /// RSS, CPU and counters every 10 s, a table and a verdict.
+    Soak {
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+    },
 }
 
 pub fn root() -> PathBuf {
@@ -116,6 +122,21 @@ fn test() -> Result<()> {
     // Debian's 5.10, 6.1 and 6.12 in virtual machines (a few minutes).
     kernels::kernels(&[])?;
     Ok(())
+}
+
+/// The soak lives with the live tests (tests/tests/soak.rs, ignored there)
+/// to share their namespaces, fake API server and sensor helpers.
+/// The soak runs first, then the memory figure at 10,000 pods and 100,000
+/// followed connections; one at a time, so neither's RSS or CPU includes
+/// the other's load.
+fn soak(minutes: u64) -> Result<()> {
+    setup::setup()?;
+    build_release_bins()?;
+    run(Command::new("cargo")
+        .current_dir(root())
+        .env("SOAK_MINUTES", minutes.to_string())
+        .args(["test", "--release", "-p", "tests", "--test", "soak"])
+        .args(["--", "--ignored", "--nocapture", "--test-threads=1"]))
 }
 
 /// `cargo run` hands its package's variables to xtask; passed on to the
@@ -166,5 +187,6 @@ fn main() -> Result<()> {
             sensor,
             live_tests,
         } => kernels::guest(&dir, &sensor, live_tests.as_deref()),
+        Cmd::Soak { minutes } => soak(minutes),
     }
 }

@@ -92,7 +92,7 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     match FLOWS.get_ptr_mut(&key) {
         Some(state) => {
             let len = advance(unsafe { &mut *state }, &pkt, dir)?;
-            ship(ctx, &pkt, len as usize, direction);
+            ship(ctx, &pkt, len as usize, direction, false);
             Some(())
         }
         None => match next {
@@ -132,7 +132,9 @@ fn open_and_ship(
 ) -> Option<()> {
     let state = open_flow(key, gate)?;
     let len = advance(unsafe { &mut *state }, pkt, dir)?;
-    ship(ctx, pkt, len as usize, direction);
+    // The record of the packet that opened the flow says so: user space
+    // sees no SYN and may still hold an earlier connection on this 4-tuple.
+    ship(ctx, pkt, len as usize, direction, true);
     Some(())
 }
 

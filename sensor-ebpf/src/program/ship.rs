@@ -7,7 +7,8 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::{PerCpuArray, RingBuf};
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
-    Counter, DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, MAX_CHUNK,
+    Counter, DEFAULT_RING_BYTES, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FLOW_START,
+    MAX_CHUNK,
 };
 
 use super::count;
@@ -27,7 +28,7 @@ pub(super) struct Scratch {
 pub(super) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8) {
+pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8, start: bool) {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -38,7 +39,7 @@ pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8) {
     s.header.sport = pkt.sport;
     s.header.dport = pkt.dport;
     s.header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    s.header.tcp_flags = pkt.flags;
+    s.header.tcp_flags = pkt.flags | if start { FLOW_START } else { 0 };
     s.header.family = pkt.family;
     s.header.direction = direction;
     // The scratch header is shared with summaries: every field is set anew.

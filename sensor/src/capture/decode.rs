@@ -169,6 +169,7 @@ fn segment<'a>(src: IpAddr, dst: IpAddr, tcp: TcpSlice<'a>, timestamp_us: i64) -
             ack: tcp.ack(),
             fin: tcp.fin(),
             rst: tcp.rst(),
+            flow_start: false,
         },
         timestamp_us,
         payload: tcp.payload(),

@@ -29,6 +29,9 @@ pub struct TcpFlags {
     pub ack: bool,
     pub fin: bool,
     pub rst: bool,
+    /// Not TCP: the kernel opened its flow with this segment (live capture
+    /// only; sensor_common::FLOW_START).
+    pub flow_start: bool,
 }
 
 /// A TCP segment as any capture source delivers it. The payload is borrowed:

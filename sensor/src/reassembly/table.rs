@@ -104,6 +104,10 @@ pub struct ReassemblyStats {
     pub out_of_window: u64,
     /// Directions started over by a SYN with a new initial sequence number.
     pub resyn: u64,
+    /// Connections replaced by a new one on the same 4-tuple that the
+    /// kernel flagged (FLOW_START); a SYN seen on a reused 4-tuple is not
+    /// counted here.
+    pub reused: u64,
     pub table_full: u64,
     pub stream_budget_exhausted: u64,
     pub idle_closed: u64,
@@ -227,6 +231,16 @@ impl<S: Default> ConnTable<S> {
         self.stats.segments += 1;
         self.maybe_sweep(seg.timestamp_us, h);
         let key = Key::of(seg.flow.src, seg.flow.dst);
+        // The kernel opened a flow for this 4-tuple with this segment, so
+        // whatever the table holds under it is an earlier connection: the
+        // kernel had stopped following that one (its handshake done, or
+        // idle), and it ships no SYN that would say so below. Closed
+        // without asking the kernel to forget the flow: that flow is the
+        // new connection's.
+        if seg.flags.flow_start && self.conns.contains_key(&key) {
+            self.stats.reused += 1;
+            self.close_as(key, h, FlowEnd::Idle, false);
+        }
         let fresh_syn = seg.flags.syn && !seg.flags.ack;
         if fresh_syn {
             // A new SYN on a known 4-tuple is a new connection (port reuse)
@@ -369,9 +383,15 @@ impl<S: Default> ConnTable<S> {
     }
 
     fn close<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H, end: FlowEnd) {
+        self.close_as(key, h, end, true);
+    }
+
+    /// `tell`: the capture source is to stop following it too.
+    fn close_as<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H, end: FlowEnd, tell: bool) {
         if let Some(mut c) = self.conns.remove(&key) {
             c.meta.end = Some(end);
-            if c.state == State::Following
+            if tell
+                && c.state == State::Following
                 && let Some(f) = &mut self.finished
             {
                 f.push((c.meta.a, c.meta.b));
@@ -552,6 +572,39 @@ mod tests {
         assert_eq!(h.bytes[1], b"reply");
         assert_eq!(t.stats.connections, 2);
         assert_eq!(t.stats.out_of_window, 0);
+    }
+
+    #[test]
+    fn a_segment_that_opened_a_kernel_flow_starts_a_new_connection() {
+        // Live capture: no SYNs; the kernel flags the first segment of each
+        // flow it opens. The 4-tuple comes back (source port reuse) with a
+        // new sequence space while the table still holds the first one.
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect::default(),
+        );
+        t.report_finished();
+        let start = TcpFlags {
+            ack: true,
+            flow_start: true,
+            ..Default::default()
+        };
+        feed(
+            &mut t,
+            &mut h,
+            &[
+                (true, 100, start, b"first"),
+                (false, 9000, flags(false, true), b"reply"),
+                (true, 70_000, start, b"second"),
+            ],
+        );
+        assert_eq!(h.closed, 1);
+        assert_eq!(h.bytes[0], b"firstsecond");
+        assert_eq!(t.stats.connections, 2);
+        assert_eq!(t.stats.reused, 1);
+        assert_eq!(t.stats.out_of_window, 0);
+        // The kernel's flow is the new connection's: not to be forgotten.
+        assert!(t.take_finished().is_empty());
     }
 
     #[test]

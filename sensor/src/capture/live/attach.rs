@@ -80,7 +80,10 @@ impl Attach {
                     Ok(())
                 }
                 Err(e) => Err(format!("adding clsact: {e}")),
-            },
+            }
+            .map(|()| {
+                remove_stale_filters(interface);
+            }),
         }
     }
 
@@ -106,6 +109,42 @@ pub(super) const PROGRAMS: [(&str, bool, TcAttachType); 4] = [
     ("tls_tc_l3", false, TcAttachType::Ingress),
     ("tls_tc_l3_egress", false, TcAttachType::Egress),
 ];
+
+/// Removes filters named after our programs from `interface`'s clsact
+/// hooks: a sensor killed with SIGKILL (or OOM-killed) never detaches, and
+/// unlike TCX links its filters outlive it: without this every restart
+/// would stack one more copy of the programs, each packet would run every
+/// copy, and each dead copy would keep its maps (the ring buffer, the flow
+/// tables) in kernel memory for nobody. One sensor runs per node (a
+/// DaemonSet), so a filter of that name is a previous run's. Returns how
+/// many programs had filters left.
+fn remove_stale_filters(interface: &str) -> usize {
+    let mut removed = 0;
+    for (name, _, direction) in PROGRAMS {
+        // aya removes every filter of that name on that hook at once.
+        match tc::qdisc_detach_program(interface, direction, name) {
+            Ok(()) => removed += 1,
+            // None there: the usual case.
+            Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Attaching goes on: the new filters work whatever the old
+            // ones do, and the warning says why packets may come twice.
+            Err(e) => tracing::warn!(
+                interface,
+                program = name,
+                error = %e,
+                "could not remove a previous run's filter"
+            ),
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            interface,
+            removed,
+            "removed the clsact filters of a previous sensor (killed before it could detach)"
+        );
+    }
+    removed
+}
 
 /// Where the programs are attached, by interface.
 pub(super) struct Attachments {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use sensor_common::{
     CONN_PARTIAL, CONN_PLAIN, CONN_SUMMARY_LEN, ConnState, ConnSummary, END_FIN, END_RST,
-    EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FAMILY_V4,
+    EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FAMILY_V4, FLOW_START,
     FlowKey as KernelKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
@@ -173,6 +173,7 @@ pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
             ack: h.tcp_flags & TCP_ACK != 0,
             fin: h.tcp_flags & TCP_FIN != 0,
             rst: h.tcp_flags & TCP_RST != 0,
+            flow_start: h.tcp_flags & FLOW_START != 0,
         },
         timestamp_us: clock.to_unix_us(h.ts_ns),
         payload,
