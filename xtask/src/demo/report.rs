@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::inventory;
-use super::scenarios::{ClientResult, Kind, Server};
+use super::scenarios::{BULK_BYTES, ClientResult, Kind, Server};
 
 /// The sensor's records, by kind.
 pub struct Records {
@@ -513,6 +513,12 @@ pub fn check(rows: &[Row], records: &Records, now: OffsetDateTime) -> Result<Vec
             fail(format!(
                 "flow records count {} bytes in, {} out; want both above zero",
                 r.bytes_in, r.bytes_out
+            ));
+        }
+        if r.kind == Kind::Tls13 && r.bytes_out < BULK_BYTES {
+            fail(format!(
+                "flow records count {} bytes to the client; the bulk download alone is {BULK_BYTES}",
+                r.bytes_out
             ));
         }
         if r.client.accepted != r.kind.client_accepts() {

@@ -340,15 +340,25 @@ pub fn start_servers(
                 let (cert, key) = (path(&leaf.cert), path(&leaf.key));
                 let root = certs.root();
                 let mut argv = vec![
-                    "openssl", "s_server", "-accept", "443", "-cert", &cert, "-key", &key, "-www",
+                    "openssl", "s_server", "-accept", "443", "-cert", &cert, "-key", &key,
                 ];
                 match kind {
-                    Kind::Tls13 | Kind::Renewed => argv.push("-tls1_3"),
+                    // Serves files (-WWW) from its folder: the bulk transfer.
+                    Kind::Tls13 => argv.extend(["-WWW", "-tls1_3"]),
+                    Kind::Renewed => argv.extend(["-www", "-tls1_3"]),
                     // A client certificate is required and must chain to the demo root.
-                    Kind::Mutual => argv.extend(["-Verify", "1", "-CAfile", &root]),
-                    _ => {}
+                    Kind::Mutual => argv.extend(["-www", "-Verify", "1", "-CAfile", &root]),
+                    _ => argv.push("-www"),
                 }
-                lab.spawn_logged(&name, &pod.ns, &argv)?;
+                if kind == Kind::Tls13 {
+                    let www = lab.dir().join("tls13-www");
+                    std::fs::create_dir_all(&www)?;
+                    std::fs::write(www.join(BULK_FILE), vec![0x5a; BULK_BYTES as usize])?;
+                    let script = format!("cd {} && exec {}", path(&www), argv.join(" "));
+                    lab.spawn_logged(&name, &pod.ns, &["sh", "-c", &script])?;
+                } else {
+                    lab.spawn_logged(&name, &pod.ns, &argv)?;
+                }
             }
         }
         servers.push(Server { kind, pod, leaf });
@@ -390,6 +400,11 @@ pub struct ClientResult {
     pub reason: Option<String>,
 }
 
+/// What the TLS 1.3 scenario's client downloads in its one connection, so
+/// that the table shows encrypted volume the kernel counted live.
+pub const BULK_FILE: &str = "bulk.bin";
+pub const BULK_BYTES: u64 = 4 << 20;
+
 fn client_argv(kind: Kind, s: &Server, certs: &Certificates) -> Vec<String> {
     let sni = kind.sni();
     let root = certs.root();
@@ -415,7 +430,7 @@ fn client_argv(kind: Kind, s: &Server, certs: &Certificates) -> Vec<String> {
         v.extend(extra.iter().map(|a| a.to_string()));
         v
     };
-    let curl = |tls: &[&str]| -> Vec<String> {
+    let curl = |tls: &[&str], file: &str| -> Vec<String> {
         let mut v: Vec<String> = [
             "curl",
             "--silent",
@@ -433,7 +448,7 @@ fn client_argv(kind: Kind, s: &Server, certs: &Certificates) -> Vec<String> {
         .map(|a| a.to_string())
         .collect();
         v.extend(tls.iter().map(|a| a.to_string()));
-        v.push(format!("https://{sni}/"));
+        v.push(format!("https://{sni}/{file}"));
         v
     };
     match kind {
@@ -444,9 +459,10 @@ fn client_argv(kind: Kind, s: &Server, certs: &Certificates) -> Vec<String> {
             "-key",
             &path(&certs.client.key),
         ]),
-        Kind::Tls13 | Kind::Renewed => curl(&["--tlsv1.3"]),
+        Kind::Tls13 => curl(&["--tlsv1.3"], BULK_FILE),
+        Kind::Renewed => curl(&["--tlsv1.3"], ""),
         // Certificates travel in clear up to TLS 1.2 only.
-        _ => curl(&["--tlsv1.2", "--tls-max", "1.2"]),
+        _ => curl(&["--tlsv1.2", "--tls-max", "1.2"], ""),
     }
 }
 
