@@ -56,8 +56,7 @@ pub(super) fn opens_flow(ctx: &TcContext, p: &Packet) -> bool {
             Hello::Yes => true,
             Hello::No => false,
             // TLS payload is often outside the linear area: read through the helper.
-            Hello::Unknown => bytes::<6>(ctx, p.payload_off)
-                .is_some_and(|b| is_client_hello([b[0], b[1], b[2], b[5]])),
+            Hello::Unknown => bytes::<6>(ctx, p.payload_off).is_some_and(is_client_hello),
         }
 }
 
@@ -71,10 +70,13 @@ pub(super) fn looks_tls(ctx: &TcContext, p: &Packet) -> bool {
 }
 
 /// A handshake record (22), version 3.x, whose first message is a
-/// ClientHello (1): bytes 0, 1, 2 and 5 of the payload.
+/// ClientHello (1); or the SSLv2-compatible form old clients send TLS
+/// servers: a 2-byte header with the high bit set, message type 1, client
+/// version 3.0-3.3 or SSL 2.0 (user space's `starts_sslv2_client_hello`).
 #[inline(always)]
-fn is_client_hello(b: [u8; 4]) -> bool {
-    b[0] == 22 && b[1] == 3 && b[2] <= 4 && b[3] == 1
+fn is_client_hello(b: [u8; 6]) -> bool {
+    (b[0] == 22 && b[1] == 3 && b[2] <= 4 && b[5] == 1)
+        || (b[0] & 0x80 != 0 && b[2] == 1 && ((b[3] == 3 && b[4] <= 3) || (b[3] == 0 && b[4] == 2)))
 }
 
 /// What the direct-access parse made of a packet.
@@ -208,7 +210,7 @@ fn tcp_direct(
     let start = data + payload_off;
     if start + 6 <= data_end {
         let b = |i: usize| -> u8 { unsafe { *((start + i) as *const u8) } };
-        p.hello = if is_client_hello([b(0), b(1), b(2), b(5)]) {
+        p.hello = if is_client_hello([b(0), b(1), b(2), b(3), b(4), b(5)]) {
             Hello::Yes
         } else {
             Hello::No

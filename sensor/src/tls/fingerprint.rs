@@ -44,7 +44,19 @@ pub fn ja3_string(ch: &ClientHello) -> String {
     let mut s = String::with_capacity(256);
     push_decimal_list(&mut s, std::iter::once(ch.version));
     s.push(',');
-    push_decimal_list(&mut s, ch.ciphers.iter().copied().filter(ok));
+    // An SSLv2-compatible hello: every spec, as Zeek's JA3 (the reference
+    // that reads these hellos) counts them; GREASE exists only in the TLS
+    // ones.
+    match &ch.sslv2_specs {
+        Some(specs) => push_decimal_list(
+            &mut s,
+            specs
+                .iter()
+                .copied()
+                .filter(|v| u16::try_from(*v).map_or(true, |v| !is_grease(v))),
+        ),
+        None => push_decimal_list(&mut s, ch.ciphers.iter().copied().filter(ok)),
+    }
     s.push(',');
     push_decimal_list(&mut s, ch.extensions.iter().copied().filter(ok));
     s.push(',');
@@ -209,6 +221,7 @@ mod tests {
                 0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
             ],
             session_id_len: 32,
+            sslv2_specs: None,
         }
     }
 

@@ -38,6 +38,10 @@ pub struct ClientHello {
     pub point_formats: Vec<u8>,
     pub signature_algorithms: Vec<u16>,
     pub session_id_len: usize,
+    /// An SSLv2-compatible hello's 3-byte cipher specs, all of them, in
+    /// order; `ciphers` holds the ones a TLS server can choose (first byte
+    /// 0). `None` for a TLS ClientHello.
+    pub sslv2_specs: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,6 +149,51 @@ pub fn parse_client_hello(msg: &[u8]) -> Result<ClientHello, HelloError> {
         }
     }
     Ok(out)
+}
+
+const SSLV2_CLIENT_HELLO: u8 = 1;
+
+/// An SSLv2-compatible ClientHello (RFC 5246 E.2, SSL 2.0 section C.2.1):
+/// the body of its 2-byte-header record. tls-parser reads only the TLS
+/// form, and the layout is five fixed fields and three lists.
+pub fn parse_sslv2_client_hello(body: &[u8]) -> Result<ClientHello, HelloError> {
+    let err = HelloError("SSLv2 ClientHello");
+    let field = |at: usize| -> Result<u16, HelloError> {
+        body.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or(err)
+    };
+    if body.first() != Some(&SSLV2_CLIENT_HELLO) {
+        return Err(err);
+    }
+    let version = field(1)?;
+    let (specs_len, sid_len, challenge_len) = (
+        usize::from(field(3)?),
+        usize::from(field(5)?),
+        usize::from(field(7)?),
+    );
+    // SSL 2.0 C.2.1: 16 to 32 bytes of challenge; specs are 3 bytes each.
+    if specs_len % 3 != 0 || !(16..=32).contains(&challenge_len) {
+        return Err(err);
+    }
+    let specs = body.get(9..9 + specs_len).ok_or(err)?;
+    if body.len() < 9 + specs_len + sid_len + challenge_len {
+        return Err(err);
+    }
+    let specs: Vec<u32> = specs
+        .chunks_exact(3)
+        .map(|c| u32::from_be_bytes([0, c[0], c[1], c[2]]))
+        .collect();
+    Ok(ClientHello {
+        version,
+        ciphers: specs
+            .iter()
+            .filter_map(|s| u16::try_from(*s).ok())
+            .collect(),
+        session_id_len: sid_len,
+        sslv2_specs: Some(specs),
+        ..Default::default()
+    })
 }
 
 /// ServerHello's fixed layout is read here: tls-parser drops the

@@ -15,6 +15,9 @@ pub const CONTENT_HEARTBEAT: u8 = 24;
 pub enum RecordEvent<'a> {
     /// One complete handshake message, header included.
     Handshake(&'a [u8]),
+    /// The body of an SSLv2-format record (RFC 5246 E.2) opening the
+    /// stream: the form old clients use to say hello to TLS servers.
+    Sslv2Record(&'a [u8]),
     ChangeCipherSpec,
     Alert {
         level: u8,
@@ -56,6 +59,8 @@ pub struct RecordReader {
     partial: Vec<u8>,
     messages: Vec<u8>,
     encrypted: bool,
+    /// A record was read: only the first may have the SSLv2 form.
+    started: bool,
 }
 
 impl RecordReader {
@@ -103,6 +108,21 @@ impl RecordReader {
     ) -> Result<Progress, RecordError> {
         let mut used = 0;
         while buf.len() >= 5 {
+            if !self.started && buf[0] & 0x80 != 0 {
+                // A 2-byte header: the high bit, then 15 bits of length.
+                let len = (usize::from(buf[0] & 0x7f) << 8) | usize::from(buf[1]);
+                if buf.len() < 2 + len {
+                    break;
+                }
+                self.started = true;
+                if !on(RecordEvent::Sslv2Record(&buf[2..2 + len])) {
+                    return Ok(Progress::Stopped);
+                }
+                buf = &buf[2 + len..];
+                used += 2 + len;
+                continue;
+            }
+            self.started = true;
             let ctype = buf[0];
             if !(CONTENT_CCS..=CONTENT_HEARTBEAT).contains(&ctype) || buf[1] != 3 {
                 return Err(RecordError::NotTls);

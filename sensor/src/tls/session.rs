@@ -197,6 +197,21 @@ impl TlsSession {
 
 fn starts_client_hello(b: &[u8]) -> bool {
     b.first() == Some(&22) && b.get(1) == Some(&3) && b.get(5).is_none_or(|t| *t == HS_CLIENT_HELLO)
+        || starts_sslv2_client_hello(b)
+}
+
+/// The SSLv2-compatible form: a 2-byte record header with the high bit
+/// set, message type 1, then a client version of SSL 2.0 (0x0002) or 3.x.
+fn starts_sslv2_client_hello(b: &[u8]) -> bool {
+    b.len() >= 3
+        && b[0] & 0x80 != 0
+        && b[2] == HS_CLIENT_HELLO
+        && match (b.get(3), b.get(4)) {
+            (Some(3), minor) => minor.is_none_or(|m| *m <= 3),
+            (Some(0), minor) => minor.is_none_or(|m| *m == 2),
+            (None, _) => true,
+            _ => false,
+        }
 }
 
 fn on_event(
@@ -207,6 +222,21 @@ fn on_event(
 ) -> Control {
     match ev {
         RecordEvent::Handshake(msg) => on_message(hs, from_client, msg, stats),
+        // Only a client opens with one; the server's reply is TLS records
+        // (a server that answers in SSL 2.0 is not followed).
+        RecordEvent::Sslv2Record(body) if from_client && hs.client_hello.is_none() => {
+            match hello::parse_sslv2_client_hello(body) {
+                Ok(ch) => {
+                    hello_seen(hs, ch);
+                    Control::Continue
+                }
+                Err(_) => {
+                    stats.hello_errors += 1;
+                    Control::Done
+                }
+            }
+        }
+        RecordEvent::Sslv2Record(_) => Control::Done,
         RecordEvent::ChangeCipherSpec => {
             if from_client {
                 hs.client_ccs = true;
@@ -264,11 +294,7 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
         // fingerprints describe the first one.
         (true, HS_CLIENT_HELLO) if hs.client_hello.is_none() => {
             match hello::parse_client_hello(msg) {
-                Ok(ch) => {
-                    hs.ja3 = Some(fingerprint::ja3(&ch));
-                    hs.ja4 = Some(fingerprint::ja4(&ch));
-                    hs.client_hello = Some(ch);
-                }
+                Ok(ch) => hello_seen(hs, ch),
                 Err(_) => {
                     stats.hello_errors += 1;
                     return Control::Done;
@@ -309,6 +335,12 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
         _ => {}
     }
     Control::Continue
+}
+
+fn hello_seen(hs: &mut Handshake, ch: ClientHello) {
+    hs.ja3 = Some(fingerprint::ja3(&ch));
+    hs.ja4 = Some(fingerprint::ja4(&ch));
+    hs.client_hello = Some(ch);
 }
 
 fn parse_certificate_chain(msg: &[u8]) -> Option<Vec<Vec<u8>>> {
@@ -418,6 +450,100 @@ mod tests {
         assert!(s.handshake.complete);
         assert_eq!(s.handshake.alert, None);
         assert_eq!(s.handshake.resumed(), Some(false));
+    }
+
+    /// An SSLv2-compatible ClientHello for TLS 1.0 with three TLS suites,
+    /// two SSL 2.0 specs and the renegotiation SCSV, as a 2-byte-header
+    /// record (the hello the tests/data sslv2-hello capture carries).
+    fn sslv2_hello(version: [u8; 2]) -> Vec<u8> {
+        let specs = [
+            0x00, 0x00, 0x2f, 0x00, 0x00, 0x35, 0x00, 0x00, 0x0a, 0x01, 0x00, 0x80, 0x07, 0x00,
+            0xc0, 0x00, 0x00, 0xff,
+        ];
+        let mut body = vec![1, version[0], version[1], 0, specs.len() as u8, 0, 0, 0, 16];
+        body.extend_from_slice(&specs);
+        body.extend([0x42; 16]);
+        let mut r = vec![0x80, body.len() as u8];
+        r.extend(body);
+        r
+    }
+
+    #[test]
+    fn an_sslv2_compatible_hello_is_followed_into_the_servers_tls_reply() {
+        let (client, server) = (Side::A, Side::B);
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        let hello = sslv2_hello([3, 1]);
+        // Split inside the record: the reader waits for the rest.
+        assert_eq!(
+            s.on_data(client, &hello[..7], 1 << 20, &mut stats),
+            Control::Continue
+        );
+        assert_eq!(
+            s.on_data(client, &hello[7..], 1 << 20, &mut stats),
+            Control::Continue
+        );
+        assert_eq!(s.client_side(), Some(client));
+        let ch = s.handshake.client_hello.as_ref().expect("hello parsed");
+        assert_eq!(ch.version, 0x0301);
+        assert_eq!(ch.ciphers, [0x2f, 0x35, 0x0a, 0xff]);
+        assert_eq!(
+            fingerprint::ja3_string(ch),
+            "769,47-53-10-65664-458944-255,,,"
+        );
+        assert!(
+            s.handshake
+                .ja4
+                .as_deref()
+                .unwrap()
+                .starts_with("t10i040000_")
+        );
+        let flight = handshake_records(&[
+            message(2, &hello_body(&[0, 0x2f, 0])),
+            message(11, &[0, 0, 0]),
+            message(14, &[]),
+        ]);
+        assert_eq!(
+            s.on_data(server, &flight, 1 << 20, &mut stats),
+            Control::Continue
+        );
+        assert_eq!(s.handshake.version(), Some(0x0303));
+        assert!(s.handshake.server_hello_done_seen);
+        assert_eq!(stats.hello_errors + stats.not_tls, 0);
+    }
+
+    #[test]
+    fn an_sslv2_hello_for_ssl2_itself_fingerprints_as_s2() {
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        s.on_data(Side::A, &sslv2_hello([0, 2]), 1 << 20, &mut stats);
+        assert!(s.handshake.ja4.as_deref().unwrap().starts_with("ts2i04"));
+    }
+
+    #[test]
+    fn a_broken_sslv2_hello_is_counted_and_ends_the_handshake() {
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        let mut hello = sslv2_hello([3, 1]);
+        // A challenge of 8 bytes: SSL 2.0 allows 16 to 32.
+        hello[10] = 8;
+        assert_eq!(
+            s.on_data(Side::A, &hello, 1 << 20, &mut stats),
+            Control::Done
+        );
+        assert_eq!(stats.hello_errors, 1);
+        assert!(s.handshake.client_hello.is_none());
+    }
+
+    #[test]
+    fn a_high_bit_first_byte_that_is_no_hello_is_not_tls() {
+        let mut s = TlsSession::default();
+        let mut stats = TlsStats::default();
+        // A v2 ServerHello (type 4) from the side that spoke first.
+        let mut r = sslv2_hello([3, 1]);
+        r[2] = 4;
+        assert_eq!(s.on_data(Side::A, &r, 1 << 20, &mut stats), Control::Ignore);
+        assert_eq!(stats.not_tls, 1);
     }
 
     /// A client hello, then `server` records; returns the session.
