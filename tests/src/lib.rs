@@ -13,6 +13,7 @@ pub mod netns;
 pub mod pcap_writer;
 pub mod proc;
 pub mod sensor_cli;
+pub mod sslv2_hello;
 pub mod tshark;
 
 pub use sensor_cli::sensor_bin;

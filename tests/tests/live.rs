@@ -291,6 +291,59 @@ fn client_hello_split_across_two_segments() {
     assert!(h["ja4"].as_str().is_some_and(|j| j.starts_with("t12d")));
 }
 
+/// An SSLv2-compatible ClientHello, the form old clients reach TLS 1.0
+/// servers with: the kernel opens a handshake flow for it, and the
+/// server's TLS 1.0 reply and chain are reported as `sensor analyze`
+/// reports them from a capture of the same traffic.
+#[test]
+fn an_sslv2_compatible_hello_is_followed_live() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("l");
+    let legacy = ["-tls1", "-cipher", "DEFAULT:@SECLEVEL=0"];
+    let _srv = s_server(&lab.server, &pki, 4439, "leaf", &legacy);
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tcpdump(&lab, pcap.path());
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if]);
+    let hello = lab
+        .client
+        .cmd(env!("CARGO_BIN_EXE_sslv2-hello"))
+        .args([&format!("{SERVER4}:4439"), "0301"])
+        .output()
+        .expect("sslv2-hello");
+    assert!(
+        String::from_utf8_lossy(&hello.stdout).contains(tests::sslv2_hello::DONE),
+        "{hello:?}"
+    );
+    let lines = sensor.stop();
+    std::thread::sleep(patience(Duration::from_millis(300)));
+    dump.stop().expect("tcpdump");
+
+    let hs = handshakes(&lines);
+    let h = one(hs.clone(), "SSLv2-compatible hello");
+    assert_eq!(h["version"], "TLS 1.0");
+    assert_eq!(h["cipher"], "TLS_RSA_WITH_AES_128_CBC_SHA");
+    assert_eq!(h["sni"], Value::Null);
+    // Version 769 and every spec, SSL 2.0 ones included, as Zeek's JA3
+    // counts them: the same for any challenge.
+    assert_eq!(h["ja3"], "791adb59dad95bb9ae5e5329e3b044d0");
+    assert!(
+        h["ja4"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("t10i040000_"))
+    );
+    assert_eq!(h["server_chain"].as_array().map(Vec::len), Some(2), "{h}");
+
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let off = one(handshakes(&offline), "SSLv2-compatible hello, offline");
+    assert_eq!(comparable(h), comparable(off));
+}
+
 #[test]
 fn loopback_sees_each_packet_twice_and_reports_once() {
     require_root();

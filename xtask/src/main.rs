@@ -69,12 +69,25 @@ enum Cmd {
         #[arg(long)]
         live_tests: Option<PathBuf>,
     },
+    /// Inside a fixtures namespace: the SSLv2-compatible hello's client.
+    #[command(hide = true)]
+    Sslv2Client {
+        #[arg(long)]
+        connect: String,
+        /// Client version, e.g. 0x0301.
+        #[arg(long, value_parser = parse_hex_u16)]
+        version: u16,
+    },
     /// The soak (root, not in CI): mixed traffic and pod churn for N minutes,
     /// RSS, CPU and counters every 10 s, a table and a verdict.
     Soak {
         #[arg(long, default_value_t = 30)]
         minutes: u64,
     },
+}
+
+fn parse_hex_u16(s: &str) -> Result<u16, std::num::ParseIntError> {
+    u16::from_str_radix(s.trim_start_matches("0x"), 16)
 }
 
 pub fn root() -> PathBuf {
@@ -188,5 +201,6 @@ fn main() -> Result<()> {
             live_tests,
         } => kernels::guest(&dir, &sensor, live_tests.as_deref()),
         Cmd::Soak { minutes } => soak(minutes),
+        Cmd::Sslv2Client { connect, version } => tests::sslv2_hello::run(&connect, version),
     }
 }
