@@ -74,6 +74,7 @@ const GUEST_LIVE_TESTS: &[&str] = &[
     "mtu_400_spreads_the_certificate_over_many_segments",
     "gso_packets_of_64k_are_read_whole",
     "client_hello_split_across_two_segments",
+    "an_sslv2_compatible_hello_is_followed_live",
     "loopback_sees_each_packet_twice_and_reports_once",
     "clsact_attach_sees_a_tls12_handshake",
     "bounded_loop_object_under_clsact_sees_a_whole_chain",
