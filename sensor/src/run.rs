@@ -124,6 +124,12 @@ impl UserCounts {
     }
 }
 
+/// How often the ring buffer is read without being woken: the programs
+/// wake this loop only once a quarter of the ring waits (ship.rs), since a
+/// wakeup per record cost more than the rest of the kernel's work on it.
+/// So a handshake's records wait at most this long.
+const RING_FLUSH: Duration = Duration::from_millis(10);
+
 fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
     match event {
         Event::Segment(seg) => pipeline.segment(&seg),
@@ -165,6 +171,8 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let mut stats = tokio::time::interval(opts.stats_interval);
     stats.tick().await;
     let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut flush = tokio::time::interval(RING_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reports = tokio::time::interval(opts.flow_report_interval);
     reports.tick().await;
     let deadline = async {
@@ -182,6 +190,12 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 counts.malformed += drain(guard.get_inner_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 guard.clear_ready();
+                for (a, b) in pipeline.take_finished() {
+                    programs.close_flow(a, b);
+                }
+            }
+            _ = flush.tick() => {
+                counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 for (a, b) in pipeline.take_finished() {
                     programs.close_flow(a, b);
                 }
