@@ -11,6 +11,7 @@ pub mod kube;
 pub mod live_sensor;
 pub mod netns;
 pub mod pcap_writer;
+pub mod peers;
 pub mod proc;
 pub mod sensor_cli;
 pub mod sslv2_hello;

@@ -77,6 +77,33 @@ impl Netns {
         run(self.cmd("sh").args(["-c", script]))
     }
 
+    /// Moves the calling thread (and the threads it starts afterwards)
+    /// into this namespace; setns affects that thread only.
+    pub fn enter(&self) {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(format!("/run/netns/{}", self.name)).expect("netns file");
+        // SAFETY: setns on a namespace file we hold open; this thread only.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    }
+
+    /// Runs `f` on a thread of its own inside this namespace.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                self.enter();
+                f()
+            })
+            .join()
+            .expect("netns thread")
+        })
+    }
+
+    /// [`Netns::sh`]'s standard output as text.
+    pub fn sh_out(&self, script: &str) -> String {
+        String::from_utf8_lossy(&self.sh(script).stdout).into_owned()
+    }
+
     /// Waits up to 10 s until something listens on TCP `port` here.
     pub fn listening(&self, port: u16) -> Result<()> {
         let deadline = Instant::now() + crate::patience(Duration::from_secs(10));

@@ -2,11 +2,10 @@
 //! server is not traffic, a SIGKILL leaves nothing attached and a restart
 //! resumes, a connection storm loses no handshake (or counts what it
 //! loses), and veth churn leaks nothing. Needs root; every namespace here
-//! is named `rel-...` and removed on drop.
+//! is a `tests::netns::Netns`, removed on drop, and every wait is stretched
+//! by `tests::patience` (TESTS_SLOWDOWN).
 
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aya::programs::SchedClassifier;
@@ -14,55 +13,10 @@ use aya::programs::tc::TcAttachType;
 use serde_json::Value;
 use tests::certs::Pki;
 use tests::kube::api::FakeApi;
+use tests::netns::Netns;
+use tests::peers;
 use tests::proc::{Reaped, Watched, run};
-use tests::{json_lines, of_kind, require_root, sensor_bin};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace of this test file, deleted when dropped.
-struct Ns {
-    name: String,
-}
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let name = format!("rel-{tag}-{}-{n}", std::process::id());
-        run(Command::new("ip").args(["netns", "add", &name]));
-        let ns = Ns { name };
-        ns.sh("ip link set lo up");
-        ns
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    fn sh(&self, script: &str) -> String {
-        String::from_utf8_lossy(&run(self.cmd("sh").args(["-c", script])).stdout).to_string()
-    }
-
-    fn wait_listen(&self, port: u16) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if !self.sh(&format!("ss -Hltn 'sport = :{port}'")).is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nothing listens on {port} in {}", self.name);
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+use tests::{json_lines, of_kind, patience, require_root, sensor_bin};
 
 /// `sensor run --json` in `ns` with `args`; stdout to a file.
 struct Sensor {
@@ -71,7 +25,7 @@ struct Sensor {
 }
 
 impl Sensor {
-    fn start(ns: &Ns, args: &[&str], wait_for: &str) -> Sensor {
+    fn start(ns: &Netns, args: &[&str], wait_for: &str) -> Sensor {
         let out = tempfile::NamedTempFile::new().expect("temp");
         let bin = sensor_bin();
         let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
@@ -88,7 +42,7 @@ impl Sensor {
     }
 
     fn stop(self) -> (Vec<Value>, Vec<String>) {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(patience(Duration::from_millis(300)));
         let log = self.watched.stop();
         let lines = json_lines(&std::fs::read_to_string(self.out.path()).expect("read"));
         (lines, log)
@@ -123,7 +77,7 @@ fn pki() -> Pki {
 /// A TLS front for a plain HTTP server: terminates TLS on `port` and
 /// relays each connection to 127.0.0.1:`backend`, as the API server's
 /// own TLS would.
-fn tls_front(ns: &Ns, pki: &Pki, port: u16, backend: u16) -> Reaped {
+fn tls_front(ns: &Netns, pki: &Pki, port: u16, backend: u16) -> Reaped {
     let script = format!(
         r#"
 import asyncio, ssl
@@ -169,7 +123,7 @@ asyncio.run(main())
 fn the_sensors_own_api_connections_are_not_traffic() {
     require_root();
     let pki = pki();
-    let ns = Ns::new("own");
+    let ns = Netns::new("own");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let api = rt.block_on(FakeApi::start_in_netns(&ns.name));
     let _front = tls_front(&ns, &pki, 6443, api.addr().port());
@@ -218,7 +172,7 @@ current-context: tls
     let start = Instant::now();
     while watched_kinds(&api) < 9 {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < patience(Duration::from_secs(60)),
             "{:?}",
             api.requests()
         );
@@ -230,10 +184,13 @@ current-context: tls
     api.drop_connections();
     let start = Instant::now();
     while watches(&api) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no re-watch");
+        assert!(
+            start.elapsed() < patience(Duration::from_secs(30)),
+            "no re-watch"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(patience(Duration::from_millis(500)));
     // Another process's handshake with the same server: reported.
     let out = ns
         .cmd("timeout")
@@ -269,9 +226,9 @@ current-context: tls
 /// from a thread inside `ns`: bpftool before 7.3 (this host has 7.1)
 /// lists TCX links as "type 11" without their device, and `bpftool net`
 /// does not show them at all, so counting with it would always say 0.
-fn attached_programs(ns: &Ns, dev: &str) -> usize {
+fn attached_programs(ns: &Netns, dev: &str) -> usize {
     let devs: Vec<String> = if dev.is_empty() {
-        ns.sh("ip -o link show")
+        ns.sh_out("ip -o link show")
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
             .map(|n| n.split('@').next().unwrap_or(n).to_string())
@@ -279,7 +236,7 @@ fn attached_programs(ns: &Ns, dev: &str) -> usize {
     } else {
         vec![dev.to_string()]
     };
-    let tcx = in_netns(ns, || {
+    let tcx = ns.run_in(|| {
         devs.iter()
             .flat_map(|d| [TcAttachType::Ingress, TcAttachType::Egress].map(|t| (d, t)))
             // A device deleted meanwhile has nothing attached.
@@ -289,7 +246,7 @@ fn attached_programs(ns: &Ns, dev: &str) -> usize {
     });
     // Filters only where a clsact qdisc is (one `tc` call otherwise).
     let clsact: Vec<String> = ns
-        .sh("tc qdisc show")
+        .sh_out("tc qdisc show")
         .lines()
         .filter(|l| l.starts_with("qdisc clsact"))
         .filter_map(|l| {
@@ -317,25 +274,10 @@ fn attached_programs(ns: &Ns, dev: &str) -> usize {
     tcx + filters
 }
 
-/// Runs `f` on a thread inside `ns` (setns affects the calling thread only).
-fn in_netns<T: Send>(ns: &Ns, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("netns file");
-            // SAFETY: setns on a namespace file we hold open; this thread only.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .expect("netns thread")
-    })
-}
-
 /// Two namespaces joined by a veth; returns (client, server).
-fn pair(tag: &str, net: &str) -> (Ns, Ns) {
-    let client = Ns::new(tag);
-    let server = Ns::new(tag);
+fn pair(tag: &str, net: &str) -> (Netns, Netns) {
+    let client = Netns::new(tag);
+    let server = Netns::new(tag);
     run(Command::new("ip").args([
         "link",
         "add",
@@ -350,47 +292,21 @@ fn pair(tag: &str, net: &str) -> (Ns, Ns) {
         "netns",
         &server.name,
     ]));
-    client.sh(&format!(
+    client.sh_out(&format!(
         "ip addr add {net}.1/24 dev rc0 && ip link set rc0 up"
     ));
-    server.sh(&format!(
+    server.sh_out(&format!(
         "ip addr add {net}.2/24 dev rs0 && ip link set rs0 up"
     ));
     (client, server)
 }
 
-fn s_server(ns: &Ns, pki: &Pki, port: u16) -> Reaped {
-    let mut cmd = ns.cmd("openssl");
-    cmd.args(["s_server", "-accept", &port.to_string(), "-www", "-quiet"])
-        .args(["-cert", &pki.p("srv.pem"), "-key", &pki.p("srv.key")])
-        .args(["-cert_chain", &pki.p("int.pem")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let r = Reaped::spawn(&mut cmd);
-    ns.wait_listen(port);
-    r
+fn s_server(ns: &Netns, pki: &Pki, port: u16) -> Reaped {
+    peers::s_server(ns, pki, port, "srv", &[])
 }
 
-fn s_client(ns: &Ns, host: &str, port: u16, sni: &str) {
-    let out = ns
-        .cmd("timeout")
-        .args([
-            "10",
-            "openssl",
-            "s_client",
-            "-connect",
-            &format!("{host}:{port}"),
-        ])
-        .args(["-servername", sni, "-tls1_2"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("s_client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn s_client(ns: &Netns, host: &str, port: u16, sni: &str) {
+    peers::handshake(ns, host, port, sni, &["-tls1_2"]);
 }
 
 /// SIGKILL gives the sensor no chance to detach. With TCX the links die
@@ -405,7 +321,7 @@ fn sigkill_then_restart(mode: &str, net: &str) {
     let peer = format!("{net}.2");
     let args = ["-i", "rc0", "--attach-mode", mode];
     let first = Sensor::start(&client, &args, "attached");
-    let show = || client.sh("bpftool net show dev rc0");
+    let show = || client.sh_out("bpftool net show dev rc0");
     assert_eq!(attached_programs(&client, "rc0"), 2, "{}", show());
     s_client(&client, &peer, 4443, "before.kill");
     // SAFETY: signalling our own child.
@@ -418,7 +334,7 @@ fn sigkill_then_restart(mode: &str, net: &str) {
         while attached_programs(&client, "rc0") > 0 {
             // A hang guard, not a speed requirement.
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < patience(Duration::from_secs(30)),
                 "left attached after SIGKILL: {}",
                 show()
             );
@@ -502,7 +418,7 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
         made += n;
     }
     let wall = t0.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(patience(Duration::from_millis(500)));
     let cpu = cpu_ticks(sensor.pid()) - cpu0;
     let (lines, _) = sensor.stop();
     let seen = handshakes_to(&lines, 4443).len() as u64;
@@ -531,8 +447,8 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     assert!(seen <= made + 2, "made {made}, seen {seen}");
 }
 
-fn count(ns: &Ns, script: &str) -> usize {
-    ns.sh(script).trim().parse().unwrap_or(0)
+fn count(ns: &Netns, script: &str) -> usize {
+    ns.sh_out(script).trim().parse().unwrap_or(0)
 }
 
 fn fds(pid: i32) -> usize {
@@ -555,7 +471,7 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
     let (client, server) = pair("churn", "10.90.0");
     let _srv = s_server(&server, &pki, 4443);
     let sensor = Sensor::start(&client, &[], "attached");
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(patience(Duration::from_millis(500)));
     let links0 = count(&client, "ip -o link | wc -l");
     let qdiscs0 = count(&client, "tc qdisc show | wc -l");
     let progs0 = attached_programs(&client, "");
@@ -580,12 +496,12 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
             let f = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(f.path(), add).unwrap();
             let added = Instant::now();
-            client.sh(&format!("ip -batch {}", f.path().display()));
+            client.sh_out(&format!("ip -batch {}", f.path().display()));
             // Both ends of each new pair attached before the next batch.
             let want = progs0 + 4 * (hi - lo);
             while attached_programs(&client, "") < want {
                 assert!(
-                    added.elapsed() < Duration::from_secs(30),
+                    added.elapsed() < patience(Duration::from_secs(30)),
                     "batch {batch}: {} of {want} programs attached",
                     attached_programs(&client, "")
                 );
@@ -594,7 +510,7 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
             slowest = slowest.max(added.elapsed());
             let del: String = (lo..hi).map(|i| format!("link del rv{i}a\n")).collect();
             std::fs::write(f.path(), del).unwrap();
-            client.sh(&format!("ip -batch {}", f.path().display()));
+            client.sh_out(&format!("ip -batch {}", f.path().display()));
         }
         eprintln!(
             "churn: {pairs} veth pairs created, attached and deleted in {:.1} s; \
@@ -604,7 +520,7 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
         );
         t.join().unwrap()
     });
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(patience(Duration::from_secs(1)));
     let links1 = count(&client, "ip -o link | wc -l");
     let qdiscs1 = count(&client, "tc qdisc show | wc -l");
     let progs1 = attached_programs(&client, "");

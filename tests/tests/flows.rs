@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tests::certs::Pki;
 use tests::live_sensor::LiveSensor;
 use tests::netns::{Netns, Pair, SERVER4, Tcpdump};
+use tests::peers::{self, http_server};
 use tests::proc::{Reaped, run};
 use tests::{json_lines, of_kind, require_root, sensor_bin, tshark};
 
@@ -23,43 +24,20 @@ fn pki() -> Pki {
     pki
 }
 
-/// `openssl s_server`; with `-www` it answers a GET and closes; with
-/// `-rev` it sends each line back reversed until the client closes
-/// (interactive, it would close at its own stdin's end).
+/// `openssl s_server` serving `leaf`; with `-www` it answers a GET and
+/// closes; with `-rev` it sends each line back reversed until the client
+/// closes (interactive, it would close at its own stdin's end).
 fn s_server(ns: &Netns, pki: &Pki, port: u16, extra: &[&str]) -> Reaped {
-    let mut cmd = ns.cmd("openssl");
-    cmd.args(["s_server", "-accept", &port.to_string(), "-quiet"])
-        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
-        .args(["-cert_chain", &pki.p("int.pem")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let r = Reaped::spawn(&mut cmd);
-    ns.wait_listen(port);
-    r
+    peers::openssl_server(ns, pki, port, "leaf", extra)
 }
 
-fn http_server(ns: &Netns, port: u16) -> Reaped {
-    let mut cmd = ns.cmd("python3");
-    cmd.args(["-m", "http.server", &port.to_string(), "--bind", SERVER4])
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let r = Reaped::spawn(&mut cmd);
-    ns.wait_listen(port);
-    r
-}
-
+/// curl, with the lab's server name resolved and its certificate unchecked.
 fn curl(ns: &Netns, url: &str, extra: &[&str]) {
-    run(ns
-        .cmd("curl")
-        .args(["-sSk", "-o", "/dev/null", "--max-time", "10"])
-        .args(["--resolve", &format!("{SNI}:4441:{SERVER4}")])
-        .args(["--resolve", &format!("{SNI}:4444:{SERVER4}")])
-        .args(extra)
-        .arg(url));
+    let resolve = |port: u16| format!("{SNI}:{port}:{SERVER4}");
+    let (r1, r2) = (resolve(4441), resolve(4444));
+    let mut args = vec!["-k", "--resolve", &r1, "--resolve", &r2];
+    args.extend(extra);
+    peers::curl_with(ns, url, &args);
 }
 
 /// A TLS 1.3 client that sends a line every 0.3 s until `stop` exists,
@@ -80,7 +58,8 @@ fn slow_client(ns: &Netns, port: u16, stop: &Path) -> Reaped {
 
 /// Waits for a process to exit on its own (a client told to stop).
 fn wait_exit(mut p: Reaped) {
-    for _ in 0..200 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < tests::patience(Duration::from_secs(20)) {
         if p.0.try_wait().expect("try_wait").is_some() {
             return;
         }

@@ -3,54 +3,18 @@
 //! Needs root.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use tests::certs::Pki;
 use tests::live_sensor::LiveSensor as Sensor;
 use tests::netns::{CLIENT4, Netns, Pair, SERVER4, SERVER6, Tcpdump};
+use tests::peers::{curl, http_server, s_client, s_server};
 use tests::proc::{Reaped, run};
 use tests::{json_lines, of_kind, patience, require_root, sensor_bin};
 
 const SNI: &str = "server.test";
-
-fn s_server(ns: &Netns, pki: &Pki, port: u16, leaf: &str, extra: &[&str]) -> Reaped {
-    let port_s = port.to_string();
-    let mut cmd = ns.cmd("openssl");
-    cmd.args(["s_server", "-accept", &port_s, "-www", "-quiet"])
-        .args([
-            "-cert",
-            &pki.p(&format!("{leaf}.pem")),
-            "-key",
-            &pki.p(&format!("{leaf}.key")),
-        ])
-        .args(["-cert_chain", &pki.p("int.pem")])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let r = Reaped::spawn(&mut cmd);
-    ns.wait_listen(port);
-    r
-}
-
-fn s_client(ns: &Netns, host: &str, port: u16, sni: &str, extra: &[&str]) -> Output {
-    ns.cmd("timeout")
-        .arg(patience(Duration::from_secs(10)).as_secs().to_string())
-        .args([
-            "openssl",
-            "s_client",
-            "-connect",
-            &format!("{host}:{port}"),
-            "-servername",
-            sni,
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("s_client")
-}
 
 fn handshakes(lines: &[Value]) -> Vec<&Value> {
     of_kind(lines, "handshake")
@@ -622,28 +586,6 @@ fn without_capabilities_it_names_the_missing_ones() {
     for cap in ["CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON"] {
         assert!(err.contains(cap), "{cap} not named in: {err}");
     }
-}
-
-/// `python3 -m http.server` in the server namespace (HTTP/1.0: it closes
-/// each connection after the answer).
-fn http_server(ns: &Netns, port: u16) -> Reaped {
-    let mut cmd = ns.cmd("python3");
-    cmd.args(["-m", "http.server", &port.to_string(), "--bind", SERVER4])
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let r = Reaped::spawn(&mut cmd);
-    ns.wait_listen(port);
-    r
-}
-
-fn curl(ns: &Netns, url: &str) {
-    run(ns
-        .cmd("curl")
-        .args(["-sS", "-o", "/dev/null", "--max-time"])
-        .arg(patience(Duration::from_secs(10)).as_secs().to_string())
-        .arg(url));
 }
 
 /// Plain HTTP between two namespaces: the kernel follows each connection

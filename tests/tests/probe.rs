@@ -4,10 +4,9 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sensor::capture::own::Announced;
@@ -22,25 +21,15 @@ use tests::{json_lines, of_kind, require_root, sensor_bin};
 
 const SNI: &str = "server.test";
 
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// A namespace named `prb-...`, deleted when dropped.
+/// A namespace of this file, deleted when dropped.
 fn netns() -> Netns {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let name = format!("prb-{}x{n}", std::process::id() % 100_000);
-    run(Command::new("ip").args(["netns", "add", &name]));
-    let ns = Netns { name };
-    ns.sh("ip link set lo up");
-    ns
+    Netns::new("prb")
 }
 
 /// Moves the calling thread (and the threads it starts later: the
 /// prober's workers) into `ns`.
 fn enter(ns: &Netns) {
-    let f = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("netns file");
-    // SAFETY: setns on a namespace file we hold open; affects this thread only.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+    ns.enter();
 }
 
 fn pki() -> Pki {

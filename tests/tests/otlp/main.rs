@@ -1432,3 +1432,146 @@ fn analyze_exports_traffic_bytes_by_encryption() {
     assert_eq!(by("false"), tshark_payload_bytes(&plain));
     assert_eq!(by("true"), tshark_payload_bytes(&tls));
 }
+
+/// `name: N` inside the Debug text of the exporter's final report (the
+/// "OTLP export stopped" line of `sensor run`).
+fn report_field(line: &str, name: &str) -> u64 {
+    let at = line
+        .find(&format!("{name}: "))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
+    line[at + name.len() + 2..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// `sensor run` exports live handshake logs while the collector restarts:
+/// nothing blocks, export resumes by itself when the collector is back on
+/// the same address, and every log record made (handshakes, findings,
+/// certificates) either reached a receiver or is in the dropped count,
+/// which the new receiver also gets as `sensor.export.dropped`.
+#[test]
+fn run_export_resumes_after_the_collector_restarts_and_counts_what_was_lost() {
+    tests::require_root();
+    let ns = tests::netns::Netns::new("otlprestart");
+    ns.sh("ip link set lo up");
+    let (grpc, http) = (14317, 14318);
+    let r = Rotel::start_in(Some(&ns), grpc, http);
+    let pki = tests::certs::Pki::new();
+    pki.leaf("leaf", "restart.otlp.test", 0, false);
+    let mut server = ns.cmd("openssl");
+    server
+        .args(["s_server", "-accept", "4461", "-www", "-quiet"])
+        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
+        .args(["-cert_chain", &pki.p("int.pem")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _server = tests::proc::Reaped::spawn(&mut server);
+    ns.wait_listen(4461);
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let bin = sensor_bin();
+    let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") {
+            cmd.env_remove(k);
+        }
+    }
+    // A small queue and batch, so the outage overflows the queue within a
+    // few dozen handshakes instead of thousands.
+    cmd.env("RUST_LOG", "info")
+        .env("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "8")
+        .args(["run", "--json", "-i", "lo", "--stats-interval", "3600"])
+        .args(["--otlp", &r.grpc(), "--otlp-protocol", "grpc"])
+        .args(["--otlp-interval", "1", "--otlp-handshake-logs"])
+        .args(["--otlp-log-queue", "16"]);
+    let mut sensor = tests::proc::Watched::spawn(&mut cmd, out.reopen().expect("reopen"));
+    sensor.wait_for("attached", Duration::from_secs(60));
+    let handshake = |sni: &str| {
+        let o = ns
+            .cmd("timeout")
+            .args(["10", "openssl", "s_client", "-connect", "127.0.0.1:4461"])
+            .args(["-servername", sni, "-tls1_2"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("s_client");
+        assert!(o.status.success(), "{o:?}");
+    };
+    let with_sni = |d: &Dump, prefix: &str| {
+        d.events("tls.handshake")
+            .iter()
+            .filter(|l| l.attrs.values().any(|v| v.contains(prefix)))
+            .count()
+    };
+    // Up.
+    for i in 0..5 {
+        handshake(&format!("up-{i}.restart.test"));
+    }
+    r.wait("the handshake logs before the outage", |d| {
+        with_sni(d, "up-") == 5
+    });
+    let before = r.stop();
+    // Down: more than the queue holds.
+    for i in 0..40 {
+        handshake(&format!("down-{i}.restart.test"));
+    }
+    // Not a timing requirement: gives the batch processor (1 s schedule)
+    // time to try an export against the closed port.
+    std::thread::sleep(Duration::from_secs(3));
+    // Back on the same address; the sensor is not told.
+    let r = Rotel::start_in(Some(&ns), grpc, http);
+    for i in 0..5 {
+        handshake(&format!("back-{i}.restart.test"));
+    }
+    r.wait("the handshake logs after the restart", |d| {
+        with_sni(d, "back-") == 5
+    });
+    let log = sensor.stop();
+    let stopped = log
+        .iter()
+        .find(|l| l.contains("OTLP export stopped"))
+        .unwrap_or_else(|| panic!("no final report:\n{}", log.join("\n")));
+    let exported = report_field(stopped, "logs_exported");
+    let dropped = report_field(stopped, "logs_dropped_queue_full")
+        + report_field(stopped, "logs_dropped_export_failed");
+    // The final metric export (at shutdown) carries the final count.
+    r.wait("the final sensor.export.dropped", |d| {
+        let v: f64 = d
+            .last("sensor.export.dropped")
+            .iter()
+            .map(|p| p.value)
+            .sum();
+        v as u64 == dropped
+    });
+    let after = r.stop();
+    let recs = json_lines(&std::fs::read_to_string(out.path()).expect("output"));
+    let made = of_kind(&recs, "handshake")
+        .iter()
+        .filter(|h| h["server"]["port"] == 4461)
+        .count() as u64;
+    assert_eq!(made, 50, "every handshake recorded on stdout");
+    // Each JSON line of these kinds is one log record (a handshake, each of
+    // its findings, a certificate's first sighting): what the sensor made.
+    let made_logs: u64 = ["handshake", "finding", "certificate"]
+        .iter()
+        .map(|k| of_kind(&recs, k).len() as u64)
+        .sum();
+    let received =
+        (before.events("tls.handshake").len() + after.events("tls.handshake").len()) as u64;
+    let received_all = (before.logs.len() + after.logs.len()) as u64;
+    eprintln!(
+        "collector restart: {made_logs} log records made ({made} handshake logs), \
+         {received_all} received ({received} handshake logs), {dropped} counted dropped \
+         ({} queue full, {} export failed); {exported} exported",
+        report_field(stopped, "logs_dropped_queue_full"),
+        report_field(stopped, "logs_dropped_export_failed"),
+    );
+    assert_eq!(received_all, exported, "what the sensor exported arrived");
+    assert!(dropped > 0, "the outage lost records: {stopped}");
+    assert_eq!(received_all + dropped, made_logs, "{stopped}");
+    assert!(made - received <= dropped, "{stopped}");
+    assert_eq!(with_sni(&before, "up-"), 5);
+    assert_eq!(with_sni(&after, "back-"), 5);
+}
