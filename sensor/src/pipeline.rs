@@ -119,9 +119,9 @@ impl<K: RecordSink> Stages<K> {
         if let Some(own) = &mut self.own {
             // Counted once, at its end.
             let mine = if end {
-                own.claim(t.client, t.server)
+                own.claim(t.client, t.server, t.start_us)
             } else {
-                own.check(t.client, t.server)
+                own.check(t.client, t.server, t.start_us)
             };
             if mine {
                 if end {
@@ -180,7 +180,11 @@ impl<K: RecordSink> Stages<K> {
         };
         conn.reported = true;
         if let Some(own) = &mut self.own
-            && own.claim(meta.addr(client), meta.addr(client.other()))
+            && own.claim(
+                meta.addr(client),
+                meta.addr(client.other()),
+                meta.first_seen_us,
+            )
         {
             return;
         }

@@ -21,6 +21,10 @@ const ADDRS_EVERY: Duration = Duration::from_secs(10);
 /// How long an endpoint stays known after its socket closed: a
 /// connection's end can be reported after its socket is gone.
 const REMEMBER: Duration = Duration::from_secs(120);
+/// Packet times come from the kernel's monotonic clock mapped to wall
+/// time once at start-up; a listing must follow a connection's first
+/// packet by this much to be known to have seen its socket.
+const LISTING_SLACK_US: i64 = 5_000;
 /// Bound on remembered endpoints (the sensor holds a few dozen sockets).
 pub const MAX_KNOWN: usize = 4096;
 
@@ -30,6 +34,8 @@ pub struct OwnStats {
     pub connections: u64,
     /// Reads of the TCP tables (this process's sockets changed).
     pub table_reads: u64,
+    /// Listings of this process's sockets.
+    pub listings: u64,
     /// Lookups that failed (no /proc): those connections are reported.
     pub lookup_errors: u64,
     /// Endpoints forgotten early because `MAX_KNOWN` was reached.
@@ -123,6 +129,9 @@ pub struct OwnSockets {
     /// Client endpoints of this process's sockets.
     known: HashMap<SocketAddr, Known>,
     announced: Announced,
+    /// When the last listing of this process's sockets began (µs since
+    /// the epoch).
+    listed_us: Option<i64>,
     logged: bool,
     stats: OwnStats,
 }
@@ -148,10 +157,10 @@ impl OwnSockets {
         }
     }
 
-    /// Whether the connection from `client` to `server` is the sensor's
-    /// own; counts it.
-    pub fn claim(&mut self, client: SocketAddr, server: SocketAddr) -> bool {
-        let own = self.check(client, server);
+    /// Whether the connection from `client` to `server`, first seen at
+    /// `since_us` (µs since the epoch), is the sensor's own; counts it.
+    pub fn claim(&mut self, client: SocketAddr, server: SocketAddr, since_us: i64) -> bool {
+        let own = self.check(client, server, since_us);
         if own {
             self.stats.connections += 1;
         }
@@ -160,13 +169,24 @@ impl OwnSockets {
 
     /// Like `claim`, without counting: a connection asked about at every
     /// periodic report is counted once, at its end.
-    pub fn check(&mut self, client: SocketAddr, server: SocketAddr) -> bool {
-        self.announced.contains(client, server) || self.is_own(canonical(client), Instant::now())
+    pub fn check(&mut self, client: SocketAddr, server: SocketAddr, since_us: i64) -> bool {
+        self.announced.contains(client, server)
+            || self.is_own(canonical(client), since_us, Instant::now())
     }
 
-    fn is_own(&mut self, client: SocketAddr, now: Instant) -> bool {
+    fn is_own(&mut self, client: SocketAddr, since_us: i64, now: Instant) -> bool {
         if self.known.contains_key(&client) {
             return true;
+        }
+        // A socket of ours sent the connection's first packet, so it was in
+        // every listing made after that: one listing answers a whole burst
+        // of connections from this host (a storm from the node itself)
+        // instead of one listing each.
+        if self
+            .listed_us
+            .is_some_and(|l| l > since_us.saturating_add(LISTING_SLACK_US))
+        {
+            return false;
         }
         if self
             .addrs_read
@@ -198,7 +218,10 @@ impl OwnSockets {
     }
 
     fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
+        let listed_us = wall_us();
         let inodes = socket_inodes()?;
+        self.stats.listings += 1;
+        self.listed_us = Some(listed_us);
         if inodes != self.inodes {
             self.stats.table_reads += 1;
             for (local, inode) in tcp_sockets()? {
@@ -226,6 +249,12 @@ impl OwnSockets {
         }
         Ok(())
     }
+}
+
+fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Addresses of this network namespace's interfaces.
@@ -262,22 +291,34 @@ fn local_ips() -> std::io::Result<HashSet<IpAddr>> {
     Ok(ips)
 }
 
-/// Inodes of this process's sockets.
+/// Inodes of this process's sockets: the descriptor numbers from
+/// /proc/self/fd, each asked with fstat. A readlink per descriptor (the
+/// `socket:[inode]` text) walked procfs paths with their permission checks
+/// and cost ~100 µs per lookup, paid by every handshake of a client on
+/// this host (a storm from the node itself); fstat on the number is one
+/// cheap call.
 fn socket_inodes() -> std::io::Result<HashSet<u64>> {
     let mut inodes = HashSet::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         let Ok(entry) = entry else { continue };
-        // A descriptor closed meanwhile is simply not ours any more.
-        let Ok(target) = std::fs::read_link(entry.path()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
-        if let Some(inode) = target
-            .to_str()
-            .and_then(|t| t.strip_prefix("socket:["))
-            .and_then(|t| t.strip_suffix(']'))
-            .and_then(|t| t.parse::<u64>().ok())
-        {
-            inodes.insert(inode);
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes a whole `stat` into `st` when it returns 0;
+        // a descriptor closed meanwhile (or the listing's own) fails or
+        // is no socket, and is simply not counted.
+        if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+            continue;
+        }
+        // SAFETY: fstat succeeded, so `st` is initialised.
+        let st = unsafe { st.assume_init() };
+        if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+            inodes.insert(st.st_ino);
         }
     }
     Ok(inodes)
@@ -353,6 +394,24 @@ mod tests {
     /// sighting; one another process makes is not; a pod's address is
     /// never looked up.
     #[test]
+    fn one_listing_answers_every_connection_first_seen_before_it() {
+        let mut own = OwnSockets::new();
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let long_ago = wall_us() - 60_000_000;
+        assert!(!own.claim("127.0.0.1:40001".parse().unwrap(), server, long_ago));
+        assert_eq!(own.stats.listings, 1);
+        assert!(!own.claim("127.0.0.1:40002".parse().unwrap(), server, long_ago));
+        assert_eq!(
+            own.stats.listings, 1,
+            "a socket of ours would have been listed"
+        );
+        // First seen after the listing: its socket may be newer than it.
+        let later = wall_us() + 60_000_000;
+        assert!(!own.claim("127.0.0.1:40003".parse().unwrap(), server, later));
+        assert_eq!(own.stats.listings, 2);
+    }
+
+    #[test]
     fn this_process_sockets_are_own_and_others_are_not() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
@@ -360,9 +419,9 @@ mod tests {
         let (_accepted, _) = l.accept().unwrap();
         let server = l.local_addr().unwrap();
         let mut own = OwnSockets::new();
-        assert!(own.claim(c.local_addr().unwrap(), server));
+        assert!(own.claim(c.local_addr().unwrap(), server, i64::MAX));
         // Remembered: no second read of the tables.
-        assert!(own.claim(c.local_addr().unwrap(), server));
+        assert!(own.claim(c.local_addr().unwrap(), server, i64::MAX));
         assert_eq!(own.stats.table_reads, 1);
         assert_eq!(own.stats.connections, 2);
         let mut child = std::process::Command::new("bash")
@@ -371,10 +430,13 @@ mod tests {
             .spawn()
             .expect("bash");
         let (_s, other) = l.accept().unwrap();
-        assert!(!own.claim(other, server), "{other} is another process's");
+        assert!(
+            !own.claim(other, server, i64::MAX),
+            "{other} is another process's"
+        );
         child.wait().unwrap();
         let reads = own.stats.table_reads;
-        assert!(!own.claim("10.244.9.9:40000".parse().unwrap(), server));
+        assert!(!own.claim("10.244.9.9:40000".parse().unwrap(), server, i64::MAX));
         assert_eq!(own.stats.table_reads, reads);
         assert_eq!(own.stats.connections, 2);
         assert_eq!(own.stats.lookup_errors, 0);
@@ -400,7 +462,7 @@ mod tests {
             ..OwnSockets::default()
         };
         // Announced connections need no lookup, even from a pod address.
-        assert!(sockets.claim("10.0.0.9:40002".parse().unwrap(), s));
+        assert!(sockets.claim("10.0.0.9:40002".parse().unwrap(), s, i64::MAX));
         assert_eq!(sockets.stats().connections, 1);
         assert_eq!(sockets.stats().dropped, 1);
         assert_eq!(sockets.stats().table_reads, 0);
