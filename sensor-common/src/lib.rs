@@ -159,6 +159,9 @@ pub const CONN_PLAIN: u8 = 1;
 pub const CONN_TLS: u8 = 2;
 /// TLS whose handshake FLOWS no longer follows: counted only.
 pub const CONN_TLS_COUNTING: u8 = 3;
+/// Preamble bytes (both directions) shipped before a connection that has
+/// not started TLS is taken for plaintext; user space examines as many.
+pub const PREAMBLE_BYTES: u64 = 8192;
 
 /// `ConnState::flags`: the connection was open before its SYN was seen.
 pub const CONN_PARTIAL: u8 = 1;
