@@ -11,6 +11,7 @@ pub mod kube;
 pub mod live_sensor;
 pub mod netns;
 pub mod pcap_writer;
+pub mod postgres;
 pub mod proc;
 pub mod sensor_cli;
 pub mod tshark;

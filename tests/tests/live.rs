@@ -699,3 +699,119 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     assert_eq!(off[0]["evidence"], f["evidence"], "live and offline bytes");
     assert!(f["evidence"]["bytes_to_client"].as_u64().unwrap() > 100);
 }
+
+/// PostgreSQL with `ssl=on` between two pods (Debian's server, psql and
+/// `openssl s_client -starttls postgres` as clients): the SSLRequest
+/// preamble is no plaintext, the handshake after it is reported with
+/// `starttls: "postgres"` and the chain the server sent; a second server
+/// with `ssl=off` answers 'N' to psql's `sslmode=prefer`, and that
+/// connection is plaintext. `sensor analyze` of a capture of the same
+/// traffic reports the same.
+#[test]
+fn postgres_sslrequest_is_tls_and_a_refused_one_plaintext() {
+    require_root();
+    let pki = pki_with_leaf();
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let lab = Pair::new("g");
+    let chain = [pki.read("leaf.pem"), pki.read("int.pem")].concat();
+    let key = pki.read("leaf.key");
+    let tls = tests::postgres::Tls {
+        chain_pem: chain.as_bytes(),
+        key_pem: key.as_bytes(),
+        max_version: "TLSv1.2",
+    };
+    let _tls_pg = tests::postgres::Postgres::start(&lab.server, SERVER4, 5432, Some(tls))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let _plain_pg = tests::postgres::Postgres::start(&lab.server, SERVER4, 5433, None)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tcpdump(&lab, pcap.path());
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    let psql = |port, mode| {
+        tests::postgres::psql(&lab.client, SERVER4, port, mode).unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    assert_eq!(psql(5432, "require").trim(), "1");
+    let out = s_client(
+        &lab.client,
+        SERVER4,
+        5432,
+        SNI,
+        &["-starttls", "postgres", "-tls1_2"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "s_client -starttls postgres saw no certificate: {out:?}"
+    );
+    assert_eq!(psql(5433, "prefer").trim(), "1");
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop().expect("tcpdump");
+
+    let chain = vec![pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")];
+    let check = |lines: &[Value], how: &str| {
+        let hs: Vec<&Value> = handshakes(lines)
+            .into_iter()
+            .filter(|h| h["server"]["port"] == 5432)
+            .collect();
+        assert_eq!(hs.len(), 2, "{how}: psql and s_client: {hs:#?}");
+        for h in hs {
+            assert_eq!(h["starttls"], "postgres", "{how}: {h}");
+            assert_eq!(h["version"], "TLS 1.2", "{how}: {h}");
+            assert_eq!(h["server_chain"], serde_json::json!(chain), "{how}: {h}");
+            assert_eq!(h["certificate_source"], "observed", "{how}: {h}");
+        }
+        assert!(
+            handshakes(lines)
+                .iter()
+                .all(|h| h["server"]["port"] != 5433),
+            "{how}: the refused upgrade is no handshake"
+        );
+        let plain: Vec<&Value> = of_kind(lines, "finding")
+            .into_iter()
+            .filter(|f| f["rule"] == "tls.plaintext")
+            .collect();
+        assert_eq!(plain.len(), 1, "{how}: {plain:#?}");
+        assert_eq!(
+            plain[0]["server"]["port"], 5433,
+            "{how}: only the refused one"
+        );
+        assert_eq!(summary(lines)["findings"]["tls.plaintext"], 1, "{how}");
+        // The flow records agree: the upgraded connections' traffic is
+        // encrypted, the refused one's plaintext.
+        let ended = |port: u16| -> Vec<&Value> {
+            of_kind(lines, "flow")
+                .into_iter()
+                .filter(|f| f["server"]["port"] == port && !f["end"].is_null())
+                .collect()
+        };
+        let tls = ended(5432);
+        assert_eq!(tls.len(), 2, "{how}: {tls:#?}");
+        assert!(tls.iter().all(|f| f["tls"].is_object()), "{how}: {tls:#?}");
+        let plain = ended(5433);
+        assert_eq!(plain.len(), 1, "{how}: {plain:#?}");
+        assert!(plain[0]["tls"].is_null(), "{how}: {plain:#?}");
+    };
+    check(&lines, "live");
+    assert_eq!(
+        kernel(&lines, "preamble_flows"),
+        3,
+        "psql, s_client and the refused psql opened with an SSLRequest"
+    );
+    assert_eq!(
+        kernel(&lines, "plain_flows"),
+        0,
+        "no preamble turned plaintext by the bound"
+    );
+    let out = run(Command::new(sensor_bin()).args([
+        "analyze",
+        "--json",
+        "--inventory",
+        pods,
+        pcap.path().to_str().expect("utf-8"),
+    ]));
+    check(
+        &json_lines(&String::from_utf8_lossy(&out.stdout)),
+        "offline",
+    );
+}
