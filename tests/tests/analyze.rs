@@ -78,6 +78,8 @@ fn the_recorded_captures_are_all_there() {
         "tls12-validity-398d",
         "tls12-dn-attributes",
         "tls12-tcp-fast-open",
+        "starttls-postgres",
+        "postgres-ssl-refused",
         "plain-http",
     ] {
         assert!(
@@ -177,7 +179,7 @@ fn field<'a>(hs: &'a [Value], f: &str) -> Vec<&'a Value> {
 #[test]
 fn expected_records_carry_each_scenarios_point() {
     for (name, _, exp_file) in captures() {
-        if name == "plain-http" {
+        if NOT_TLS.contains(&name.as_str()) {
             continue;
         }
         let exp = expected(&exp_file);
@@ -205,6 +207,10 @@ fn expected_records_carry_each_scenarios_point() {
         handshakes_of("tls12-resume-ticket")[1]["server_chain"],
         Value::Array(vec![])
     );
+    // psql and openssl s_client -starttls postgres, both after an SSLRequest.
+    let pg = handshakes_of("starttls-postgres");
+    assert_eq!(field(&pg, "starttls"), [&"postgres", &"postgres"]);
+    assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];
     assert_eq!(m["mutual"], true);
     assert_eq!(m["client_chain"].as_array().map(Vec::len), Some(2));
@@ -470,11 +476,35 @@ fn plain_http_with_an_inventory_is_one_finding_per_server() {
     assert_eq!(kind(&lines, "summary")[0]["plaintext_flows"], 1);
 }
 
+/// The captures that hold no TLS connection.
+const NOT_TLS: &[&str] = &["plain-http", "postgres-ssl-refused"];
+
+/// PostgreSQL with ssl=off answers the SSLRequest with 'N' and psql goes
+/// on in clear: one plaintext flow, a tls.plaintext finding between pods,
+/// no handshake.
+#[test]
+fn a_refused_postgres_upgrade_is_plaintext() {
+    let pcap = data_dir().join("postgres-ssl-refused.pcap");
+    let got = analyze_with(
+        std::slice::from_ref(&pcap),
+        config_with_pods(&["10.123.0.1", "10.123.0.2"]),
+    );
+    let plain: Vec<&Value> = got
+        .records
+        .findings()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert_eq!(plain[0]["server"]["port"], 5432);
+    assert_eq!(got.summary.plaintext_flows, 1);
+    assert_eq!(got.summary.handshakes, 0);
+}
+
 /// Every TLS capture, peers known as pods: TLS is never plaintext.
 #[test]
 fn tls_captures_are_never_plaintext() {
     for (name, pcap, _) in captures() {
-        if name == "plain-http" {
+        if NOT_TLS.contains(&name.as_str()) {
             continue;
         }
         let got = analyze_with(

@@ -24,6 +24,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("setpriv", "util-linux"),
     ("python3", "python3"),
+    // TLS inside other protocols: the real server and client
+    // (tests/src/postgres.rs runs the server from /usr/lib/postgresql).
+    ("pg_ctlcluster", "postgresql"),
+    ("psql", "postgresql-client"),
 ];
 
 fn have(cmd: &str) -> bool {
