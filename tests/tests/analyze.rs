@@ -80,6 +80,7 @@ fn the_recorded_captures_are_all_there() {
         "tls12-tcp-fast-open",
         "starttls-postgres",
         "postgres-ssl-refused",
+        "starttls-smtp",
         "plain-http",
     ] {
         assert!(
@@ -210,6 +211,10 @@ fn expected_records_carry_each_scenarios_point() {
     // psql and openssl s_client -starttls postgres, both after an SSLRequest.
     let pg = handshakes_of("starttls-postgres");
     assert_eq!(field(&pg, "starttls"), [&"postgres", &"postgres"]);
+    assert_eq!(
+        field(&handshakes_of("starttls-smtp"), "starttls"),
+        [&"smtp"]
+    );
     assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];
     assert_eq!(m["mutual"], true);

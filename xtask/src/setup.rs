@@ -28,6 +28,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // (tests/src/postgres.rs runs the server from /usr/lib/postgresql).
     ("pg_ctlcluster", "postgresql"),
     ("psql", "postgresql-client"),
+    ("aiosmtpd", "python3-aiosmtpd"),
 ];
 
 fn have(cmd: &str) -> bool {
