@@ -81,6 +81,7 @@ fn the_recorded_captures_are_all_there() {
         "starttls-postgres",
         "postgres-ssl-refused",
         "starttls-smtp",
+        "starttls-http-connect",
         "plain-http",
     ] {
         assert!(
@@ -214,6 +215,10 @@ fn expected_records_carry_each_scenarios_point() {
     assert_eq!(
         field(&handshakes_of("starttls-smtp"), "starttls"),
         [&"smtp"]
+    );
+    assert_eq!(
+        field(&handshakes_of("starttls-http-connect"), "starttls"),
+        [&"http_connect"]
     );
     assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];

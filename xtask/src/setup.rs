@@ -29,6 +29,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("pg_ctlcluster", "postgresql"),
     ("psql", "postgresql-client"),
     ("aiosmtpd", "python3-aiosmtpd"),
+    ("tinyproxy", "tinyproxy"),
 ];
 
 fn have(cmd: &str) -> bool {
