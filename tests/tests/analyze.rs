@@ -82,6 +82,7 @@ fn the_recorded_captures_are_all_there() {
         "postgres-ssl-refused",
         "starttls-smtp",
         "starttls-http-connect",
+        "starttls-ftp",
         "plain-http",
     ] {
         assert!(
@@ -220,6 +221,7 @@ fn expected_records_carry_each_scenarios_point() {
         field(&handshakes_of("starttls-http-connect"), "starttls"),
         [&"http_connect"]
     );
+    assert_eq!(field(&handshakes_of("starttls-ftp"), "starttls"), [&"ftp"]);
     assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];
     assert_eq!(m["mutual"], true);

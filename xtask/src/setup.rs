@@ -30,6 +30,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("psql", "postgresql-client"),
     ("aiosmtpd", "python3-aiosmtpd"),
     ("tinyproxy", "tinyproxy"),
+    ("vsftpd", "vsftpd"),
 ];
 
 fn have(cmd: &str) -> bool {
