@@ -83,6 +83,7 @@ fn the_recorded_captures_are_all_there() {
         "starttls-smtp",
         "starttls-http-connect",
         "starttls-ftp",
+        "starttls-mysql",
         "plain-http",
     ] {
         assert!(
@@ -222,6 +223,10 @@ fn expected_records_carry_each_scenarios_point() {
         [&"http_connect"]
     );
     assert_eq!(field(&handshakes_of("starttls-ftp"), "starttls"), [&"ftp"]);
+    assert_eq!(
+        field(&handshakes_of("starttls-mysql"), "starttls"),
+        [&"mysql"]
+    );
     assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];
     assert_eq!(m["mutual"], true);

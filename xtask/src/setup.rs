@@ -31,6 +31,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("aiosmtpd", "python3-aiosmtpd"),
     ("tinyproxy", "tinyproxy"),
     ("vsftpd", "vsftpd"),
+    ("mariadbd", "mariadb-server"),
 ];
 
 fn have(cmd: &str) -> bool {
