@@ -3,7 +3,7 @@
 //! message id whose resultCode is success (0). Messages are BER: a
 //! SEQUENCE of the message id and the protocol operation.
 
-use super::{Event, Step};
+use super::dialect::{Event, Step};
 
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;

@@ -9,6 +9,7 @@
 //! Each dialect frames its own messages and says what each did
 //! (`Event`); this file holds the buffering, the bound and the switch.
 
+mod dialect;
 mod ldap;
 mod mysql;
 mod postgres;
@@ -16,60 +17,14 @@ mod text;
 
 use crate::reassembly::Side;
 
+pub use dialect::Protocol;
+use dialect::{Event, Step};
+
 /// Preamble bytes examined per connection, both directions together; the
 /// kernel ships as many (sensor_common::PREAMBLE_BYTES) before it calls a
 /// connection plaintext. An SMTP greeting, EHLO and its capabilities and
 /// STARTTLS take well under 1 KiB.
 pub const MAX_PREAMBLE_BYTES: usize = sensor_common::PREAMBLE_BYTES as usize;
-
-/// How TLS started (RECORDS.md `starttls`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Postgres,
-    Mysql,
-    Smtp,
-    Imap,
-    Pop3,
-    Ftp,
-    Ldap,
-    HttpConnect,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Postgres => "postgres",
-            Protocol::Mysql => "mysql",
-            Protocol::Smtp => "smtp",
-            Protocol::Imap => "imap",
-            Protocol::Pop3 => "pop3",
-            Protocol::Ftp => "ftp",
-            Protocol::Ldap => "ldap",
-            Protocol::HttpConnect => "http_connect",
-        }
-    }
-}
-
-/// What one preamble message did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Event {
-    None,
-    /// The server agreed (or, for MySQL, the client's SSL request itself):
-    /// the client's next bytes are TLS.
-    Accepted,
-    Refused,
-}
-
-/// A dialect's reading of the front of one direction's bytes.
-#[derive(Debug, PartialEq, Eq)]
-enum Step {
-    /// No whole message yet.
-    NeedMore,
-    /// One message of this many bytes.
-    Took(usize, Event),
-    /// Not this protocol.
-    Bad,
-}
 
 #[derive(Debug)]
 enum Dialect {
@@ -210,16 +165,6 @@ impl Preamble {
         }
         Outcome::More
     }
-}
-
-/// Where the first `\n` ends a line, when one does.
-fn line_len(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|b| *b == b'\n').map(|p| p + 1)
-}
-
-/// `s` starts with `prefix`, ASCII case ignored.
-fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
-    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! without waiting for a reply. A full login without CLIENT_SSL is
 //! plaintext.
 
-use super::{Event, Step};
+use super::dialect::{Event, Step};
 
 const PROTOCOL_V10: u8 = 10;
 const CLIENT_SSL: u32 = 0x0800;

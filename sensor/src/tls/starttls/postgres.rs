@@ -4,7 +4,7 @@
 //! SSLRequest. PostgreSQL 17's direct SSL sends a ClientHello straight
 //! away and needs no preamble.
 
-use super::{Event, Step};
+use super::dialect::{Event, Step};
 
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 const GSSENC_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];

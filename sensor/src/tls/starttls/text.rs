@@ -6,7 +6,7 @@
 //! the reply to the upgrade is the one whose number is the command's; IMAP
 //! answers by tag; HTTP with a status line and headers.
 
-use super::{Event, Protocol, Step, line_len, starts_with_ignore_case};
+use super::dialect::{Event, Protocol, Step, line_len, starts_with_ignore_case};
 
 /// Longest line accepted (RFC 5321 allows 512 for a reply line, 1000 with
 /// extensions; a proxy's headers fit too).
