@@ -14,6 +14,7 @@ pub mod pcap_writer;
 pub mod postgres;
 pub mod proc;
 pub mod sensor_cli;
+pub mod servers;
 pub mod tshark;
 
 pub use sensor_cli::sensor_bin;

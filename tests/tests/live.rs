@@ -97,6 +97,15 @@ fn comparable(h: &Value) -> Value {
     h
 }
 
+/// `sensor analyze --json` of a capture, with these extra arguments.
+fn analyze(pcap: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let out = run(Command::new(sensor_bin())
+        .args(["analyze", "--json"])
+        .args(extra)
+        .arg(pcap));
+    json_lines(&String::from_utf8_lossy(&out.stdout))
+}
+
 #[test]
 fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
     require_root();
@@ -157,12 +166,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
     assert_eq!(leaf_cert["san"]["dns"], serde_json::json!([SNI]));
 
     // The same traffic captured by tcpdump, through `sensor analyze`.
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &[]);
     let key = |h: &Value| format!("{}:{}", h["client"]["ip"], h["client"]["port"]);
     let live: BTreeMap<String, Value> = hs.iter().map(|h| (key(h), comparable(h))).collect();
     let off: BTreeMap<String, Value> = handshakes(&offline)
@@ -629,12 +633,7 @@ fn plain_http_is_accounted_as_plaintext() {
         "no inventory, no workloads: {s}"
     );
 
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &[]);
     assert_eq!(summary(&offline)["plaintext_flows"], 3);
 }
 
@@ -679,14 +678,7 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     assert_eq!(f["destination"]["name"], "web");
     assert_eq!(summary(&lines)["findings"]["tls.plaintext"], 3);
 
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        "--inventory",
-        pods,
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &["--inventory", pods]);
     let off: Vec<_> = of_kind(&offline, "finding")
         .into_iter()
         .filter(|f| f["rule"] == "tls.plaintext")
@@ -803,15 +795,131 @@ fn postgres_sslrequest_is_tls_and_a_refused_one_plaintext() {
         0,
         "no preamble turned plaintext by the bound"
     );
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        "--inventory",
-        pods,
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    check(
-        &json_lines(&String::from_utf8_lossy(&out.stdout)),
-        "offline",
+    check(&analyze(pcap.path(), &["--inventory", pods]), "offline");
+}
+
+/// What a live run and `sensor analyze` of its capture must both show of
+/// one upgraded connection to `port`: one handshake, `starttls` `how`,
+/// TLS 1.2 with `chain` in clear, its flow encrypted, and no
+/// `tls.plaintext` anywhere (the preamble is no plaintext).
+fn check_upgrade(lines: &[Value], port: u16, how: &str, chain: &[String], run: &str) {
+    let hs: Vec<&Value> = handshakes(lines)
+        .into_iter()
+        .filter(|h| h["server"]["port"] == port)
+        .collect();
+    let h = one(hs, &format!("{run} {how}"));
+    assert_eq!(h["starttls"], how, "{run}: {h}");
+    assert_eq!(h["version"], "TLS 1.2", "{run}: {h}");
+    assert_eq!(h["server_chain"], serde_json::json!(chain), "{run}: {h}");
+    let ended: Vec<&Value> = of_kind(lines, "flow")
+        .into_iter()
+        .filter(|f| f["server"]["port"] == port && !f["end"].is_null())
+        .collect();
+    assert_eq!(ended.len(), 1, "{run}: {ended:#?}");
+    assert!(ended[0]["tls"].is_object(), "{run}: {ended:#?}");
+    let plain: Vec<&Value> = of_kind(lines, "finding")
+        .into_iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert!(plain.is_empty(), "{run}: {plain:#?}");
+}
+
+/// One upgraded connection to a real server in `lab`'s server namespace,
+/// made by `openssl s_client -starttls how`, watched live with the pods
+/// inventory and captured: both runs must show the upgrade
+/// (`check_upgrade`), and the kernel must have shipped the preamble
+/// rather than counted it plaintext.
+fn upgrade_live_and_offline(lab: &Pair, pki: &Pki, port: u16, how: &str) {
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tcpdump(lab, pcap.path());
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    let out = s_client(
+        &lab.client,
+        SERVER4,
+        port,
+        SNI,
+        &["-starttls", how, "-tls1_2"],
     );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "s_client -starttls {how} saw no certificate: {out:?}"
+    );
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop().expect("tcpdump");
+    let chain = vec![pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")];
+    check_upgrade(&lines, port, how, &chain, "live");
+    assert_eq!(kernel(&lines, "preamble_flows"), 1, "{how}");
+    assert_eq!(kernel(&lines, "plain_flows"), 0, "{how}");
+    let offline = analyze(pcap.path(), &["--inventory", pods]);
+    check_upgrade(&offline, port, how, &chain, "offline");
+    let port_of = |lines: &[Value]| -> Vec<Value> {
+        handshakes(lines)
+            .into_iter()
+            .filter(|h| h["server"]["port"] == port)
+            .map(comparable)
+            .collect()
+    };
+    assert_eq!(
+        port_of(&lines),
+        port_of(&offline),
+        "{how}: live and offline"
+    );
+}
+
+/// The leaf and intermediate, leaf first, in one file (servers that take
+/// their chain from the certificate file).
+fn chain_file(pki: &Pki) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        f.path(),
+        [pki.read("leaf.pem"), pki.read("int.pem")].concat(),
+    )
+    .expect("chain file");
+    f
+}
+
+/// SMTP STARTTLS between two pods: Debian's aiosmtpd and
+/// `openssl s_client -starttls smtp`.
+#[test]
+fn smtp_starttls_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("e");
+    let chain = chain_file(&pki);
+    let mut cmd = lab.server.cmd("aiosmtpd");
+    cmd.args(["-n", "-l", &format!("{SERVER4}:25"), "--tlscert"])
+        .arg(chain.path())
+        .args(["--tlskey", &pki.p("leaf.key")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _smtp = Reaped::spawn(&mut cmd);
+    lab.server.wait_listen(25);
+    upgrade_live_and_offline(&lab, &pki, 25, "smtp");
+}
+
+/// FTP AUTH TLS between two pods: Debian's vsftpd (anonymous, TLS on the
+/// control connection) and `openssl s_client -starttls ftp`.
+#[test]
+fn ftp_auth_tls_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("d");
+    let chain = chain_file(&pki);
+    let dir = tempfile::tempdir().expect("temp");
+    let conf = dir.path().join("vsftpd.conf");
+    let text = tests::servers::vsftpd_conf(SERVER4, chain.path(), &pki.path("leaf.key"));
+    std::fs::write(&conf, text).expect("vsftpd.conf");
+    std::fs::create_dir_all(tests::servers::VSFTPD_EMPTY).expect("vsftpd's empty directory");
+    let mut cmd = lab.server.cmd("vsftpd");
+    cmd.arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _ftp = Reaped::spawn(&mut cmd);
+    lab.server.wait_listen(21);
+    upgrade_live_and_offline(&lab, &pki, 21, "ftp");
 }
