@@ -83,6 +83,9 @@ fn the_recorded_captures_are_all_there() {
         "starttls-smtp",
         "starttls-http-connect",
         "starttls-ftp",
+        "starttls-imap",
+        "starttls-pop3",
+        "starttls-ldap",
         "starttls-mysql",
         "plain-http",
     ] {
@@ -190,9 +193,14 @@ fn expected_records_carry_each_scenarios_point() {
         let hs = kind(&exp, "handshake");
         assert!(!hs.is_empty(), "{name}: no handshake expected");
         for h in hs {
-            for f in ["time", "version", "cipher", "sni", "ja3", "ja3s", "ja4"] {
+            for f in ["time", "version", "cipher", "ja3", "ja3s", "ja4"] {
                 assert!(h[f].is_string(), "{name}: {f} in {h}");
             }
+            assert_eq!(
+                h["sni"].is_string(),
+                !NO_SNI.contains(&name.as_str()),
+                "{name}: sni in {h}"
+            );
         }
     }
     for n in [
@@ -223,6 +231,13 @@ fn expected_records_carry_each_scenarios_point() {
         [&"http_connect"]
     );
     assert_eq!(field(&handshakes_of("starttls-ftp"), "starttls"), [&"ftp"]);
+    for (n, how) in [
+        ("starttls-imap", "imap"),
+        ("starttls-pop3", "pop3"),
+        ("starttls-ldap", "ldap"),
+    ] {
+        assert_eq!(field(&handshakes_of(n), "starttls"), [&how], "{n}");
+    }
     assert_eq!(
         field(&handshakes_of("starttls-mysql"), "starttls"),
         [&"mysql"]
@@ -495,6 +510,8 @@ fn plain_http_with_an_inventory_is_one_finding_per_server() {
 
 /// The captures that hold no TLS connection.
 const NOT_TLS: &[&str] = &["plain-http", "postgres-ssl-refused"];
+/// Captures whose client sends no SNI: ldapsearch connects to an address.
+const NO_SNI: &[&str] = &["starttls-ldap"];
 
 /// PostgreSQL with ssl=off answers the SSLRequest with 'N' and psql goes
 /// on in clear: one plaintext flow, a tls.plaintext finding between pods,
@@ -855,7 +872,8 @@ fn table_output_lists_every_handshake() {
     for (name, _, exp_file) in &caps {
         for h in kind(&expected(exp_file), "handshake") {
             want += 1;
-            let sni = h["sni"].as_str().unwrap();
+            // The table's "-" for a ClientHello without SNI.
+            let sni = h["sni"].as_str().unwrap_or("-");
             let client = format!(
                 "{}:{}",
                 h["client"]["ip"].as_str().unwrap(),

@@ -32,6 +32,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("tinyproxy", "tinyproxy"),
     ("vsftpd", "vsftpd"),
     ("mariadbd", "mariadb-server"),
+    ("dovecot", "dovecot-imapd"),
+    // dovecot-core is there with either; POP3 is its own package.
+    ("/usr/lib/dovecot/pop3", "dovecot-pop3d"),
+    ("slapd", "slapd"),
+    ("ldapsearch", "ldap-utils"),
 ];
 
 fn have(cmd: &str) -> bool {
