@@ -114,8 +114,10 @@ pub struct FlowState {
 /// and behind the same gate), from its SYN, or from its first payload
 /// when it was open before the sensor (`CONN_PARTIAL`), to its end (RST,
 /// both FINs) or user space's idle expiry. Its first payload decides its
-/// phase: a ClientHello makes it TLS (and FLOWS ships its handshake),
-/// anything else plaintext. Payload is counted, never shipped.
+/// phase: a ClientHello makes it TLS (and FLOWS ships its handshake), an
+/// upgrade preamble keeps it shipped for a while (`CONN_PREAMBLE`),
+/// anything else makes it plaintext. Payload is counted; only a
+/// preamble's is shipped from here.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnState {
@@ -138,7 +140,8 @@ pub struct ConnState {
     pub last_ns: u64,
     /// Which end sent the SYN: 0 `lo`, 1 `hi` (partial: the higher port).
     pub client: u8,
-    /// `CONN_PENDING`, `CONN_PLAIN`, `CONN_TLS` or `CONN_TLS_COUNTING`.
+    /// `CONN_PENDING`, `CONN_PREAMBLE`, `CONN_PLAIN`, `CONN_TLS` or
+    /// `CONN_TLS_COUNTING`.
     pub phase: u8,
     /// FIN seen per direction: one byte per direction, so the two
     /// directions never write the same byte.
@@ -159,6 +162,16 @@ pub const CONN_PLAIN: u8 = 1;
 pub const CONN_TLS: u8 = 2;
 /// TLS whose handshake FLOWS no longer follows: counted only.
 pub const CONN_TLS_COUNTING: u8 = 3;
+/// First payload opened a protocol that may upgrade to TLS later
+/// (PostgreSQL SSLRequest, SMTP greeting, ...; DESIGN.md "TLS inside other
+/// protocols"): counted, and its payload shipped, up to `PREAMBLE_BYTES`
+/// in all, so user space can follow the upgrade. A ClientHello makes it
+/// `CONN_TLS`; past the bound it is `CONN_PLAIN`. Between `CONN_PENDING`
+/// and those two; numbered last so the others keep their values.
+pub const CONN_PREAMBLE: u8 = 4;
+/// Preamble bytes (both directions) shipped before a connection that has
+/// not started TLS is taken for plaintext; user space examines as many.
+pub const PREAMBLE_BYTES: u64 = 8192;
 
 /// `ConnState::flags`: the connection was open before its SYN was seen.
 pub const CONN_PARTIAL: u8 = 1;
@@ -230,7 +243,9 @@ pub enum Counter {
     Records = 7,
     /// SYNs that opened an entry in CONNS.
     ConnsOpened = 8,
-    /// CONNS entries whose first payload was not a ClientHello.
+    /// CONNS entries that became plaintext: their first payload was
+    /// neither a ClientHello nor an upgrade preamble, or their preamble
+    /// passed PREAMBLE_BYTES.
     PlainFlows = 9,
     /// SYNs refused by a full CONNS: connections not counted.
     Untracked = 10,
@@ -243,11 +258,17 @@ pub enum Counter {
     /// Payload segments of no counted connection that a full CONNS
     /// refused to pick up (per segment, not per connection).
     PartialMapFull = 13,
-    /// CONNS entries whose first payload was a ClientHello.
+    /// CONNS entries that became TLS: their first payload was a
+    /// ClientHello, or one followed their upgrade preamble.
     TlsFlows = 14,
+    /// CONNS entries whose first payload opened an upgrade preamble.
+    PreambleFlows = 15,
+    /// Upgrade preambles that reached PREAMBLE_BYTES without a ClientHello:
+    /// no longer shipped, counted as plaintext (also in `PlainFlows`).
+    PreamblePastBound = 16,
 }
 
-pub const COUNTERS: usize = 15;
+pub const COUNTERS: usize = 17;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -266,6 +287,8 @@ impl Counter {
         Counter::PartialOpened,
         Counter::PartialMapFull,
         Counter::TlsFlows,
+        Counter::PreambleFlows,
+        Counter::PreamblePastBound,
     ];
 
     pub fn name(self) -> &'static str {
@@ -285,6 +308,8 @@ impl Counter {
             Counter::PartialOpened => "partial_opened",
             Counter::PartialMapFull => "partial_map_full",
             Counter::TlsFlows => "tls_flows",
+            Counter::PreambleFlows => "preamble_flows",
+            Counter::PreamblePastBound => "preamble_past_bound",
         }
     }
 }

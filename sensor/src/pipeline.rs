@@ -234,6 +234,21 @@ impl<K: RecordSink> Stages<K> {
     }
 }
 
+impl<K: RecordSink> Stages<K> {
+    /// Flow accounting's verdict on a connection, from its first bytes
+    /// (none when an upgrade preamble came first). Live, the kernel counts
+    /// plaintext connections (its flow reports reach `Pipeline::traffic`),
+    /// among them those whose upgrade preamble it shipped and that never
+    /// upgraded: the table must not count them again.
+    fn classify(&mut self, conn: &mut Conn, first: &[u8]) {
+        conn.flow = if !self.tls_traffic && !conn.tls.is_tls() {
+            FlowClass::Untracked
+        } else {
+            self.accounting.classify(first, conn.tls.is_tls())
+        };
+    }
+}
+
 impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
     fn on_data(&mut self, conn: &mut Conn, meta: &ConnMeta, side: Side, bytes: &[u8]) -> Control {
         let was_tls = conn.tls.is_tls();
@@ -243,8 +258,15 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
         if !was_tls && conn.tls.is_tls() {
             self.tls_connections += 1;
         }
-        if conn.flow == FlowClass::Undecided && !bytes.is_empty() {
-            conn.flow = self.accounting.classify(bytes, conn.tls.is_tls());
+        // An upgrade preamble is classified once it said TLS or not; then
+        // the bytes at hand are past the connection's first ones.
+        if conn.flow == FlowClass::Undecided && !bytes.is_empty() && !conn.tls.in_preamble() {
+            let first = if conn.tls.had_preamble() {
+                &[][..]
+            } else {
+                bytes
+            };
+            self.classify(conn, first);
         }
         if control == Control::Done {
             self.report(conn, meta);
@@ -257,15 +279,22 @@ impl<K: RecordSink> ConnHandler<Conn> for Stages<K> {
         if control == Control::Done {
             self.report(conn, meta);
         }
+        if conn.flow == FlowClass::Undecided && conn.tls.in_preamble() {
+            self.classify(conn, &[]);
+        }
         control
     }
 
     fn on_close(&mut self, mut conn: Conn, meta: ConnMeta) {
         self.report(&mut conn, &meta);
+        // A preamble cut short by the connection's end never upgraded.
+        if conn.flow == FlowClass::Undecided && conn.tls.in_preamble() {
+            self.classify(&mut conn, &[]);
+        }
         let plaintext = self.accounting.close(conn.flow);
         if !self.tls_traffic {
             // Live: the kernel counts this connection; the table saw
-            // only its handshake.
+            // only its handshake or its upgrade preamble.
             return;
         }
         if conn.flow == FlowClass::Tls || conn.tls.is_tls() {
@@ -508,12 +537,15 @@ mod tests {
         }
     }
 
-    /// The finding lines of plaintext flows, with their flow.
+    /// The finding lines of plaintext flows, with their flow; the
+    /// `starttls` of each handshake.
     #[derive(Default)]
-    struct Findings(Vec<(Finding, Flow)>);
+    struct Findings(Vec<(Finding, Flow)>, Vec<Option<&'static str>>);
 
     impl RecordSink for Findings {
-        fn connection(&mut self, _: &Connection) {}
+        fn connection(&mut self, c: &Connection) {
+            self.1.push(c.handshake.starttls);
+        }
         fn flow(&mut self, f: &Flow) {
             for x in f.findings.iter().filter(|x| x.first) {
                 self.0.push((x.clone(), f.clone()));
@@ -788,5 +820,62 @@ mod tests {
         assert_eq!(summary.plaintext_flows, 3);
         assert_eq!(summary.errors.get("plaintext_flow_table_full"), Some(&1));
         assert_eq!(summary.findings.get("tls.plaintext"), Some(&3));
+    }
+
+    /// A PostgreSQL client's SSLRequest, the server's one-byte answer,
+    /// then (when it said 'S') a ClientHello.
+    fn postgres(p: &mut Pipeline<Findings>, client: &str, answer: &[u8], t: i64) {
+        let (c, s) = (client, "10.0.0.1:5432");
+        let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        p.segment(&seg(c, s, 100, SYN, t, b""));
+        p.segment(&seg(s, c, 500, SYN_ACK, t + 1, b""));
+        p.segment(&seg(c, s, 101, ACK, t + 2, &ssl_request));
+        p.segment(&seg(s, c, 501, ACK, t + 3, answer));
+        // ClientHello with one suite and null compression, or a StartupMessage.
+        let next: &[u8] = if answer == b"S" {
+            &[
+                22, 3, 1, 0, 45, 1, 0, 0, 41, 3, 3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+                7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0, 0, 2, 0, 0x2f, 1, 0,
+            ]
+        } else {
+            &[0, 0, 0, 9, 0, 3, 0, 0, 0]
+        };
+        p.segment(&seg(c, s, 109, ACK, t + 4, next));
+        p.segment(&seg(c, s, 109 + next.len() as u32, RST, t + 5, b""));
+    }
+
+    #[test]
+    fn an_accepted_upgrade_is_tls_and_a_refused_one_plaintext() {
+        let t = 1_700_000_000_000_000;
+        let mut p = pipeline(true, 16);
+        postgres(&mut p, "10.0.0.2:40000", b"S", t);
+        let (sink, summary) = finish(p);
+        assert_eq!(sink.1, [Some("postgres")]);
+        assert_eq!(summary.plaintext_flows, 0);
+        assert!(sink.0.is_empty());
+
+        let mut p = pipeline(true, 16);
+        postgres(&mut p, "10.0.0.2:40000", b"N", t);
+        let (sink, summary) = finish(p);
+        assert!(sink.1.is_empty());
+        assert_eq!(summary.plaintext_flows, 1);
+        assert_eq!(sink.0.len(), 1);
+        assert_eq!(sink.0[0].0.rule.id(), "tls.plaintext");
+        assert_eq!(sink.0[0].0.evidence["bytes_to_server"], 17);
+    }
+
+    #[test]
+    fn a_preamble_cut_short_is_plaintext_and_live_leaves_it_to_the_kernel() {
+        let t = 1_700_000_000_000_000;
+        let (c, s) = ("10.0.0.2:40000", "10.0.0.1:25");
+        for kernel in [false, true] {
+            let mut p = pipeline(true, 16);
+            p.stages.tls_traffic = !kernel;
+            p.segment(&seg(s, c, 1, ACK, t, b"220 mail ESMTP\r\n"));
+            p.segment(&seg(c, s, 1, ACK, t + 1, b"EHLO x\r\n"));
+            let (sink, summary) = finish(p);
+            assert_eq!(summary.plaintext_flows, if kernel { 0 } else { 1 });
+            assert_eq!(sink.0.len(), if kernel { 0 } else { 1 });
+        }
     }
 }

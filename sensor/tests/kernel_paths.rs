@@ -5,7 +5,8 @@
 //! alike; a flow user space closes must take its gate slot back to zero,
 //! and a failed insert must not leave the slot raised. Every connection is
 //! counted in CONNS (from its SYN, or its first payload: `partial`),
-//! never shipped past its handshake, and summarised when it ends.
+//! never shipped past its handshake (or its upgrade preamble, within
+//! PREAMBLE_BYTES), and summarised when it ends.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,8 +20,8 @@ use etherparse::{
 use sensor::capture::live::{Clock, Event, FlowTable, decode, kernel_key, object};
 use sensor::model::{ConnTraffic, FlowEnd};
 use sensor_common::{
-    CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_TLS, CONN_TLS_COUNTING, COUNTERS, ConnState,
-    Counter,
+    CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_PREAMBLE, CONN_TLS, CONN_TLS_COUNTING, COUNTERS,
+    ConnState, Counter, PREAMBLE_BYTES,
 };
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
@@ -444,6 +445,128 @@ fn plaintext_connections_are_counted_never_shipped_and_summarised() {
     assert_eq!(k.counter(Counter::TlsFlows), PATHS.len() as u64);
     assert_eq!(k.counter(Counter::ConnSummaries), PATHS.len() as u64);
     assert_eq!(k.counter(Counter::Untracked), 0);
+    assert_eq!(k.flows.conns().count(), 0);
+}
+
+/// Segment records since the last call as (seq, payload length,
+/// FLOW_START), and summaries.
+fn drain_starts(k: &mut Kernel) -> (Vec<(u32, usize, bool)>, Vec<ConnTraffic>) {
+    let (mut segs, mut ends) = (Vec::new(), Vec::new());
+    while let Some(item) = k.ring.next() {
+        match decode(&item, Clock::new()).expect("a well-formed record") {
+            Event::Segment(s) => segs.push((s.seq, s.payload.len(), s.flags.flow_start)),
+            Event::ConnEnd(t) => ends.push(t),
+        }
+    }
+    (segs, ends)
+}
+
+#[test]
+fn an_upgrade_preamble_is_shipped_until_tls_starts_or_its_bound() {
+    let mut k = Kernel::load(None);
+    let ssl_request = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    for (i, path) in PATHS.into_iter().enumerate() {
+        let (c, s) = addrs(path);
+
+        // PostgreSQL: SSLRequest, 'S', ClientHello. The first shipped
+        // record starts the connection for user space; the ClientHello,
+        // which opens the handshake flow, must not start it again.
+        let client = SocketAddr::new(c, 46000 + i as u16);
+        let server = SocketAddr::new(s, 5432);
+        let key = kernel_key(client, server);
+        k.run(&segment_with(path, client, server, 99, Flags::Syn, b""));
+        k.run(&segment(path, client, server, 100, &ssl_request));
+        assert_eq!(
+            k.conn(&key).map(|s| s.phase),
+            Some(CONN_PREAMBLE),
+            "{path:?}"
+        );
+        k.run(&segment(path, server, client, 700, b"S"));
+        let hello = client_hello();
+        k.run(&segment(path, client, server, 108, &hello));
+        let (segs, ends) = drain_starts(&mut k);
+        assert!(ends.is_empty(), "{path:?}");
+        assert_eq!(
+            segs,
+            vec![(100, 8, true), (700, 1, false), (108, hello.len(), false)],
+            "{path:?}: preamble then handshake"
+        );
+        let st = k.conn(&key).expect("counted");
+        assert_eq!(st.phase, CONN_TLS, "{path:?}");
+        assert_eq!(k.flows.gate_count(&key), 2, "{path:?}: FLOWS and CONNS");
+        assert!(k.flows.remove(&key));
+        assert!(k.flows.remove_conn(&key));
+
+        // SMTP that never starts TLS: the server greets first; the
+        // preamble is shipped until the next segment would pass
+        // PREAMBLE_BYTES, then counted as plaintext only, and summarised
+        // as plaintext with every byte.
+        let client = SocketAddr::new(c, 47000 + i as u16);
+        let server = SocketAddr::new(s, 25);
+        let key = kernel_key(client, server);
+        k.run(&segment_with(path, client, server, 9, Flags::Syn, b""));
+        let greeting = b"220 mail.example ESMTP\r\n";
+        k.run(&segment(path, server, client, 500, greeting));
+        let noops = b"NOOP\r\n".repeat(200);
+        let mut seq = 10u32;
+        let mut sent = greeting.len() as u64;
+        let mut shipped = 1;
+        while sent + noops.len() as u64 <= PREAMBLE_BYTES {
+            k.run(&segment(path, client, server, seq, &noops));
+            seq += noops.len() as u32;
+            sent += noops.len() as u64;
+            shipped += 1;
+        }
+        // This one passes the bound: counted, not shipped, nor any after it.
+        for _ in 0..2 {
+            k.run(&segment(path, client, server, seq, &noops));
+            seq += noops.len() as u32;
+            sent += noops.len() as u64;
+        }
+        let (segs, ends) = drain_starts(&mut k);
+        assert!(ends.is_empty(), "{path:?}");
+        assert_eq!(segs.len(), shipped, "{path:?}: shipped within the bound");
+        assert_eq!(segs[0], (500, greeting.len(), true), "{path:?}");
+        assert_eq!(k.conn(&key).map(|s| s.phase), Some(CONN_PLAIN), "{path:?}");
+        k.run(&segment_with(path, client, server, seq, Flags::Fin, b""));
+        k.run(&segment_with(path, server, client, 600, Flags::Fin, b""));
+        let (segs, ends) = drain_starts(&mut k);
+        assert!(segs.is_empty(), "{path:?}: a plaintext end shipped");
+        assert_eq!(ends.len(), 1, "{path:?}");
+        let t = &ends[0];
+        assert!(!t.encrypted, "{path:?}");
+        assert_eq!(
+            t.total.bytes_to_server + t.total.bytes_to_client,
+            sent,
+            "{path:?}: every byte counted"
+        );
+
+        // Refused (PostgreSQL 'N') and closed within the bound: the FIN
+        // and RST reach user space, the summary says plaintext.
+        let client = SocketAddr::new(c, 48000 + i as u16);
+        let server = SocketAddr::new(s, 5432);
+        k.run(&segment_with(path, client, server, 99, Flags::Syn, b""));
+        k.run(&segment(path, client, server, 100, &ssl_request));
+        k.run(&segment(path, server, client, 700, b"N"));
+        k.run(&segment_with(path, client, server, 108, Flags::Rst, b""));
+        let (segs, ends) = drain_starts(&mut k);
+        assert_eq!(
+            segs,
+            vec![(100, 8, true), (700, 1, false), (108, 0, false)],
+            "{path:?}"
+        );
+        assert_eq!(ends.len(), 1, "{path:?}");
+        assert!(
+            !ends[0].encrypted,
+            "{path:?}: a refused upgrade is plaintext"
+        );
+        assert_eq!(ends[0].end, Some(FlowEnd::Rst));
+    }
+    let n = PATHS.len() as u64;
+    assert_eq!(k.counter(Counter::PreambleFlows), 3 * n);
+    assert_eq!(k.counter(Counter::PreamblePastBound), n);
+    assert_eq!(k.counter(Counter::TlsFlows), n);
+    assert_eq!(k.counter(Counter::PlainFlows), n);
     assert_eq!(k.flows.conns().count(), 0);
 }
 

@@ -12,8 +12,10 @@ pub mod live_sensor;
 pub mod netns;
 pub mod pcap_writer;
 pub mod peers;
+pub mod postgres;
 pub mod proc;
 pub mod sensor_cli;
+pub mod servers;
 pub mod sslv2_hello;
 pub mod tshark;
 

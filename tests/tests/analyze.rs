@@ -79,6 +79,15 @@ fn the_recorded_captures_are_all_there() {
         "tls12-dn-attributes",
         "tls12-tcp-fast-open",
         "tls10-sslv2-hello",
+        "starttls-postgres",
+        "postgres-ssl-refused",
+        "starttls-smtp",
+        "starttls-http-connect",
+        "starttls-ftp",
+        "starttls-imap",
+        "starttls-pop3",
+        "starttls-ldap",
+        "starttls-mysql",
         "plain-http",
     ] {
         assert!(
@@ -178,7 +187,7 @@ fn field<'a>(hs: &'a [Value], f: &str) -> Vec<&'a Value> {
 #[test]
 fn expected_records_carry_each_scenarios_point() {
     for (name, _, exp_file) in captures() {
-        if name == "plain-http" {
+        if NOT_TLS.contains(&name.as_str()) {
             continue;
         }
         let exp = expected(&exp_file);
@@ -188,13 +197,11 @@ fn expected_records_carry_each_scenarios_point() {
             for f in ["time", "version", "cipher", "ja3", "ja3s", "ja4"] {
                 assert!(h[f].is_string(), "{name}: {f} in {h}");
             }
-            // An SSLv2-compatible hello has no room for extensions.
-            let sni = if name == "tls10-sslv2-hello" {
-                h["sni"].is_null()
-            } else {
-                h["sni"].is_string()
-            };
-            assert!(sni, "{name}: sni in {h}");
+            assert_eq!(
+                h["sni"].is_string(),
+                !NO_SNI.contains(&name.as_str()),
+                "{name}: sni in {h}"
+            );
         }
     }
     for n in [
@@ -213,6 +220,30 @@ fn expected_records_carry_each_scenarios_point() {
         handshakes_of("tls12-resume-ticket")[1]["server_chain"],
         Value::Array(vec![])
     );
+    // psql and openssl s_client -starttls postgres, both after an SSLRequest.
+    let pg = handshakes_of("starttls-postgres");
+    assert_eq!(field(&pg, "starttls"), [&"postgres", &"postgres"]);
+    assert_eq!(
+        field(&handshakes_of("starttls-smtp"), "starttls"),
+        [&"smtp"]
+    );
+    assert_eq!(
+        field(&handshakes_of("starttls-http-connect"), "starttls"),
+        [&"http_connect"]
+    );
+    assert_eq!(field(&handshakes_of("starttls-ftp"), "starttls"), [&"ftp"]);
+    for (n, how) in [
+        ("starttls-imap", "imap"),
+        ("starttls-pop3", "pop3"),
+        ("starttls-ldap", "ldap"),
+    ] {
+        assert_eq!(field(&handshakes_of(n), "starttls"), [&how], "{n}");
+    }
+    assert_eq!(
+        field(&handshakes_of("starttls-mysql"), "starttls"),
+        [&"mysql"]
+    );
+    assert_eq!(field(&handshakes_of("tls13"), "starttls"), [&Value::Null]);
     let m = &handshakes_of("tls12-mutual")[0];
     assert_eq!(m["mutual"], true);
     assert_eq!(m["client_chain"].as_array().map(Vec::len), Some(2));
@@ -482,11 +513,38 @@ fn plain_http_with_an_inventory_is_one_finding_per_server() {
     assert_eq!(kind(&lines, "summary")[0]["plaintext_flows"], 1);
 }
 
+/// The captures that hold no TLS connection.
+const NOT_TLS: &[&str] = &["plain-http", "postgres-ssl-refused"];
+/// Captures whose ClientHello carries no SNI: ldapsearch connects to an
+/// address, and an SSLv2-compatible hello has no room for extensions.
+const NO_SNI: &[&str] = &["starttls-ldap", "tls10-sslv2-hello"];
+
+/// PostgreSQL with ssl=off answers the SSLRequest with 'N' and psql goes
+/// on in clear: one plaintext flow, a tls.plaintext finding between pods,
+/// no handshake.
+#[test]
+fn a_refused_postgres_upgrade_is_plaintext() {
+    let pcap = data_dir().join("postgres-ssl-refused.pcap");
+    let got = analyze_with(
+        std::slice::from_ref(&pcap),
+        config_with_pods(&["10.123.0.1", "10.123.0.2"]),
+    );
+    let plain: Vec<&Value> = got
+        .records
+        .findings()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert_eq!(plain[0]["server"]["port"], 5432);
+    assert_eq!(got.summary.plaintext_flows, 1);
+    assert_eq!(got.summary.handshakes, 0);
+}
+
 /// Every TLS capture, peers known as pods: TLS is never plaintext.
 #[test]
 fn tls_captures_are_never_plaintext() {
     for (name, pcap, _) in captures() {
-        if name == "plain-http" {
+        if NOT_TLS.contains(&name.as_str()) {
             continue;
         }
         let got = analyze_with(
@@ -820,6 +878,7 @@ fn table_output_lists_every_handshake() {
     for (name, _, exp_file) in &caps {
         for h in kind(&expected(exp_file), "handshake") {
             want += 1;
+            // The table's "-" for a ClientHello without SNI.
             let sni = h["sni"].as_str().unwrap_or("-");
             let client = format!(
                 "{}:{}",

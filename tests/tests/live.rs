@@ -3,7 +3,7 @@
 //! Needs root.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -59,6 +59,15 @@ fn comparable(h: &Value) -> Value {
     let mut h = h.clone();
     h.as_object_mut().expect("object").remove("time");
     h
+}
+
+/// `sensor analyze --json` of a capture, with these extra arguments.
+fn analyze(pcap: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let out = run(Command::new(sensor_bin())
+        .args(["analyze", "--json"])
+        .args(extra)
+        .arg(pcap));
+    json_lines(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[test]
@@ -121,12 +130,7 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
     assert_eq!(leaf_cert["san"]["dns"], serde_json::json!([SNI]));
 
     // The same traffic captured by tcpdump, through `sensor analyze`.
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &[]);
     let key = |h: &Value| format!("{}:{}", h["client"]["ip"], h["client"]["port"]);
     let live: BTreeMap<String, Value> = hs.iter().map(|h| (key(h), comparable(h))).collect();
     let off: BTreeMap<String, Value> = handshakes(&offline)
@@ -624,12 +628,7 @@ fn plain_http_is_accounted_as_plaintext() {
         "no inventory, no workloads: {s}"
     );
 
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &[]);
     assert_eq!(summary(&offline)["plaintext_flows"], 3);
 }
 
@@ -674,14 +673,7 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     assert_eq!(f["destination"]["name"], "web");
     assert_eq!(summary(&lines)["findings"]["tls.plaintext"], 3);
 
-    let out = run(Command::new(sensor_bin()).args([
-        "analyze",
-        "--json",
-        "--inventory",
-        pods,
-        pcap.path().to_str().expect("utf-8"),
-    ]));
-    let offline = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let offline = analyze(pcap.path(), &["--inventory", pods]);
     let off: Vec<_> = of_kind(&offline, "finding")
         .into_iter()
         .filter(|f| f["rule"] == "tls.plaintext")
@@ -693,4 +685,236 @@ fn plain_http_between_pods_is_one_tls_plaintext_finding() {
     );
     assert_eq!(off[0]["evidence"], f["evidence"], "live and offline bytes");
     assert!(f["evidence"]["bytes_to_client"].as_u64().unwrap() > 100);
+}
+
+/// PostgreSQL with `ssl=on` between two pods (Debian's server, psql and
+/// `openssl s_client -starttls postgres` as clients): the SSLRequest
+/// preamble is no plaintext, the handshake after it is reported with
+/// `starttls: "postgres"` and the chain the server sent; a second server
+/// with `ssl=off` answers 'N' to psql's `sslmode=prefer`, and that
+/// connection is plaintext. `sensor analyze` of a capture of the same
+/// traffic reports the same.
+#[test]
+fn postgres_sslrequest_is_tls_and_a_refused_one_plaintext() {
+    require_root();
+    let pki = pki_with_leaf();
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let lab = Pair::new("g");
+    let chain = [pki.read("leaf.pem"), pki.read("int.pem")].concat();
+    let key = pki.read("leaf.key");
+    let tls = tests::postgres::Tls {
+        chain_pem: chain.as_bytes(),
+        key_pem: key.as_bytes(),
+        max_version: "TLSv1.2",
+    };
+    let _tls_pg = tests::postgres::Postgres::start(&lab.server, SERVER4, 5432, Some(tls))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let _plain_pg = tests::postgres::Postgres::start(&lab.server, SERVER4, 5433, None)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tcpdump(&lab, pcap.path());
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    let psql = |port, mode| {
+        tests::postgres::psql(&lab.client, SERVER4, port, mode).unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    assert_eq!(psql(5432, "require").trim(), "1");
+    let out = s_client(
+        &lab.client,
+        SERVER4,
+        5432,
+        SNI,
+        &["-starttls", "postgres", "-tls1_2"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "s_client -starttls postgres saw no certificate: {out:?}"
+    );
+    assert_eq!(psql(5433, "prefer").trim(), "1");
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop().expect("tcpdump");
+
+    let chain = vec![pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")];
+    let check = |lines: &[Value], how: &str| {
+        let hs: Vec<&Value> = handshakes(lines)
+            .into_iter()
+            .filter(|h| h["server"]["port"] == 5432)
+            .collect();
+        assert_eq!(hs.len(), 2, "{how}: psql and s_client: {hs:#?}");
+        for h in hs {
+            assert_eq!(h["starttls"], "postgres", "{how}: {h}");
+            assert_eq!(h["version"], "TLS 1.2", "{how}: {h}");
+            assert_eq!(h["server_chain"], serde_json::json!(chain), "{how}: {h}");
+            assert_eq!(h["certificate_source"], "observed", "{how}: {h}");
+        }
+        assert!(
+            handshakes(lines)
+                .iter()
+                .all(|h| h["server"]["port"] != 5433),
+            "{how}: the refused upgrade is no handshake"
+        );
+        let plain: Vec<&Value> = of_kind(lines, "finding")
+            .into_iter()
+            .filter(|f| f["rule"] == "tls.plaintext")
+            .collect();
+        assert_eq!(plain.len(), 1, "{how}: {plain:#?}");
+        assert_eq!(
+            plain[0]["server"]["port"], 5433,
+            "{how}: only the refused one"
+        );
+        assert_eq!(summary(lines)["findings"]["tls.plaintext"], 1, "{how}");
+        // The flow records agree: the upgraded connections' traffic is
+        // encrypted, the refused one's plaintext.
+        let ended = |port: u16| -> Vec<&Value> {
+            of_kind(lines, "flow")
+                .into_iter()
+                .filter(|f| f["server"]["port"] == port && !f["end"].is_null())
+                .collect()
+        };
+        let tls = ended(5432);
+        assert_eq!(tls.len(), 2, "{how}: {tls:#?}");
+        assert!(tls.iter().all(|f| f["tls"].is_object()), "{how}: {tls:#?}");
+        let plain = ended(5433);
+        assert_eq!(plain.len(), 1, "{how}: {plain:#?}");
+        assert!(plain[0]["tls"].is_null(), "{how}: {plain:#?}");
+    };
+    check(&lines, "live");
+    assert_eq!(
+        kernel(&lines, "preamble_flows"),
+        3,
+        "psql, s_client and the refused psql opened with an SSLRequest"
+    );
+    assert_eq!(
+        kernel(&lines, "plain_flows"),
+        0,
+        "no preamble turned plaintext by the bound"
+    );
+    check(&analyze(pcap.path(), &["--inventory", pods]), "offline");
+}
+
+/// What a live run and `sensor analyze` of its capture must both show of
+/// one upgraded connection to `port`: one handshake, `starttls` `how`,
+/// TLS 1.2 with `chain` in clear, its flow encrypted, and no
+/// `tls.plaintext` anywhere (the preamble is no plaintext).
+fn check_upgrade(lines: &[Value], port: u16, how: &str, chain: &[String], run: &str) {
+    let hs: Vec<&Value> = handshakes(lines)
+        .into_iter()
+        .filter(|h| h["server"]["port"] == port)
+        .collect();
+    let h = one(hs, &format!("{run} {how}"));
+    assert_eq!(h["starttls"], how, "{run}: {h}");
+    assert_eq!(h["version"], "TLS 1.2", "{run}: {h}");
+    assert_eq!(h["server_chain"], serde_json::json!(chain), "{run}: {h}");
+    let ended: Vec<&Value> = of_kind(lines, "flow")
+        .into_iter()
+        .filter(|f| f["server"]["port"] == port && !f["end"].is_null())
+        .collect();
+    assert_eq!(ended.len(), 1, "{run}: {ended:#?}");
+    assert!(ended[0]["tls"].is_object(), "{run}: {ended:#?}");
+    let plain: Vec<&Value> = of_kind(lines, "finding")
+        .into_iter()
+        .filter(|f| f["rule"] == "tls.plaintext")
+        .collect();
+    assert!(plain.is_empty(), "{run}: {plain:#?}");
+}
+
+/// One upgraded connection to a real server in `lab`'s server namespace,
+/// made by `openssl s_client -starttls how`, watched live with the pods
+/// inventory and captured: both runs must show the upgrade
+/// (`check_upgrade`), and the kernel must have shipped the preamble
+/// rather than counted it plaintext.
+fn upgrade_live_and_offline(lab: &Pair, pki: &Pki, port: u16, how: &str) {
+    let pods = tests::data_dir().join("plaintext-pods.yaml");
+    let pods = pods.to_str().expect("utf-8");
+    let pcap = tempfile::NamedTempFile::new().expect("temp");
+    let dump = tcpdump(lab, pcap.path());
+    let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
+    let out = s_client(
+        &lab.client,
+        SERVER4,
+        port,
+        SNI,
+        &["-starttls", how, "-tls1_2"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "s_client -starttls {how} saw no certificate: {out:?}"
+    );
+    let lines = sensor.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    dump.stop().expect("tcpdump");
+    let chain = vec![pki.fingerprint("leaf.pem"), pki.fingerprint("int.pem")];
+    check_upgrade(&lines, port, how, &chain, "live");
+    assert_eq!(kernel(&lines, "preamble_flows"), 1, "{how}");
+    assert_eq!(kernel(&lines, "plain_flows"), 0, "{how}");
+    let offline = analyze(pcap.path(), &["--inventory", pods]);
+    check_upgrade(&offline, port, how, &chain, "offline");
+    let port_of = |lines: &[Value]| -> Vec<Value> {
+        handshakes(lines)
+            .into_iter()
+            .filter(|h| h["server"]["port"] == port)
+            .map(comparable)
+            .collect()
+    };
+    assert_eq!(
+        port_of(&lines),
+        port_of(&offline),
+        "{how}: live and offline"
+    );
+}
+
+/// The leaf and intermediate, leaf first, in one file (servers that take
+/// their chain from the certificate file).
+fn chain_file(pki: &Pki) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(
+        f.path(),
+        [pki.read("leaf.pem"), pki.read("int.pem")].concat(),
+    )
+    .expect("chain file");
+    f
+}
+
+/// SMTP STARTTLS between two pods: Debian's aiosmtpd and
+/// `openssl s_client -starttls smtp`.
+#[test]
+fn smtp_starttls_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("e");
+    let chain = chain_file(&pki);
+    let mut cmd = lab.server.cmd("aiosmtpd");
+    cmd.args(["-n", "-l", &format!("{SERVER4}:25"), "--tlscert"])
+        .arg(chain.path())
+        .args(["--tlskey", &pki.p("leaf.key")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _smtp = Reaped::spawn(&mut cmd);
+    lab.server.wait_listen(25);
+    upgrade_live_and_offline(&lab, &pki, 25, "smtp");
+}
+
+/// FTP AUTH TLS between two pods: Debian's vsftpd (anonymous, TLS on the
+/// control connection) and `openssl s_client -starttls ftp`.
+#[test]
+fn ftp_auth_tls_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("d");
+    let chain = chain_file(&pki);
+    let dir = tempfile::tempdir().expect("temp");
+    let conf = dir.path().join("vsftpd.conf");
+    let text = tests::servers::vsftpd_conf(SERVER4, chain.path(), &pki.path("leaf.key"));
+    std::fs::write(&conf, text).expect("vsftpd.conf");
+    std::fs::create_dir_all(tests::servers::VSFTPD_EMPTY).expect("vsftpd's empty directory");
+    let mut cmd = lab.server.cmd("vsftpd");
+    cmd.arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _ftp = Reaped::spawn(&mut cmd);
+    lab.server.wait_listen(21);
+    upgrade_live_and_offline(&lab, &pki, 21, "ftp");
 }

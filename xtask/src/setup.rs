@@ -24,6 +24,19 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "ethtool"),
     ("setpriv", "util-linux"),
     ("python3", "python3"),
+    // TLS inside other protocols: the real server and client
+    // (tests/src/postgres.rs runs the server from /usr/lib/postgresql).
+    ("pg_ctlcluster", "postgresql"),
+    ("psql", "postgresql-client"),
+    ("aiosmtpd", "python3-aiosmtpd"),
+    ("tinyproxy", "tinyproxy"),
+    ("vsftpd", "vsftpd"),
+    ("mariadbd", "mariadb-server"),
+    ("dovecot", "dovecot-imapd"),
+    // dovecot-core is there with either; POP3 is its own package.
+    ("/usr/lib/dovecot/pop3", "dovecot-pop3d"),
+    ("slapd", "slapd"),
+    ("ldapsearch", "ldap-utils"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -2,7 +2,8 @@
 //! (sensor_common::ConnState) from its SYN, or from its first payload when
 //! it was open before the sensor, to its end. Bytes and packets are counted
 //! with atomic adds (two CPUs may carry one connection at once), never
-//! shipped; an ended connection is summarised into the ring buffer.
+//! shipped except an upgrade preamble's (`preamble`); an ended connection
+//! is summarised into the ring buffer.
 
 use core::mem::MaybeUninit;
 
@@ -12,7 +13,7 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
-    CONN_ENDED, CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_SUMMARY_LEN, CONN_TLS,
+    CONN_ENDED, CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_PREAMBLE, CONN_SUMMARY_LEN, CONN_TLS,
     CONN_TLS_COUNTING, ConnState, Counter, DEFAULT_CONN_ENTRIES, END_FIN, END_NONE, END_RST,
     EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, FlowKey, TCP_FIN, TCP_RST,
 };
@@ -20,6 +21,7 @@ use sensor_common::{
 use super::count;
 use super::flows::{GATE, atomic_add, flow_key, gate_add, slot, words_into};
 use super::parse::{Packet, looks_tls, opens_flow};
+use super::preamble::{Step, opens_preamble, preamble};
 use super::ship::{SCRATCH, Scratch, output};
 
 const EEXIST: i32 = 17;
@@ -37,8 +39,14 @@ pub(super) static CONNS: HashMap<FlowKey, ConnState> =
 pub(super) enum Next {
     /// Nothing more: counted (or a duplicate, or ended).
     Done,
-    /// Its first payload was a ClientHello: open the handshake flow.
-    OpenHandshake,
+    /// A ClientHello, its first payload or one after an upgrade preamble:
+    /// open the handshake flow. `start`: this packet is the first that
+    /// user space gets of the connection (FLOW_START); not so after a
+    /// preamble, whose packets it already has.
+    OpenHandshake { start: bool },
+    /// A packet of an upgrade preamble: ship it (no FLOWS entry), with
+    /// FLOW_START when `start`.
+    Preamble { start: bool },
     /// Its handshake may still be in FLOWS: look it up and ship.
     Handshake,
 }
@@ -144,7 +152,11 @@ pub(super) fn account(
         if opens_flow(ctx, pkt) {
             s.phase = CONN_TLS;
             count(Counter::TlsFlows, 1);
-            next = Next::OpenHandshake;
+            next = Next::OpenHandshake { start: true };
+        } else if opens_preamble(ctx, pkt) {
+            s.phase = CONN_PREAMBLE;
+            count(Counter::PreambleFlows, 1);
+            next = Next::Preamble { start: true };
         } else {
             s.phase = CONN_PLAIN;
             count(Counter::PlainFlows, 1);
@@ -160,6 +172,12 @@ pub(super) fn account(
         return Next::Done;
     } else if s.phase == CONN_TLS {
         next = Next::Handshake;
+    } else if s.phase == CONN_PREAMBLE {
+        next = match preamble(ctx, pkt, s) {
+            Step::Ship => Next::Preamble { start: false },
+            Step::Tls => Next::OpenHandshake { start: false },
+            Step::Plain => Next::Done,
+        };
     }
     if len > 0 {
         s.last_seq[dir] = pkt.seq;

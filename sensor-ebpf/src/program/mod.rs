@@ -1,6 +1,7 @@
 //! The TC classifiers and the per-packet path through the concerns:
 //! `parse` (headers), `flows` (the handshake flow map and its gate),
-//! `conns` (every connection's counts), `ship` (payload into the ring buffer; how a
+//! `conns` (every connection's counts), `preamble` (upgrade preambles kept
+//! shipping), `ship` (payload into the ring buffer; how a
 //! payload's chunks are walked is the crate root's `chunks`). Every
 //! helper is `#[inline(always)]`: one program per entry point, no
 //! BPF-to-BPF calls on the per-packet path.
@@ -8,6 +9,7 @@
 mod conns;
 mod flows;
 mod parse;
+mod preamble;
 pub(crate) mod ship;
 
 use aya_ebpf::macros::{classifier, map};
@@ -82,7 +84,13 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     let next = match CONNS.get_ptr_mut(&key) {
         Some(c) => match account(ctx, &pkt, &key, dir, c, gate, direction) {
             Next::Done => return None,
-            Next::OpenHandshake => return open_and_ship(ctx, &pkt, &key, dir, gate, direction),
+            Next::OpenHandshake { start } => {
+                return open_and_ship(ctx, &pkt, &key, dir, gate, direction, start);
+            }
+            Next::Preamble { start } => {
+                ship(ctx, &pkt, pkt.payload_len, direction, start);
+                return Some(());
+            }
             Next::Handshake => Some(c),
         },
         // A handshake whose connection is not counted (the map was full
@@ -118,7 +126,7 @@ fn adopt(ctx: &TcContext, pkt: &Packet, gate: Option<*mut u64>, direction: u8) -
         return None;
     }
     let (key, dir) = flow_key(pkt);
-    open_and_ship(ctx, pkt, &key, dir, gate, direction)
+    open_and_ship(ctx, pkt, &key, dir, gate, direction, true)
 }
 
 #[inline(always)]
@@ -129,12 +137,14 @@ fn open_and_ship(
     dir: usize,
     gate: Option<*mut u64>,
     direction: u8,
+    start: bool,
 ) -> Option<()> {
     let state = open_flow(key, gate)?;
     let len = advance(unsafe { &mut *state }, pkt, dir)?;
     // The record of the packet that opened the flow says so: user space
-    // sees no SYN and may still hold an earlier connection on this 4-tuple.
-    ship(ctx, pkt, len as usize, direction, true);
+    // sees no SYN and may still hold an earlier connection on this 4-tuple
+    // (unless an upgrade preamble of this very connection came first).
+    ship(ctx, pkt, len as usize, direction, start);
     Some(())
 }
 

@@ -119,6 +119,7 @@ pub struct HandshakeRecord<'a> {
     pub client_chain: Vec<&'a str>,
     pub certificate_source: Option<&'static str>,
     pub probe: Option<ProbeRecord>,
+    pub starttls: Option<&'static str>,
     pub alert: Option<String>,
     pub mesh: Option<&'static str>,
     /// The served mesh certificate's URI SAN, else what the mesh SNI carries.
@@ -155,6 +156,7 @@ impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
             client_chain: fingerprints(&c.client_chain),
             certificate_source: c.certificate_source.map(|s| s.name()),
             probe: c.probe.as_ref().map(Into::into),
+            starttls: hs.starttls,
             alert: hs.alert.map(|a| a.description.to_string()),
             mesh: c.mesh.as_ref().map(|m| m.kind.name()),
             mesh_identity: c.mesh.as_ref().and_then(|m| m.identity.as_deref()),

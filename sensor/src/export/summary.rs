@@ -83,6 +83,8 @@ impl RunStats {
             ("connection_table_full", r.table_full),
             ("stream_budget_exhausted", r.stream_budget_exhausted),
             ("tls_hello_unparsable", t.hello_errors),
+            ("starttls_preamble_malformed", t.preamble_malformed),
+            ("starttls_preamble_too_long", t.preamble_too_long),
             (
                 "tls_certificate_message_unparsable",
                 t.certificate_message_errors,

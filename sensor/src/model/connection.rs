@@ -28,6 +28,9 @@ pub struct HandshakeFacts {
     /// The handshake was followed to its end (not cut by a gap, the
     /// capture's end or a bound): its nulls mean "absent", not "not seen".
     pub complete: bool,
+    /// How TLS started inside another protocol (RECORDS.md `starttls`:
+    /// "postgres", "smtp", ...), None when it started the connection.
+    pub starttls: Option<&'static str>,
 }
 
 impl HandshakeFacts {

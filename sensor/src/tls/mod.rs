@@ -6,5 +6,6 @@ pub mod fingerprint;
 pub mod hello;
 pub mod record;
 pub mod session;
+pub mod starttls;
 
 pub use session::{Handshake, TlsSession, TlsStats};

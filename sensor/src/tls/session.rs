@@ -9,6 +9,7 @@ use crate::reassembly::{Control, Side};
 use super::fingerprint;
 use super::hello::{self, ClientHello, EXT_PRE_SHARED_KEY, ServerHello};
 use super::record::{RecordError, RecordEvent, RecordReader};
+use super::starttls::{self, Outcome, Preamble, Protocol};
 
 const HS_CLIENT_HELLO: u8 = 1;
 const HS_SERVER_HELLO: u8 = 2;
@@ -28,6 +29,12 @@ pub struct TlsStats {
     pub record_errors: [u64; 3],
     pub hello_errors: u64,
     pub certificate_message_errors: u64,
+    /// Upgrade preambles that ran past `starttls::MAX_PREAMBLE_BYTES`.
+    pub preamble_too_long: u64,
+    /// Upgrade preambles whose bytes did not fit their protocol.
+    pub preamble_malformed: u64,
+    /// Upgrades the server refused: the connection stayed plaintext.
+    pub upgrades_refused: u64,
 }
 
 /// Everything one connection's handshake showed in clear.
@@ -57,6 +64,8 @@ pub struct Handshake {
     pub alert_from_client: Option<bool>,
     /// The handshake was followed to its end (not cut by a gap or the capture's end).
     pub complete: bool,
+    /// The protocol TLS started inside, when it did not start the connection.
+    pub starttls: Option<Protocol>,
 }
 
 impl Handshake {
@@ -122,6 +131,7 @@ impl Handshake {
                 from_client: self.alert_from_client,
             }),
             complete: self.complete,
+            starttls: self.starttls.map(Protocol::name),
         }
     }
 }
@@ -133,6 +143,9 @@ pub struct TlsSession {
     readers: [RecordReader; 2],
     pub handshake: Handshake,
     decided: bool,
+    /// A plaintext preamble that may upgrade to TLS, until it does or not.
+    preamble: Option<Box<Preamble>>,
+    had_preamble: bool,
 }
 
 impl TlsSession {
@@ -142,6 +155,16 @@ impl TlsSession {
 
     pub fn is_tls(&self) -> bool {
         self.client.is_some()
+    }
+
+    /// In an upgrade preamble, not yet TLS nor plaintext.
+    pub fn in_preamble(&self) -> bool {
+        self.preamble.is_some()
+    }
+
+    /// The connection opened with an upgrade preamble (whatever came of it).
+    pub fn had_preamble(&self) -> bool {
+        self.had_preamble
     }
 
     /// Feeds reassembled bytes of one side.
@@ -154,14 +177,66 @@ impl TlsSession {
     ) -> Control {
         if !self.decided {
             // The first payload of a connection decides: a handshake record
-            // holding a ClientHello, or not TLS at all.
+            // holding a ClientHello, the opening of a protocol that may
+            // upgrade to TLS, or not TLS at all.
             self.decided = true;
-            if !starts_client_hello(bytes) {
+            if starts_client_hello(bytes) {
+                self.client = Some(side);
+            } else if let Some(p) = Preamble::detect(side, bytes) {
+                self.preamble = Some(Box::new(p));
+                self.had_preamble = true;
+            } else {
                 stats.not_tls += 1;
                 return Control::Ignore;
             }
-            self.client = Some(side);
         }
+        if let Some(p) = &mut self.preamble {
+            return match p.feed(side, bytes) {
+                Outcome::More => Control::Continue,
+                Outcome::Plain(why) => {
+                    self.preamble = None;
+                    match why {
+                        starttls::Plain::Refused => stats.upgrades_refused += 1,
+                        starttls::Plain::Malformed => {
+                            count_once(&mut stats.preamble_malformed, "malformed")
+                        }
+                        starttls::Plain::TooLong => {
+                            count_once(&mut stats.preamble_too_long, "longer than the bound")
+                        }
+                    }
+                    Control::Ignore
+                }
+                Outcome::Tls {
+                    protocol,
+                    client,
+                    client_bytes,
+                    server_bytes,
+                } => {
+                    self.preamble = None;
+                    if !starts_client_hello(&client_bytes) {
+                        stats.not_tls += 1;
+                        return Control::Ignore;
+                    }
+                    self.client = Some(client);
+                    self.handshake.starttls = Some(protocol);
+                    let c = self.tls_data(client, &client_bytes, max_message, stats);
+                    if c != Control::Continue || server_bytes.is_empty() {
+                        return c;
+                    }
+                    self.tls_data(client.other(), &server_bytes, max_message, stats)
+                }
+            };
+        }
+        self.tls_data(side, bytes, max_message, stats)
+    }
+
+    fn tls_data(
+        &mut self,
+        side: Side,
+        bytes: &[u8],
+        max_message: usize,
+        stats: &mut TlsStats,
+    ) -> Control {
         let Some(client) = self.client else {
             return Control::Ignore;
         };
@@ -193,6 +268,17 @@ impl TlsSession {
             Control::Ignore
         }
     }
+}
+
+/// Counts bad preamble input, logging its first occurrence only: a
+/// sensor on a busy node must not log per connection.
+fn count_once(counter: &mut u64, what: &str) {
+    if *counter == 0 {
+        tracing::info!(
+            "an upgrade preamble was {what}: the connection is taken for plaintext (counted from now on)"
+        );
+    }
+    *counter += 1;
 }
 
 fn starts_client_hello(b: &[u8]) -> bool {

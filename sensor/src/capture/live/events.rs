@@ -3,9 +3,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::net::SocketAddr;
 
 use sensor_common::{
-    CONN_PARTIAL, CONN_PLAIN, CONN_SUMMARY_LEN, ConnState, ConnSummary, END_FIN, END_RST,
-    EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FAMILY_V4, FLOW_START,
-    FlowKey as KernelKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    CONN_PARTIAL, CONN_SUMMARY_LEN, CONN_TLS, CONN_TLS_COUNTING, ConnState, ConnSummary, END_FIN,
+    END_RST, EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, EVENT_SEGMENT, EventHeader, FAMILY_V4,
+    FLOW_START, FlowKey as KernelKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
 };
 
 use crate::capture::{FlowKey, Segment, TcpFlags};
@@ -84,10 +84,11 @@ pub fn decode(record: &[u8], clock: Clock) -> Option<Event<'_>> {
     }
 }
 
-/// A kernel phase other than plaintext is TLS (pending entries are never
-/// summarised nor reported).
+/// Only the TLS phases are encrypted: an upgrade preamble that has not
+/// (yet) started TLS is plaintext so far, and one that ends so never did
+/// (pending entries are never summarised nor reported).
 fn encrypted(phase: u8) -> bool {
-    phase != CONN_PLAIN
+    phase == CONN_TLS || phase == CONN_TLS_COUNTING
 }
 
 fn conn_summary(h: &EventHeader, record: &[u8], clock: Clock) -> Option<ConnTraffic> {
@@ -183,6 +184,7 @@ pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sensor_common::CONN_PLAIN;
 
     fn record(kind: u8, len: u16, body: &[u8]) -> Vec<u8> {
         let h = EventHeader {
@@ -227,6 +229,15 @@ mod tests {
         assert_eq!(p.server.port(), 443);
         assert_eq!(p.end, Some(FlowEnd::Rst));
         assert!(p.partial && !p.encrypted);
+    }
+
+    #[test]
+    fn a_preamble_is_plaintext_until_it_starts_tls() {
+        use sensor_common::{CONN_PENDING, CONN_PREAMBLE};
+        assert!(!encrypted(CONN_PREAMBLE));
+        assert!(!encrypted(CONN_PLAIN));
+        assert!(!encrypted(CONN_PENDING));
+        assert!(encrypted(CONN_TLS) && encrypted(CONN_TLS_COUNTING));
     }
 
     #[test]
