@@ -225,6 +225,11 @@ pub struct EventHeader {
     /// A reader rejects kinds it does not know rather than guess.
     pub kind: u8,
     pub _pad: [u8; 6],
+    /// On the record that opened a flow (`FLOW_START`): when its
+    /// connection's SYN was seen (its CONNS entry's `opened_ns`, the same
+    /// clock as `ts_ns`), so the handshake's time is the connection's
+    /// first packet as RECORDS.md asks; 0 when not known.
+    pub opened_ns: u64,
 }
 
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();

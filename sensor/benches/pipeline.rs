@@ -261,6 +261,7 @@ fn feed(table: &mut ConnTable<Count>, port: u16, payload: &[u8], order: &[usize]
         seq,
         flags,
         timestamp_us: 0,
+        conn_start_us: None,
         payload,
     };
     let syn = TcpFlags {

@@ -583,6 +583,7 @@ mod tests {
             seq,
             flags,
             timestamp_us: t,
+            conn_start_us: None,
             payload,
         }
     }

@@ -114,6 +114,17 @@ fn tls12_tls13_ipv4_ipv6_and_live_equals_analyze() {
         assert!(h["ja3"].as_str().is_some_and(|j| j.len() == 32));
         assert!(h["ja4"].as_str().is_some_and(|j| j.starts_with("t12d")));
     }
+    // A handshake's time is its connection's first packet, the SYN: the
+    // same instant its flow records start at (both from the kernel's
+    // CONNS entry), though the kernel ships only from the ClientHello.
+    let flows = of_kind(&lines, "flow");
+    for h in &hs {
+        let f = flows
+            .iter()
+            .find(|f| f["client"] == h["client"])
+            .unwrap_or_else(|| panic!("no flow record for {h}"));
+        assert_eq!(f["start"], h["time"], "{h}\n{f}");
+    }
     assert_eq!(v13[0]["server_chain"], serde_json::json!([]));
     assert_eq!(v13[0]["mutual"], Value::Null);
     assert!(

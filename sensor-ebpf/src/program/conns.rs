@@ -251,6 +251,7 @@ fn summarise(ctx: &TcContext, key: &FlowKey, s: &ConnState, direction: u8) {
     h.family = key.family;
     h.direction = direction;
     h.kind = EVENT_CONN_SUMMARY;
+    h.opened_ns = s.opened_ns;
     let tail = u64::from_le_bytes([s.phase, s.flags, s.end, 0, 0, 0, 0, 0]);
     // SAFETY: data is MAX_CHUNK bytes, far more than a ConnSummary; one
     // word at a time, for the same reason as the addresses.

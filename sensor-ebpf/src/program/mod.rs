@@ -85,10 +85,12 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
         Some(c) => match account(ctx, &pkt, &key, dir, c, gate, direction) {
             Next::Done => return None,
             Next::OpenHandshake { start } => {
-                return open_and_ship(ctx, &pkt, &key, dir, gate, direction, start);
+                let opened = unsafe { (*c).opened_ns };
+                return open_and_ship(ctx, &pkt, &key, dir, gate, direction, start, opened);
             }
             Next::Preamble { start } => {
-                ship(ctx, &pkt, pkt.payload_len, direction, start);
+                let opened = unsafe { (*c).opened_ns };
+                ship(ctx, &pkt, pkt.payload_len, direction, start, opened);
                 return Some(());
             }
             Next::Handshake => Some(c),
@@ -100,7 +102,7 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     match FLOWS.get_ptr_mut(&key) {
         Some(state) => {
             let len = advance(unsafe { &mut *state }, &pkt, dir)?;
-            ship(ctx, &pkt, len as usize, direction, false);
+            ship(ctx, &pkt, len as usize, direction, false, 0);
             Some(())
         }
         None => match next {
@@ -119,17 +121,20 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
 fn adopt(ctx: &TcContext, pkt: &Packet, gate: Option<*mut u64>, direction: u8) -> Option<()> {
     let hello = opens_flow(ctx, pkt);
     let picked = pick_up(ctx, pkt, hello, gate);
+    let mut opened = 0;
     if let Some((key, dir, c)) = picked {
+        opened = unsafe { (*c).opened_ns };
         account(ctx, pkt, &key, dir, c, gate, direction);
     }
     if !hello {
         return None;
     }
     let (key, dir) = flow_key(pkt);
-    open_and_ship(ctx, pkt, &key, dir, gate, direction, true)
+    open_and_ship(ctx, pkt, &key, dir, gate, direction, true, opened)
 }
 
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn open_and_ship(
     ctx: &TcContext,
     pkt: &Packet,
@@ -138,13 +143,14 @@ fn open_and_ship(
     gate: Option<*mut u64>,
     direction: u8,
     start: bool,
+    opened_ns: u64,
 ) -> Option<()> {
     let state = open_flow(key, gate)?;
     let len = advance(unsafe { &mut *state }, pkt, dir)?;
     // The record of the packet that opened the flow says so: user space
     // sees no SYN and may still hold an earlier connection on this 4-tuple
     // (unless an upgrade preamble of this very connection came first).
-    ship(ctx, pkt, len as usize, direction, start);
+    ship(ctx, pkt, len as usize, direction, start, opened_ns);
     Some(())
 }
 

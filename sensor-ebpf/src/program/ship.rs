@@ -31,7 +31,14 @@ pub(super) struct Scratch {
 pub(super) static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8, start: bool) {
+pub(super) fn ship(
+    ctx: &TcContext,
+    pkt: &Packet,
+    len: usize,
+    direction: u8,
+    start: bool,
+    opened_ns: u64,
+) {
     let Some(s) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -47,6 +54,7 @@ pub(super) fn ship(ctx: &TcContext, pkt: &Packet, len: usize, direction: u8, sta
     s.header.direction = direction;
     // The scratch header is shared with summaries: every field is set anew.
     s.header.kind = EVENT_SEGMENT;
+    s.header.opened_ns = if start { opened_ns } else { 0 };
     if len == 0 {
         // FIN or RST of an open flow: a header alone tells user space.
         s.header.seq = pkt.seq;

@@ -172,6 +172,7 @@ fn segment<'a>(src: IpAddr, dst: IpAddr, tcp: TcpSlice<'a>, timestamp_us: i64) -
             flow_start: false,
         },
         timestamp_us,
+        conn_start_us: None,
         payload: tcp.payload(),
     }
 }

@@ -44,5 +44,9 @@ pub struct Segment<'a> {
     pub flags: TcpFlags,
     /// Microseconds since the Unix epoch.
     pub timestamp_us: i64,
+    /// When the connection began, where the source knows it better than
+    /// this segment does: live, the kernel ships no SYN, so the record
+    /// that opened a flow carries its connection's SYN time (µs).
+    pub conn_start_us: Option<i64>,
     pub payload: &'a [u8],
 }

@@ -273,7 +273,9 @@ impl<S: Default> ConnTable<S> {
                     meta: ConnMeta {
                         a: seg.flow.src,
                         b: seg.flow.dst,
-                        first_seen_us: seg.timestamp_us,
+                        first_seen_us: seg
+                            .conn_start_us
+                            .map_or(seg.timestamp_us, |t| t.min(seg.timestamp_us)),
                         last_seen_us: seg.timestamp_us,
                         payload_bytes: [0, 0],
                         payload_packets: [0, 0],
@@ -486,6 +488,7 @@ mod tests {
                     seq: *seq,
                     flags: *flags,
                     timestamp_us: n as i64,
+                    conn_start_us: None,
                     payload,
                 },
                 h,

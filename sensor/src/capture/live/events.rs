@@ -177,6 +177,8 @@ pub fn decode_event(record: &[u8], clock: Clock) -> Option<Segment<'_>> {
             flow_start: h.tcp_flags & FLOW_START != 0,
         },
         timestamp_us: clock.to_unix_us(h.ts_ns),
+        conn_start_us: (h.tcp_flags & FLOW_START != 0 && h.opened_ns != 0)
+            .then(|| clock.to_unix_us(h.opened_ns)),
         payload,
     })
 }
