@@ -836,22 +836,31 @@ fn check_upgrade(lines: &[Value], port: u16, how: &str, chain: &[String], run: &
 /// (`check_upgrade`), and the kernel must have shipped the preamble
 /// rather than counted it plaintext.
 fn upgrade_live_and_offline(lab: &Pair, pki: &Pki, port: u16, how: &str) {
+    upgrade_by(lab, pki, port, how, || {
+        starttls_client(lab, SERVER4, port, &["-starttls", how, "-tls1_2"])
+    });
+}
+
+/// `openssl s_client` to `host:port` with `extra`, which must have seen
+/// the server's certificate.
+fn starttls_client(lab: &Pair, host: &str, port: u16, extra: &[&str]) {
+    let out = s_client(&lab.client, host, port, SNI, extra);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
+        "s_client {extra:?} saw no certificate: {out:?}"
+    );
+}
+
+/// [`upgrade_live_and_offline`] with the connection made by `client`; the
+/// handshake is the one on the TCP connection to `port` (the server's
+/// side the client reaches: a proxy's, for a CONNECT tunnel).
+fn upgrade_by(lab: &Pair, pki: &Pki, port: u16, how: &str, client: impl FnOnce()) {
     let pods = tests::data_dir().join("plaintext-pods.yaml");
     let pods = pods.to_str().expect("utf-8");
     let pcap = tempfile::NamedTempFile::new().expect("temp");
     let dump = tcpdump(lab, pcap.path());
     let sensor = Sensor::start(&lab.client, &["-i", &lab.client_if, "--inventory", pods]);
-    let out = s_client(
-        &lab.client,
-        SERVER4,
-        port,
-        SNI,
-        &["-starttls", how, "-tls1_2"],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("BEGIN CERTIFICATE"),
-        "s_client -starttls {how} saw no certificate: {out:?}"
-    );
+    client();
     let lines = sensor.stop();
     std::thread::sleep(Duration::from_millis(300));
     dump.stop().expect("tcpdump");
@@ -875,6 +884,18 @@ fn upgrade_live_and_offline(lab: &Pair, pki: &Pki, port: u16, how: &str) {
     );
 }
 
+/// A Debian server started by `cmd` in `lab`'s server namespace, its
+/// output discarded; returned once it listens on `port`.
+fn serve(lab: &Pair, cmd: &mut Command, port: u16) -> Reaped {
+    let server = Reaped::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    lab.server.wait_listen(port);
+    server
+}
+
 /// The leaf and intermediate, leaf first, in one file (servers that take
 /// their chain from the certificate file).
 fn chain_file(pki: &Pki) -> tempfile::NamedTempFile {
@@ -895,15 +916,15 @@ fn smtp_starttls_is_tls_with_its_chain() {
     let pki = pki_with_leaf();
     let lab = Pair::new("e");
     let chain = chain_file(&pki);
-    let mut cmd = lab.server.cmd("aiosmtpd");
-    cmd.args(["-n", "-l", &format!("{SERVER4}:25"), "--tlscert"])
-        .arg(chain.path())
-        .args(["--tlskey", &pki.p("leaf.key")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _smtp = Reaped::spawn(&mut cmd);
-    lab.server.wait_listen(25);
+    let _smtp = serve(
+        &lab,
+        lab.server
+            .cmd("aiosmtpd")
+            .args(["-n", "-l", &format!("{SERVER4}:25"), "--tlscert"])
+            .arg(chain.path())
+            .args(["--tlskey", &pki.p("leaf.key")]),
+        25,
+    );
     upgrade_live_and_offline(&lab, &pki, 25, "smtp");
 }
 
@@ -920,12 +941,135 @@ fn ftp_auth_tls_is_tls_with_its_chain() {
     let text = tests::servers::vsftpd_conf(SERVER4, chain.path(), &pki.path("leaf.key"));
     std::fs::write(&conf, text).expect("vsftpd.conf");
     std::fs::create_dir_all(tests::servers::VSFTPD_EMPTY).expect("vsftpd's empty directory");
-    let mut cmd = lab.server.cmd("vsftpd");
-    cmd.arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _ftp = Reaped::spawn(&mut cmd);
-    lab.server.wait_listen(21);
+    let _ftp = serve(&lab, lab.server.cmd("vsftpd").arg(&conf), 21);
     upgrade_live_and_offline(&lab, &pki, 21, "ftp");
+}
+
+/// A directory the servers that drop root (dovecot's login processes,
+/// mariadbd as mysql) can walk into: a temporary directory is 0700.
+fn server_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// Debian's dovecot in a new pair `tag`'s server namespace, IMAP on 143
+/// and POP3 on 110, STARTTLS with the leaf and intermediate; one upgrade
+/// to `port` with `s_client -starttls how`, live and offline.
+fn dovecot_upgrade(tag: &str, port: u16, how: &str) {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new(tag);
+    let chain = chain_file(&pki);
+    let dir = server_dir();
+    let conf = dir.path().join("dovecot.conf");
+    let text =
+        tests::servers::dovecot_conf(SERVER4, dir.path(), chain.path(), &pki.path("leaf.key"));
+    std::fs::write(&conf, text).expect("dovecot.conf");
+    let _dovecot = serve(
+        &lab,
+        lab.server.cmd("dovecot").arg("-F").arg("-c").arg(&conf),
+        port,
+    );
+    upgrade_live_and_offline(&lab, &pki, port, how);
+}
+
+/// IMAP STARTTLS between two pods: Debian's dovecot and
+/// `openssl s_client -starttls imap`.
+#[test]
+fn imap_starttls_is_tls_with_its_chain() {
+    dovecot_upgrade("i", 143, "imap");
+}
+
+/// POP3 STLS between two pods: Debian's dovecot and
+/// `openssl s_client -starttls pop3`.
+#[test]
+fn pop3_stls_is_tls_with_its_chain() {
+    dovecot_upgrade("o", 110, "pop3");
+}
+
+/// MySQL's SSL request in the connection phase between two pods: Debian's
+/// MariaDB and `openssl s_client -starttls mysql`.
+#[test]
+fn mysql_ssl_request_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("y");
+    let chain = chain_file(&pki);
+    let dir = server_dir();
+    let db = dir.path().join("mariadb");
+    tests::servers::mariadb_prepare(&db, chain.path(), &pki.path("leaf.key"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let _mysql = serve(
+        &lab,
+        lab.server
+            .cmd("mariadbd")
+            .args(tests::servers::mariadbd_args(SERVER4, &db)),
+        3306,
+    );
+    upgrade_live_and_offline(&lab, &pki, 3306, "mysql");
+}
+
+/// An HTTP CONNECT tunnel between two pods: `openssl s_client -proxy`
+/// through Debian's tinyproxy to an s_server beside it. The client's TCP
+/// connection, and so the handshake the sensor sees, is to the proxy's
+/// port; the proxy reaches s_server over its loopback, unseen.
+#[test]
+fn http_connect_tunnel_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("h");
+    let _target = s_server(&lab.server, &pki, 443, "leaf", &["-tls1_2"]);
+    let dir = tempfile::tempdir().expect("temp");
+    let conf = dir.path().join("tinyproxy.conf");
+    let text = tests::servers::tinyproxy_conf(SERVER4, &format!("{CLIENT4}/32"));
+    std::fs::write(&conf, text).expect("tinyproxy.conf");
+    let _proxy = serve(
+        &lab,
+        lab.server.cmd("tinyproxy").arg("-d").arg("-c").arg(&conf),
+        3128,
+    );
+    let proxy = format!("{SERVER4}:3128");
+    upgrade_by(&lab, &pki, 3128, "http_connect", || {
+        starttls_client(&lab, SERVER4, 443, &["-proxy", &proxy, "-tls1_2"])
+    });
+}
+
+/// LDAP StartTLS between two pods: Debian's slapd and
+/// `ldapsearch -ZZ` (StartTLS required) of its root DSE, which sends no
+/// SNI.
+#[test]
+fn ldap_starttls_is_tls_with_its_chain() {
+    require_root();
+    let pki = pki_with_leaf();
+    let lab = Pair::new("a");
+    let chain = chain_file(&pki);
+    let dir = tempfile::tempdir().expect("temp");
+    let key = dir.path().join("server.key");
+    tests::servers::pkcs8(&pki.path("leaf.key"), &key).unwrap_or_else(|e| panic!("{e:#}"));
+    let conf = dir.path().join("slapd.conf");
+    let text = tests::servers::slapd_conf(dir.path(), chain.path(), &key);
+    std::fs::write(&conf, text).expect("slapd.conf");
+    let _ldap = serve(
+        &lab,
+        lab.server
+            .cmd("slapd")
+            .args(tests::servers::slapd_args(SERVER4, &conf)),
+        389,
+    );
+    upgrade_by(&lab, &pki, 389, "ldap", || {
+        let limit = patience(Duration::from_secs(10)).as_secs().to_string();
+        let out = run(lab
+            .client
+            .cmd("timeout")
+            .args([limit.as_str(), "ldapsearch"])
+            .env("LDAPTLS_REQCERT", "never")
+            .args(["-ZZ", "-x", "-H", &format!("ldap://{SERVER4}/")])
+            .args(["-b", "", "-s", "base", "supportedExtension"]));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("result: 0 Success"),
+            "ldapsearch -ZZ: {out:?}"
+        );
+    });
 }
