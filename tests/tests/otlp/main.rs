@@ -1311,16 +1311,7 @@ fn run_exports_live_handshakes_to_rotel() {
     let r = Rotel::start_in(Some(&ns), 14317, 14318);
     let pki = tests::certs::Pki::new();
     pki.leaf("leaf", "run.otlp.test", 0, false);
-    let mut server = ns.cmd("openssl");
-    server
-        .args(["s_server", "-accept", "4460", "-www", "-quiet"])
-        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
-        .args(["-cert_chain", &pki.p("int.pem")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _server = tests::proc::Reaped::spawn(&mut server);
-    ns.wait_listen(4460);
+    let _server = tests::peers::s_server(&ns, &pki, 4460, "leaf", &[]);
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let bin = sensor_bin();
     let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
@@ -1461,16 +1452,7 @@ fn run_export_resumes_after_the_collector_restarts_and_counts_what_was_lost() {
     let r = Rotel::start_in(Some(&ns), grpc, http);
     let pki = tests::certs::Pki::new();
     pki.leaf("leaf", "restart.otlp.test", 0, false);
-    let mut server = ns.cmd("openssl");
-    server
-        .args(["s_server", "-accept", "4461", "-www", "-quiet"])
-        .args(["-cert", &pki.p("leaf.pem"), "-key", &pki.p("leaf.key")])
-        .args(["-cert_chain", &pki.p("int.pem")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _server = tests::proc::Reaped::spawn(&mut server);
-    ns.wait_listen(4461);
+    let _server = tests::peers::s_server(&ns, &pki, 4461, "leaf", &[]);
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let bin = sensor_bin();
     let mut cmd = ns.cmd(bin.to_str().expect("utf-8"));
