@@ -1,6 +1,5 @@
 //! `sensor run`: live capture through the pipeline until stopped.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +8,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::analysis::Analysis;
 use crate::capture::live::{
-    Clock, Event, InterfaceFilter, KernelStats, LinkWatcher, LiveConfig, LiveError, Programs,
-    check_capabilities, conn_traffic, drain, list_interfaces,
+    Clock, Event, Follower, InterfaceFilter, KernelStats, LiveConfig, LiveError, Programs,
+    check_capabilities, conn_traffic, drain,
 };
 use crate::export::otlp::OtlpSink;
 use crate::export::summary::kernel_line;
@@ -53,43 +52,6 @@ pub struct RunOutcome<K> {
     /// `stats` as the summary line renders them.
     pub summary: Summary,
     pub kernel: KernelStats,
-}
-
-/// Attaches to every wanted interface present, detaches from vanished
-/// ones. An interface that refuses is logged once and retried on the next
-/// link change.
-fn reconcile(programs: &mut Programs, filter: &InterfaceFilter, refused: &mut BTreeSet<String>) {
-    let present = match list_interfaces() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("listing interfaces: {e}");
-            return;
-        }
-    };
-    let names: BTreeSet<&str> = present.iter().map(|(n, _)| n.as_str()).collect();
-    let gone: Vec<String> = programs
-        .attached()
-        .filter(|a| !names.contains(a))
-        .map(String::from)
-        .collect();
-    for g in gone {
-        tracing::info!(interface = %g, "interface gone, detached");
-        programs.detach(&g);
-    }
-    refused.retain(|r| names.contains(r.as_str()));
-    for (name, ethernet) in &present {
-        if !filter.wants(name) || programs.attached().any(|a| a == name) {
-            continue;
-        }
-        match programs.attach(name, *ethernet) {
-            Ok(()) => tracing::info!(interface = %name, ethernet, "attached"),
-            Err(e) => {
-                if refused.insert(name.clone()) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
-    }
 }
 
 fn mono_ns() -> u64 {
@@ -145,7 +107,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
         (Some((client, cfg)), Some(inv)) => Some(watch::start(client.clone(), inv, cfg)),
         _ => None,
     };
-    let (mut programs, ring) = Programs::load(&opts.live)?;
+    let (mut programs, attacher, ring) = Programs::load(&opts.live)?;
     let inventory = opts.pipeline.inventory.clone();
     let pipeline_cfg = PipelineConfig {
         skip_own: true,
@@ -154,16 +116,14 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
     let mut pipeline = Pipeline::with_analysis(pipeline_cfg, opts.analysis, sink);
     pipeline.report_finished();
     let clock = Clock::new();
-    let mut refused = BTreeSet::new();
-    reconcile(&mut programs, &opts.filter, &mut refused);
-    opts.health.set_attached(programs.attached().count());
-    if programs.attached().next().is_none() {
-        tracing::warn!("no interface matched; waiting for one to appear");
-    }
-    // AsyncFd::new is deprecated for types that merely expose a raw fd; both
-    // of these own theirs for as long as the AsyncFd lives.
-    #[allow(deprecated)]
-    let links = AsyncFd::new(LinkWatcher::new()?)?;
+    let health = opts.health.clone();
+    let follower = Follower::start(
+        attacher,
+        opts.filter.clone(),
+        Box::new(move |n| health.set_attached(n)),
+    )?;
+    // AsyncFd::new is deprecated for types that merely expose a raw fd; this
+    // one owns its fd for as long as the AsyncFd lives.
     #[allow(deprecated)]
     let mut ring = AsyncFd::new(ring)?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -199,14 +159,6 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 for (a, b) in pipeline.take_finished() {
                     programs.close_flow(a, b);
                 }
-            }
-            guard = links.readable() => {
-                let mut guard = guard?;
-                if guard.get_inner().drain() {
-                    reconcile(&mut programs, &opts.filter, &mut refused);
-                    opts.health.set_attached(programs.attached().count());
-                }
-                guard.clear_ready();
             }
             _ = sweep.tick() => {
                 pipeline.poll_probes();
@@ -271,7 +223,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
         pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Shutdown)));
     }
     let kernel = counts.with_kernel(&programs);
-    programs.detach_all();
+    follower.stop();
     opts.health.set_attached(0);
     let (sink, stats) = pipeline.finish_with(|s| {
         s.kernel = Some(kernel);

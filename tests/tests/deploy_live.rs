@@ -212,9 +212,9 @@ fn load_and_attach_probe() {
     let Ok(iface) = std::env::var("PROBE_INTERFACE") else {
         return;
     };
-    let (mut programs, _ring) = Programs::load(&LiveConfig::default()).expect("load");
-    programs.attach(&iface, true).expect("attach");
-    programs.detach_all();
+    let (_programs, mut attacher, _ring) = Programs::load(&LiveConfig::default()).expect("load");
+    attacher.attach(&iface, true).expect("attach");
+    attacher.detach_all();
 }
 
 fn probe_with(ns: &Netns, caps: &[String]) -> (bool, String) {

@@ -6,7 +6,7 @@
 //! by `tests::patience` (TESTS_SLOWDOWN).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aya::programs::SchedClassifier;
 use aya::programs::tc::TcAttachType;
@@ -35,6 +35,13 @@ impl Sensor {
         let mut watched = Watched::spawn(&mut cmd, out.reopen().expect("reopen"));
         watched.wait_for(wait_for, Duration::from_secs(60));
         Sensor { watched, out }
+    }
+
+    /// Waits for a log line with `needle`, unless one came already.
+    fn saw(&mut self, needle: &str) {
+        if !self.watched.seen.iter().any(|l| l.contains(needle)) {
+            self.watched.wait_for(needle, Duration::from_secs(60));
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -457,9 +464,59 @@ fn fds(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
-/// Veth pairs created and deleted in a loop while TLS traffic flows on a
-/// steady one: each new one gets attached, and afterwards the links,
-/// qdiscs, programs and the sensor's descriptors are what they were.
+/// When the sensor's log line says it attached to `interface`.
+fn attached_at(log: &[String], interface: &str) -> Option<SystemTime> {
+    let line = log.iter().find(|l| {
+        l.contains(" attached") && l.ends_with(&format!("interface={interface} ethernet=true"))
+    })?;
+    let stamp = line.split_whitespace().next()?;
+    let t =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64))
+}
+
+/// Waits until `want` programs are attached in `ns`.
+fn until_attached(ns: &Netns, want: usize, what: &str) {
+    let t0 = Instant::now();
+    while attached_programs(ns, "") != want {
+        assert!(
+            t0.elapsed() < patience(Duration::from_secs(60)),
+            "{what}: {} of {want} programs attached",
+            attached_programs(ns, "")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ip_batch(ns: &Netns, commands: &str) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), commands).unwrap();
+    ns.sh_out(&format!("ip -batch {}", f.path().display()));
+}
+
+fn add_pairs(range: std::ops::Range<usize>) -> String {
+    range
+        .map(|i| {
+            format!(
+                "link add rv{i}a type veth peer name rv{i}b\nlink set rv{i}a up\nlink set rv{i}b up\n"
+            )
+        })
+        .collect()
+}
+
+fn del_pairs(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("link del rv{i}a\n")).collect()
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Veth pairs created and deleted while TLS traffic flows on a steady one,
+/// as a node's pods come and go (one pair at a time, a few alive at once),
+/// then a burst of 50 at once: each new link gets attached, and afterwards
+/// the links, qdiscs, programs and the sensor's descriptors are what they
+/// were. Prints how long after its creation each link was attached.
 #[test]
 fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
     require_root();
@@ -467,16 +524,24 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    // Pairs made per second: a busy node starts a few pods a second.
+    let rate: f64 = std::env::var("REL_CHURN_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10.0);
+    const ALIVE: usize = 20;
+    const BURST: usize = 50;
     let pki = pki();
     let (client, server) = pair("churn", "10.90.0");
     let _srv = s_server(&server, &pki, 4443);
-    let sensor = Sensor::start(&client, &[], "attached");
+    let mut sensor = Sensor::start(&client, &[], "attached");
     std::thread::sleep(patience(Duration::from_millis(500)));
     let links0 = count(&client, "ip -o link | wc -l");
     let qdiscs0 = count(&client, "tc qdisc show | wc -l");
     let progs0 = attached_programs(&client, "");
     let fds0 = fds(sensor.pid());
-    let traffic = std::thread::scope(|s| {
+    let mut made: Vec<(usize, SystemTime)> = Vec::new();
+    let (traffic, burst) = std::thread::scope(|s| {
         let t = s.spawn(|| {
             let mut n = 0;
             for i in 0..20 {
@@ -486,39 +551,41 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
             n
         });
         let t0 = Instant::now();
-        let mut slowest = Duration::ZERO;
-        for batch in 0..pairs.div_ceil(50) {
-            let lo = batch * 50;
-            let hi = (lo + 50).min(pairs);
-            let add: String = (lo..hi)
-                .map(|i| format!("link add rv{i}a type veth peer name rv{i}b\nlink set rv{i}a up\nlink set rv{i}b up\n"))
-                .collect();
-            let f = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(f.path(), add).unwrap();
-            let added = Instant::now();
-            client.sh_out(&format!("ip -batch {}", f.path().display()));
-            // Both ends of each new pair attached before the next batch.
-            let want = progs0 + 4 * (hi - lo);
-            while attached_programs(&client, "") < want {
-                assert!(
-                    added.elapsed() < patience(Duration::from_secs(30)),
-                    "batch {batch}: {} of {want} programs attached",
-                    attached_programs(&client, "")
-                );
-                std::thread::sleep(Duration::from_millis(20));
+        for i in 0..pairs {
+            let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let mut batch = add_pairs(i..i + 1);
+            if i >= ALIVE {
+                // Deleted once attached: a link gone first is never attached
+                // (a slow machine), which is no fault of the sensor's.
+                let old = i - ALIVE;
+                for end in ["a", "b"] {
+                    sensor.saw(&format!("interface=rv{old}{end} ethernet"));
+                }
+                batch += &del_pairs(old..old + 1);
             }
-            slowest = slowest.max(added.elapsed());
-            let del: String = (lo..hi).map(|i| format!("link del rv{i}a\n")).collect();
-            std::fs::write(f.path(), del).unwrap();
-            client.sh_out(&format!("ip -batch {}", f.path().display()));
+            made.push((i, SystemTime::now()));
+            ip_batch(&client, &batch);
         }
+        let last = pairs.saturating_sub(ALIVE)..pairs;
+        for i in last.clone() {
+            for end in ["a", "b"] {
+                sensor.saw(&format!("interface=rv{i}{end} ethernet"));
+            }
+        }
+        ip_batch(&client, &del_pairs(last));
+        until_attached(&client, progs0, "after the paced churn");
         eprintln!(
-            "churn: {pairs} veth pairs created, attached and deleted in {:.1} s; \
-             slowest batch of 50 pairs fully attached {:.2} s after its creation",
-            t0.elapsed().as_secs_f64(),
-            slowest.as_secs_f64()
+            "churn: {pairs} veth pairs made at {rate}/s ({ALIVE} alive at most) and deleted in {:.1} s",
+            t0.elapsed().as_secs_f64()
         );
-        t.join().unwrap()
+        // A burst: 50 pairs in one go (a node restarting its pods).
+        let burst = (pairs..pairs + BURST, SystemTime::now(), Instant::now());
+        ip_batch(&client, &add_pairs(burst.0.clone()));
+        until_attached(&client, progs0 + 4 * BURST, "burst");
+        let all_attached = burst.2.elapsed();
+        ip_batch(&client, &del_pairs(burst.0.clone()));
+        (t.join().unwrap(), (burst.0, burst.1, all_attached))
     });
     std::thread::sleep(patience(Duration::from_secs(1)));
     let links1 = count(&client, "ip -o link | wc -l");
@@ -530,6 +597,33 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
          attached programs {progs0}->{progs1}, sensor fds {fds0}->{fds1}"
     );
     let (lines, log) = sensor.stop();
+    let delays = |made: &mut dyn Iterator<Item = (usize, SystemTime)>| {
+        let mut d: Vec<Duration> = made
+            .flat_map(|(i, at)| ["a", "b"].map(|end| (format!("rv{i}{end}"), at)))
+            .map(|(name, at)| {
+                let seen = attached_at(&log, &name)
+                    .unwrap_or_else(|| panic!("{name} never logged attached"));
+                seen.duration_since(at).unwrap_or_default()
+            })
+            .collect();
+        d.sort();
+        d
+    };
+    let paced = delays(&mut made.iter().copied());
+    let burst_delays = delays(&mut burst.0.clone().map(|i| (i, burst.1)));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "churn: attached after creation, paced {} links: median {:.0} ms, p99 {:.0} ms, max {:.0} ms; \
+         burst of {} links: median {:.0} ms, max {:.0} ms (all programs counted attached {:.0} ms after)",
+        paced.len(),
+        ms(percentile(&paced, 50)),
+        ms(percentile(&paced, 99)),
+        ms(*paced.last().unwrap()),
+        burst_delays.len(),
+        ms(percentile(&burst_delays, 50)),
+        ms(*burst_delays.last().unwrap()),
+        ms(burst.2),
+    );
     assert_eq!(fds1, fds0);
     assert_eq!(links1, links0);
     assert_eq!(qdiscs1, qdiscs0);
@@ -538,6 +632,6 @@ fn veth_churn_attaches_every_new_link_and_leaks_nothing() {
         .iter()
         .filter(|l| l.contains(" attached") && l.contains("interface=rv"))
         .count();
-    assert_eq!(attached, 2 * pairs, "both ends of each pair");
+    assert_eq!(attached, 2 * (pairs + BURST), "both ends of each pair");
     assert_eq!(handshakes_to(&lines, 4443).len(), traffic);
 }

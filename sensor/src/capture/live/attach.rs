@@ -146,8 +146,11 @@ fn remove_stale_filters(interface: &str) -> usize {
     removed
 }
 
-/// Where the programs are attached, by interface.
-pub(super) struct Attachments {
+/// The loaded programs and where they are attached, by interface. It owns
+/// the object's programs (its maps were taken out by `Programs`) so that
+/// it can live on a thread of its own: see `follow`.
+pub struct Attacher {
+    ebpf: Ebpf,
     how: Attach,
     links: BTreeMap<String, Vec<(&'static str, SchedClassifierLinkId)>>,
 }
@@ -159,30 +162,30 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .map_err(|e: ProgramError| e.to_string())
 }
 
-impl Attachments {
-    pub(super) fn new(how: Attach) -> Self {
+impl Attacher {
+    pub(super) fn new(ebpf: Ebpf, how: Attach) -> Self {
         Self {
+            ebpf,
             how,
             links: BTreeMap::new(),
         }
     }
 
-    pub(super) fn how(&self) -> Attach {
+    pub fn how(&self) -> Attach {
         self.how
     }
 
-    pub(super) fn interfaces(&self) -> impl Iterator<Item = &str> {
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links.keys().map(String::as_str)
     }
 
+    pub fn is_attached(&self, interface: &str) -> bool {
+        self.links.contains_key(interface)
+    }
+
     /// Attaches on ingress and egress; all or nothing.
-    pub(super) fn attach(
-        &mut self,
-        ebpf: &mut Ebpf,
-        interface: &str,
-        ethernet: bool,
-    ) -> Result<(), LiveError> {
-        if self.links.contains_key(interface) {
+    pub fn attach(&mut self, interface: &str, ethernet: bool) -> Result<(), LiveError> {
+        if self.is_attached(interface) {
             return Ok(());
         }
         let err = |reason: String| LiveError::Attach {
@@ -195,7 +198,7 @@ impl Attachments {
             if eth != ethernet {
                 continue;
             }
-            let attached = classifier(ebpf, name).and_then(|prog| {
+            let attached = classifier(&mut self.ebpf, name).and_then(|prog| {
                 self.how
                     .attach_one(prog, interface, direction)
                     .map_err(|e| e.to_string())
@@ -204,7 +207,7 @@ impl Attachments {
                 Ok(id) => links.push((name, id)),
                 Err(e) => {
                     for (n, id) in links {
-                        detach_one(ebpf, n, id);
+                        detach_one(&mut self.ebpf, n, id);
                     }
                     return Err(err(e));
                 }
@@ -214,19 +217,25 @@ impl Attachments {
         Ok(())
     }
 
-    pub(super) fn detach(&mut self, ebpf: &mut Ebpf, interface: &str) {
+    pub fn detach(&mut self, interface: &str) {
         if let Some(links) = self.links.remove(interface) {
             for (name, id) in links {
-                detach_one(ebpf, name, id);
+                detach_one(&mut self.ebpf, name, id);
             }
         }
     }
 
-    pub(super) fn detach_all(&mut self, ebpf: &mut Ebpf) {
+    pub fn detach_all(&mut self) {
         let names: Vec<String> = self.links.keys().cloned().collect();
         for n in names {
-            self.detach(ebpf, &n);
+            self.detach(&n);
         }
+    }
+}
+
+impl Drop for Attacher {
+    fn drop(&mut self) {
+        self.detach_all();
     }
 }
 

@@ -59,19 +59,22 @@ impl InterfaceFilter {
 }
 
 /// Interfaces of this network namespace with whether they carry an
-/// Ethernet header (loopback does; tun and WireGuard do not).
+/// Ethernet header (loopback does; tun and WireGuard do not), oldest
+/// first: by interface index, which the kernel hands out in order.
 pub fn list_interfaces() -> std::io::Result<Vec<(String, bool)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/sys/class/net")? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let kind = std::fs::read_to_string(entry.path().join("type")).unwrap_or_default();
+        let read =
+            |file: &str| std::fs::read_to_string(entry.path().join(file)).unwrap_or_default();
         // ARPHRD_ETHER = 1, ARPHRD_LOOPBACK = 772: both have a 14-byte header in TC.
-        let ethernet = matches!(kind.trim(), "1" | "772");
-        out.push((name, ethernet));
+        let ethernet = matches!(read("type").trim(), "1" | "772");
+        let index: u32 = read("ifindex").trim().parse().unwrap_or(u32::MAX);
+        out.push((index, name, ethernet));
     }
     out.sort();
-    Ok(out)
+    Ok(out.into_iter().map(|(_, n, e)| (n, e)).collect())
 }
 
 const RTMGRP_LINK: u32 = 1;

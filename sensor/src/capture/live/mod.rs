@@ -5,6 +5,7 @@
 //! - `attach`: how the programs reach traffic (TCX or clsact, chosen from
 //!   the features unless the operator forces one).
 //! - `interfaces`: which interfaces to watch, and when links come and go.
+//! - `follow`: the thread that keeps the programs attached to them.
 //! - `flows`: the kernel's flow maps and their gate, as user space edits them.
 //! - `reader`: raw records from the ring buffer, and the one drain loop.
 //! - `events`: a record parsed by its header's kind into a `Segment` or
@@ -17,17 +18,19 @@ mod error;
 mod events;
 mod features;
 mod flows;
+mod follow;
 mod interfaces;
 mod programs;
 mod reader;
 mod stats;
 
-pub use attach::{Attach, AttachMode};
+pub use attach::{Attach, AttachMode, Attacher};
 pub use caps::check_capabilities;
 pub use error::LiveError;
 pub use events::{Clock, Event, conn_traffic, decode, decode_event};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
+pub use follow::{Follower, OnAttached};
 pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
 pub use programs::{
     LiveConfig, Programs, SHIP_PROGRAM, Ship, ShipMode, aux_object, noloop_object, object,

@@ -10,7 +10,7 @@ use sensor_common::{
     DEFAULT_FLOW_ENTRIES, DEFAULT_RING_BYTES, FlowKey,
 };
 
-use super::attach::{Attach, AttachMode, Attachments, PROGRAMS};
+use super::attach::{Attach, AttachMode, Attacher, PROGRAMS};
 use super::error::LiveError;
 use super::features::KernelFeatures;
 use super::flows::{FlowTable, kernel_key};
@@ -137,14 +137,13 @@ impl Default for LiveConfig {
     }
 }
 
-/// The loaded object, its maps, and where its programs are attached.
+/// The loaded object's maps; its programs go to an [`Attacher`].
 pub struct Programs {
-    ebpf: Ebpf,
     features: KernelFeatures,
     ship: Ship,
+    how: Attach,
     /// The bounded object's program array (slot 0: `tls_ship`).
     _ship_slot: Option<ProgramArray<MapData>>,
-    attachments: Attachments,
     flows: FlowTable,
     counts: PerCpuArray<MapData, [u64; COUNTERS]>,
 }
@@ -152,8 +151,8 @@ pub struct Programs {
 impl Programs {
     /// Probes the kernel's features (once: the result is kept), loads the
     /// object and its programs, and chooses how they will attach. The
-    /// reader is the programs' ring buffer.
-    pub fn load(cfg: &LiveConfig) -> Result<(Self, RingReader), LiveError> {
+    /// attacher holds the programs; the reader is their ring buffer.
+    pub fn load(cfg: &LiveConfig) -> Result<(Self, Attacher, RingReader), LiveError> {
         let features = KernelFeatures::probe();
         tracing::info!(
             tcx = features.tcx,
@@ -224,14 +223,14 @@ impl Programs {
         };
         Ok((
             Self {
-                ebpf,
                 features,
                 ship,
+                how,
                 _ship_slot: ship_slot,
-                attachments: Attachments::new(how),
                 flows,
                 counts,
             },
+            Attacher::new(ebpf, how),
             RingReader::new(ring),
         ))
     }
@@ -247,24 +246,7 @@ impl Programs {
     }
 
     pub fn attach_mode(&self) -> Attach {
-        self.attachments.how()
-    }
-
-    pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.attachments.interfaces()
-    }
-
-    /// Attaches on ingress and egress of `interface` (see `Attach`).
-    pub fn attach(&mut self, interface: &str, ethernet: bool) -> Result<(), LiveError> {
-        self.attachments.attach(&mut self.ebpf, interface, ethernet)
-    }
-
-    pub fn detach(&mut self, interface: &str) {
-        self.attachments.detach(&mut self.ebpf, interface);
-    }
-
-    pub fn detach_all(&mut self) {
-        self.attachments.detach_all(&mut self.ebpf);
+        self.how
     }
 
     /// Stops the kernel following a connection (its handshake is done).
@@ -341,11 +323,5 @@ impl Programs {
             }
         }
         out
-    }
-}
-
-impl Drop for Programs {
-    fn drop(&mut self) {
-        self.detach_all();
     }
 }
