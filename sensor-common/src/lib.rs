@@ -10,7 +10,7 @@ pub const MAX_CHUNKS: usize = 35;
 /// Bytes shipped per direction of a flow unless user space closes it sooner.
 pub const DEFAULT_BUDGET: u32 = 64 * 1024;
 /// Ring buffer size (a power of two multiple of the page size).
-pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+pub const DEFAULT_RING_BYTES: u32 = 4 << 20;
 /// Flows in the handshake phase tracked at once.
 pub const DEFAULT_FLOW_ENTRIES: u32 = 16384;
 /// Connections counted at once (CONNS, from their SYN).

@@ -436,7 +436,7 @@ impl<K: RecordSink> Pipeline<K> {
     }
 
     pub fn take_finished(&mut self) -> Vec<(std::net::SocketAddr, std::net::SocketAddr)> {
-        self.table.take_finished()
+        self.table.take_finished(&mut self.stages)
     }
 
     /// Connections open in the reassembly table.

@@ -105,6 +105,35 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Where a process's resident memory is: its heap and stacks (anonymous),
+/// shared mappings (the ring buffer), and its files (the binary's pages).
+fn rss_parts(pid: i32) -> String {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let kib = |field: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status_kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mib = |k: u64| k as f64 / 1024.0;
+    format!(
+        "anonymous {:.1}, shared {:.1}, file {:.1} MiB",
+        mib(status_kib("RssAnon:")),
+        mib(status_kib("RssShmem:")),
+        mib(status_kib("RssFile:")
+            .max(kib("Rss:") - status_kib("RssAnon:") - status_kib("RssShmem:"))),
+    )
+}
+
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let Some(i) = stat.rfind(')') else { return 0 };
@@ -470,9 +499,13 @@ fn soak() {
 /// with CAP_SYS_RESOURCE may raise the hard limit), so it takes what the
 /// hard limit allows.
 const HOLD: &str = r#"
-import resource, socket, sys
+import resource, socket, ssl, sys
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ctx = None
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1])))
@@ -481,12 +514,18 @@ print("listening", flush=True)
 kept = []
 while True:
     c, _ = s.accept()
+    if ctx:
+        try:
+            c = ctx.wrap_socket(c, server_side=True)
+        except (ssl.SSLError, OSError):
+            continue
     kept.append(c)
 "#;
 
 /// Opens N connections to one port of the server and sends the same real
 /// ClientHello (made by Python's ssl) on each, or with `plain` an HTTP
-/// request; prints "open N" and keeps
+/// request, or with `tls` completes a TLS handshake and sends 4 bytes
+/// (the server then needs a certificate and key); prints "open N" and keeps
 /// them until its stdin closes. N stays under the open-files limit (see
 /// `HOLD`): the connections are spread over several of these processes.
 const OPEN: &str = r#"
@@ -510,7 +549,11 @@ if kind == "plain":
 kept = []
 for i in range(n):
     s = socket.create_connection((host, ports[i % len(ports)]))
-    s.sendall(hello)
+    if kind == "tls":
+        s = ctx.wrap_socket(s, server_hostname="memory.soak.test")
+        s.sendall(b"ping")
+    else:
+        s.sendall(hello)
     kept.append(s)
     if i % 100 == 99:
         # At most 200 a second from each process: unpaced, the seven
@@ -562,9 +605,21 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
     let flows = env("SOAK_FLOWS", 100_000);
     let kind = std::env::var("SOAK_FLOW_KIND").unwrap_or_else(|_| "hello".into());
     assert!(
-        kind == "hello" || kind == "plain",
-        "SOAK_FLOW_KIND is hello or plain"
+        ["hello", "plain", "tls"].contains(&kind.as_str()),
+        "SOAK_FLOW_KIND is hello, plain or tls"
     );
+    let keys = tempfile::tempdir().unwrap();
+    let (cert, key) = (keys.path().join("cert.pem"), keys.path().join("key.pem"));
+    if kind == "tls" {
+        // ECDSA: 100,000 handshakes of RSA signatures would take minutes.
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=memory.soak.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+    }
     let (c, s) = (Ns::new("mc"), Ns::new("ms"));
     run(Command::new("ip").args([
         "link", "add", "mc0", "netns", &c.0, "type", "veth", "peer", "name", "ms0", "netns", &s.0,
@@ -583,7 +638,11 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
     let hold: Vec<Reaped> = ports
         .iter()
         .map(|p| {
-            let mut h = s.python(HOLD, &[p]);
+            let mut args = vec![p.as_str()];
+            if kind == "tls" {
+                args.extend([cert.to_str().unwrap(), key.to_str().unwrap()]);
+            }
+            let mut h = s.python(HOLD, &args);
             assert_eq!(first_line(&mut h), "listening");
             h
         })
@@ -612,6 +671,7 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
     sensor.wait_for("attached", Duration::from_secs(60));
     let pid = sensor.child.pid();
     let attached = rss_kib(pid);
+    let attached_parts = rss_parts(pid);
     let start = Instant::now();
     while field(&stat_line(&mut sensor), "inventory_objects") < pods {
         assert!(
@@ -620,6 +680,7 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
         );
     }
     let listed = rss_kib(pid);
+    let listed_parts = rss_parts(pid);
 
     let mut open: Vec<Reaped> = Vec::new();
     let mut left = flows;
@@ -646,6 +707,7 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
         let l = stat_line(&mut sensor);
         let n = match kind.as_str() {
             "hello" => field(&l, "open_connections"),
+            "tls" => field(&l, "handshakes"),
             _ => field(&l, "plain_flows"),
         };
         if n >= flows {
@@ -657,12 +719,13 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
             "not every connection followed: {l}"
         );
     };
-    if kind == "plain" {
+    if kind != "hello" {
         for _ in 0..3 {
             stats = stat_line(&mut sensor);
         }
     }
     let followed = rss_kib(pid);
+    let followed_parts = rss_parts(pid);
     let peak = hwm_kib(pid);
     let mib = |k: u64| k as f64 / 1024.0;
     // Printed before the sensor stops: its shutdown reports every open
@@ -683,6 +746,9 @@ fn soak_memory_at_10000_pods_and_100000_flows() {
         } else {
             "OVER"
         },
+    );
+    println!(
+        "memory: resident, attached: {attached_parts}; listed: {listed_parts}; followed: {followed_parts}"
     );
     let kernel = stats.split(" kernel=").nth(1).unwrap_or_default();
     println!("memory: statistics at the measurement: kernel={kernel}");

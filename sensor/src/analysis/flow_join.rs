@@ -8,8 +8,14 @@
 //! never reported (not counted by the kernel, or the sensor's own) would
 //! stay forever, so `prune` forgets those not asked for since the
 //! previous prune.
+//!
+//! Kept compact, as a node holds 100,000 open connections: the facts and
+//! peers are shared between the connections that have equal ones (a pod's
+//! pooled connections to one service all do), so an entry is its key and
+//! three pointers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,9 +30,40 @@ pub struct Joined {
 }
 
 struct Entry {
-    joined: Joined,
+    tls: Arc<FlowTls>,
+    source: Option<Arc<Peer>>,
+    destination: Option<Arc<Peer>>,
     /// Asked for since the last prune.
     used: bool,
+}
+
+impl Entry {
+    fn joined(&self) -> Joined {
+        Joined {
+            tls: self.tls.clone(),
+            source: self.source.as_deref().cloned(),
+            destination: self.destination.as_deref().cloned(),
+        }
+    }
+}
+
+/// One shared copy of each distinct value in use.
+struct Shared<T>(HashSet<Arc<T>>);
+
+impl<T: Hash + Eq> Shared<T> {
+    fn get(&mut self, value: T) -> Arc<T> {
+        if let Some(a) = self.0.get(&value) {
+            return a.clone();
+        }
+        let a = Arc::new(value);
+        self.0.insert(a.clone());
+        a
+    }
+
+    /// Drops the values no entry (nor report in flight) holds any more.
+    fn prune(&mut self) {
+        self.0.retain(|a| Arc::strong_count(a) > 1);
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -39,6 +76,8 @@ pub struct JoinStats {
 
 pub struct FlowJoin {
     entries: HashMap<(SocketAddr, SocketAddr), Entry>,
+    facts: Shared<FlowTls>,
+    peers: Shared<Peer>,
     capacity: usize,
     pub stats: JoinStats,
 }
@@ -47,6 +86,8 @@ impl FlowJoin {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: HashMap::new(),
+            facts: Shared(HashSet::new()),
+            peers: Shared(HashSet::new()),
             capacity,
             stats: JoinStats::default(),
         }
@@ -71,12 +112,13 @@ impl FlowJoin {
             verdict: c.correlation.verdict,
             server_leaf: c.server_chain.first().map(|l| l.sha256.clone()),
         };
-        let joined = Joined {
-            tls: Arc::new(tls),
-            source: c.correlation.source.clone(),
-            destination: c.correlation.destination.clone(),
+        let entry = Entry {
+            tls: self.facts.get(tls),
+            source: c.correlation.source.clone().map(|p| self.peers.get(p)),
+            destination: c.correlation.destination.clone().map(|p| self.peers.get(p)),
+            used: true,
         };
-        self.entries.insert(key, Entry { joined, used: true });
+        self.entries.insert(key, entry);
     }
 
     /// The handshake of the connection `client` → `server`, if known;
@@ -84,19 +126,22 @@ impl FlowJoin {
     pub fn get(&mut self, client: SocketAddr, server: SocketAddr, end: bool) -> Option<Joined> {
         let key = (client, server);
         if end {
-            return self.entries.remove(&key).map(|e| e.joined);
+            return self.entries.remove(&key).map(|e| e.joined());
         }
         let e = self.entries.get_mut(&key)?;
         e.used = true;
-        Some(e.joined.clone())
+        Some(e.joined())
     }
 
     /// Forgets the handshakes nobody asked for since the previous prune
-    /// (called once per report interval, after the reports).
+    /// (called once per report interval, after the reports), and the
+    /// shared values no handshake holds any more.
     pub fn prune(&mut self) {
         let before = self.entries.len();
         self.entries.retain(|_, e| std::mem::take(&mut e.used));
         self.stats.pruned += (before - self.entries.len()) as u64;
+        self.facts.prune();
+        self.peers.prune();
     }
 
     pub fn len(&self) -> usize {
@@ -136,5 +181,25 @@ mod tests {
         j.prune();
         assert!(j.get(c2.client, c2.server, false).is_none());
         assert_eq!(j.stats.pruned, 1);
+    }
+
+    #[test]
+    fn equal_facts_are_kept_once_and_let_go_with_the_last_connection() {
+        let mut j = FlowJoin::new(10);
+        for p in [1, 2, 3] {
+            j.insert(&conn(p));
+        }
+        assert_eq!(j.facts.0.len(), 1);
+        let (a, b) = (conn(1), conn(2));
+        assert!(Arc::ptr_eq(
+            &j.get(a.client, a.server, false).unwrap().tls,
+            &j.get(b.client, b.server, false).unwrap().tls
+        ));
+        for p in [1, 2, 3] {
+            let c = conn(p);
+            j.get(c.client, c.server, true);
+        }
+        j.prune();
+        assert!(j.facts.0.is_empty());
     }
 }

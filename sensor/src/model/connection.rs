@@ -111,7 +111,7 @@ pub struct ProbeOutcome {
     pub cached: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MeshKind {
     Istio,
     Linkerd,
@@ -128,7 +128,7 @@ impl MeshKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mesh {
     pub kind: MeshKind,
     /// Istio: the destination `host:port` (`/subset` when set) of its

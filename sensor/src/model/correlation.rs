@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::peer::Peer;
 
 /// RECORDS.md `verdict` for the server's certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Managed,

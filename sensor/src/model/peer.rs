@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// What kind of peer an address belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerKind {
     Pod,
@@ -31,7 +31,7 @@ pub struct Owner {
 }
 
 /// RECORDS.md `source` / `destination`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Peer {
     pub kind: PeerKind,
     pub namespace: Option<String>,

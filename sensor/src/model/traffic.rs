@@ -90,7 +90,7 @@ pub struct ConnTraffic {
 }
 
 /// What a TLS connection's handshake said, as its flow reports carry it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct FlowTls {
     pub version: Option<ProtocolVersion>,
     pub cipher: Option<CipherSuite>,

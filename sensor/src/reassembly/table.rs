@@ -111,6 +111,9 @@ pub struct ReassemblyStats {
     pub table_full: u64,
     pub stream_budget_exhausted: u64,
     pub idle_closed: u64,
+    /// Finished connections forgotten because the capture source counts
+    /// their traffic from then on (live).
+    pub handed_off: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +183,10 @@ pub struct ConnTable<S> {
     /// Connections no longer followed, for a capture source that must be
     /// told (the kernel's flow map); None when nobody asks.
     finished: Option<Vec<(SocketAddr, SocketAddr)>>,
+    /// Finished connections of that source, forgotten at the next
+    /// `take_finished` (see there).
+    finished_keys: Vec<Key>,
+    retiring: Vec<Key>,
     pub stats: ReassemblyStats,
 }
 
@@ -191,6 +198,8 @@ impl<S: Default> ConnTable<S> {
             pending_total: 0,
             last_sweep_us: i64::MIN,
             finished: None,
+            finished_keys: Vec::new(),
+            retiring: Vec::new(),
             stats: ReassemblyStats::default(),
         }
     }
@@ -201,7 +210,24 @@ impl<S: Default> ConnTable<S> {
         self.finished.get_or_insert_with(Vec::new);
     }
 
-    pub fn take_finished(&mut self) -> Vec<(SocketAddr, SocketAddr)> {
+    /// The connections that stopped being followed since the last call,
+    /// for the source to stop shipping them. Those of the call before are
+    /// closed now: the source counts their traffic itself, and a node's
+    /// 100,000 open TLS connections would otherwise each keep a table
+    /// entry until idle. One call later, not at once, because segments it
+    /// shipped before it was told are still on their way.
+    pub fn take_finished<H: ConnHandler<S>>(&mut self, h: &mut H) -> Vec<(SocketAddr, SocketAddr)> {
+        for key in std::mem::take(&mut self.retiring) {
+            if self
+                .conns
+                .get(&key)
+                .is_some_and(|c| c.state == State::Finished)
+            {
+                self.stats.handed_off += 1;
+                self.close_as(key, h, FlowEnd::Idle, false);
+            }
+        }
+        self.retiring = std::mem::take(&mut self.finished_keys);
         self.finished
             .as_mut()
             .map(std::mem::take)
@@ -373,6 +399,7 @@ impl<S: Default> ConnTable<S> {
                 conn.state = State::Finished;
                 if let Some(f) = &mut self.finished {
                     f.push((conn.meta.a, conn.meta.b));
+                    self.finished_keys.push(key);
                 }
                 for s in &mut conn.streams {
                     self.pending_total -= s.clear().min(self.pending_total);
@@ -452,12 +479,18 @@ mod tests {
     struct Collect {
         bytes: [Vec<u8>; 2],
         closed: usize,
+        /// Everything wanted is seen at the first bytes.
+        done: bool,
     }
 
     impl ConnHandler<()> for Collect {
         fn on_data(&mut self, _: &mut (), _: &ConnMeta, side: Side, b: &[u8]) -> Control {
             self.bytes[side as usize].extend_from_slice(b);
-            Control::Continue
+            if self.done {
+                Control::Done
+            } else {
+                Control::Continue
+            }
         }
         fn on_gap(&mut self, _: &mut (), _: &ConnMeta, _: Side) -> Control {
             Control::Continue
@@ -607,7 +640,33 @@ mod tests {
         assert_eq!(t.stats.reused, 1);
         assert_eq!(t.stats.out_of_window, 0);
         // The kernel's flow is the new connection's: not to be forgotten.
-        assert!(t.take_finished().is_empty());
+        assert!(t.take_finished(&mut h).is_empty());
+    }
+
+    #[test]
+    fn live_a_finished_connection_is_forgotten_one_take_later() {
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect {
+                done: true,
+                ..Default::default()
+            },
+        );
+        t.report_finished();
+        let start = TcpFlags {
+            ack: true,
+            flow_start: true,
+            ..Default::default()
+        };
+        feed(&mut t, &mut h, &[(true, 100, start, b"hello")]);
+        assert_eq!(t.take_finished(&mut h).len(), 1);
+        // Shipped before the kernel was told: it lands on the finished
+        // entry, not on a new connection.
+        feed(&mut t, &mut h, &[(true, 105, flags(false, true), b"late")]);
+        assert_eq!((t.len(), h.closed, t.stats.connections), (1, 0, 1));
+        assert!(t.take_finished(&mut h).is_empty());
+        assert_eq!((t.len(), h.closed, t.stats.handed_off), (0, 1, 1));
+        assert_eq!(h.bytes[0], b"hello");
     }
 
     #[test]

@@ -303,11 +303,12 @@ impl Programs {
     /// Every open connection that carried payload, as the kernel counts it
     /// now: the periodic reports' samples. Entries the kernel is ending are
     /// left out (their summary carries their last counts).
-    pub fn open_conns(&self) -> Vec<(FlowKey, ConnState)> {
+    pub fn open_conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> + '_ {
+        // Read entry by entry: a list of 100,000 connections would be
+        // megabytes that the allocator keeps after the report.
         self.flows
             .conns()
             .filter(|(_, s)| s.phase != CONN_PENDING && s.flags & CONN_ENDED == 0)
-            .collect()
     }
 
     pub fn open_flows(&self) -> usize {
