@@ -2,6 +2,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
+use slab::Slab;
+
 use super::stream::Stream;
 use crate::capture::Segment;
 use crate::model::FlowEnd;
@@ -175,8 +177,15 @@ impl Key {
 }
 
 /// All connections being followed, each with its consumer state `S`.
+/// They live in a slab that the map indexes, so that the connection of the
+/// previous segment can be remembered by index: consecutive segments
+/// mostly belong to one connection (a bulk transfer, a handshake's
+/// flights), and each lookup that the memo spares is a SipHash of the key.
 pub struct ConnTable<S> {
-    conns: HashMap<Key, Conn<S>>,
+    index: HashMap<Key, usize>,
+    conns: Slab<Conn<S>>,
+    /// The connection the previous segment belonged to.
+    last: Option<(Key, usize)>,
     cfg: ReassemblyConfig,
     pending_total: usize,
     last_sweep_us: i64,
@@ -193,7 +202,9 @@ pub struct ConnTable<S> {
 impl<S: Default> ConnTable<S> {
     pub fn new(cfg: ReassemblyConfig) -> Self {
         Self {
-            conns: HashMap::new(),
+            index: HashMap::new(),
+            conns: Slab::new(),
+            last: None,
             cfg,
             pending_total: 0,
             last_sweep_us: i64::MIN,
@@ -236,7 +247,7 @@ impl<S: Default> ConnTable<S> {
 
     /// Every connection in the table, with its state (flow reports).
     pub fn each(&self, mut f: impl FnMut(&S, &ConnMeta)) {
-        for c in self.conns.values() {
+        for (_, c) in &self.conns {
             f(&c.app, &c.meta);
         }
     }
@@ -253,6 +264,18 @@ impl<S: Default> ConnTable<S> {
         self.pending_total
     }
 
+    /// The slab index of `key`'s connection.
+    fn find(&mut self, key: Key) -> Option<usize> {
+        if let Some((k, i)) = self.last
+            && k == key
+        {
+            return Some(i);
+        }
+        let i = *self.index.get(&key)?;
+        self.last = Some((key, i));
+        Some(i)
+    }
+
     pub fn ingest<H: ConnHandler<S>>(&mut self, seg: &Segment<'_>, h: &mut H) {
         self.stats.segments += 1;
         self.maybe_sweep(seg.timestamp_us, h);
@@ -263,7 +286,7 @@ impl<S: Default> ConnTable<S> {
         // idle), and it ships no SYN that would say so below. Closed
         // without asking the kernel to forget the flow: that flow is the
         // new connection's.
-        if seg.flags.flow_start && self.conns.contains_key(&key) {
+        if seg.flags.flow_start && self.find(key).is_some() {
             self.stats.reused += 1;
             self.close_as(key, h, FlowEnd::Idle, false);
         }
@@ -271,7 +294,8 @@ impl<S: Default> ConnTable<S> {
         if fresh_syn {
             // A new SYN on a known 4-tuple is a new connection (port reuse)
             // unless it is a retransmission of the SYN we already have.
-            let reused = self.conns.get(&key).is_some_and(|c| {
+            let reused = self.find(key).is_some_and(|i| {
+                let c = &self.conns[i];
                 let side = if c.meta.a == seg.flow.src {
                     Side::A
                 } else {
@@ -284,8 +308,8 @@ impl<S: Default> ConnTable<S> {
                 self.close(key, h, FlowEnd::Idle);
             }
         }
-        let conn = match self.conns.get_mut(&key) {
-            Some(c) => c,
+        let conn = match self.find(key) {
+            Some(i) => &mut self.conns[i],
             None => {
                 if !seg.flags.syn && seg.payload.is_empty() {
                     return;
@@ -295,7 +319,11 @@ impl<S: Default> ConnTable<S> {
                     return;
                 }
                 self.stats.connections += 1;
-                self.conns.entry(key).or_insert_with(|| Conn {
+                let entry = self.conns.vacant_entry();
+                let i = entry.key();
+                self.index.insert(key, i);
+                self.last = Some((key, i));
+                entry.insert(Conn {
                     meta: ConnMeta {
                         a: seg.flow.src,
                         b: seg.flow.dst,
@@ -417,7 +445,11 @@ impl<S: Default> ConnTable<S> {
 
     /// `tell`: the capture source is to stop following it too.
     fn close_as<H: ConnHandler<S>>(&mut self, key: Key, h: &mut H, end: FlowEnd, tell: bool) {
-        if let Some(mut c) = self.conns.remove(&key) {
+        if let Some(i) = self.index.remove(&key) {
+            if self.last.is_some_and(|(_, l)| l == i) {
+                self.last = None;
+            }
+            let mut c = self.conns.remove(i);
             c.meta.end = Some(end);
             if tell
                 && c.state == State::Following
@@ -440,9 +472,9 @@ impl<S: Default> ConnTable<S> {
         self.last_sweep_us = now_us;
         let deadline = now_us.saturating_sub(self.cfg.idle_timeout_us);
         let idle: Vec<Key> = self
-            .conns
+            .index
             .iter()
-            .filter(|(_, c)| c.meta.last_seen_us < deadline)
+            .filter(|(_, i)| self.conns[**i].meta.last_seen_us < deadline)
             .map(|(k, _)| *k)
             .collect();
         self.stats.idle_closed += idle.len() as u64;
@@ -454,9 +486,9 @@ impl<S: Default> ConnTable<S> {
     /// Closes every connection, oldest first (end of input, shutdown).
     pub fn flush<H: ConnHandler<S>>(&mut self, h: &mut H) {
         let mut all: Vec<(i64, Key)> = self
-            .conns
+            .index
             .iter()
-            .map(|(k, c)| (c.meta.first_seen_us, *k))
+            .map(|(k, i)| (self.conns[*i].meta.first_seen_us, *k))
             .collect();
         all.sort_by_key(|(t, _)| *t);
         for (_, k) in all {
