@@ -4,13 +4,47 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::model::time;
 use crate::model::{
-    CertManagerRef, Certificate, Connection, Counts, Finding, Flow, FlowReport, FlowTls, IssuerRef,
-    KeyInfo, ObjectRef, Peer, ProbeOutcome, Sans, Verdict,
+    AlertDescription, CertManagerRef, Certificate, CipherSuite, Connection, Counts, Finding, Flow,
+    FlowReport, FlowTls, IssuerRef, KeyInfo, ObjectRef, Peer, ProbeOutcome, ProtocolVersion, Sans,
+    Verdict,
 };
+
+/// A time in microseconds since the epoch, RFC 3339 when serialized. The
+/// record holds the number and the text is written straight out: a String
+/// per time field was an allocation per field on the hot path.
+#[derive(Debug, Clone, Copy)]
+pub struct Micros(pub i64);
+
+impl Serialize for Micros {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        time::with_micros(self.0, |t| s.serialize_str(t))
+    }
+}
+
+/// A time in whole seconds since the epoch, RFC 3339 when serialized.
+#[derive(Debug, Clone, Copy)]
+pub struct Seconds(pub i64);
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        time::with_seconds(self.0, |t| s.serialize_str(t))
+    }
+}
+
+/// A protocol number serialized as its `Display` spells it (a name, or
+/// the hex of an unknown one), without a String in between.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Endpoint {
@@ -57,7 +91,7 @@ pub struct CertManagerRecord<'a> {
     pub revision: Option<u64>,
     pub issuer: &'a IssuerRef,
     pub current_revision: Option<u64>,
-    pub renewal_time: Option<String>,
+    pub renewal_time: Option<Seconds>,
     pub issuer_type: Option<&'a str>,
     pub issuer_ready: Option<bool>,
 }
@@ -69,7 +103,7 @@ impl<'a> From<&'a CertManagerRef> for CertManagerRecord<'a> {
             revision: c.revision,
             issuer: &c.issuer,
             current_revision: c.current_revision,
-            renewal_time: c.renewal_time.map(time::seconds),
+            renewal_time: c.renewal_time.map(Seconds),
             issuer_type: c.issuer_type.as_deref(),
             issuer_ready: c.issuer_ready,
         }
@@ -84,7 +118,7 @@ fn fingerprints(chain: &[std::sync::Arc<Certificate>]) -> Vec<&str> {
 #[derive(Debug, Serialize)]
 pub struct ProbeRecord {
     pub result: &'static str,
-    pub time: Option<String>,
+    pub time: Option<Micros>,
     pub cached: bool,
 }
 
@@ -92,7 +126,7 @@ impl From<&ProbeOutcome> for ProbeRecord {
     fn from(p: &ProbeOutcome) -> Self {
         ProbeRecord {
             result: p.result.name(),
-            time: p.time_us.map(time::micros),
+            time: p.time_us.map(Micros),
             cached: p.cached,
         }
     }
@@ -102,11 +136,11 @@ impl From<&ProbeOutcome> for ProbeRecord {
 #[derive(Debug, Serialize)]
 pub struct HandshakeRecord<'a> {
     pub kind: &'static str,
-    pub time: String,
+    pub time: Micros,
     pub client: Endpoint,
     pub server: Endpoint,
-    pub version: Option<String>,
-    pub cipher: Option<String>,
+    pub version: Option<Shown<ProtocolVersion>>,
+    pub cipher: Option<Shown<CipherSuite>>,
     pub sni: Option<&'a str>,
     pub alpn_offered: &'a [String],
     pub alpn: Option<&'a str>,
@@ -120,7 +154,7 @@ pub struct HandshakeRecord<'a> {
     pub certificate_source: Option<&'static str>,
     pub probe: Option<ProbeRecord>,
     pub starttls: Option<&'static str>,
-    pub alert: Option<String>,
+    pub alert: Option<Shown<AlertDescription>>,
     pub mesh: Option<&'static str>,
     /// The served mesh certificate's URI SAN, else what the mesh SNI carries.
     pub mesh_identity: Option<&'a str>,
@@ -139,11 +173,11 @@ impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
         let hs = &c.handshake;
         HandshakeRecord {
             kind: "handshake",
-            time: time::micros(c.time_us),
+            time: Micros(c.time_us),
             client: c.client.into(),
             server: c.server.into(),
-            version: hs.version.map(|v| v.to_string()),
-            cipher: hs.cipher.map(|s| s.to_string()),
+            version: hs.version.map(Shown),
+            cipher: hs.cipher.map(Shown),
             sni: hs.sni.as_deref(),
             alpn_offered: &hs.alpn_offered,
             alpn: hs.alpn.as_deref(),
@@ -157,7 +191,7 @@ impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
             certificate_source: c.certificate_source.map(|s| s.name()),
             probe: c.probe.as_ref().map(Into::into),
             starttls: hs.starttls,
-            alert: hs.alert.map(|a| a.description.to_string()),
+            alert: hs.alert.map(|a| Shown(a.description)),
             mesh: c.mesh.as_ref().map(|m| m.kind.name()),
             mesh_identity: c.mesh.as_ref().and_then(|m| m.identity.as_deref()),
             findings: c.findings.iter().map(Into::into).collect(),
@@ -175,7 +209,7 @@ impl<'a> From<&'a Connection> for HandshakeRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct FindingRecord<'a> {
     pub kind: &'static str,
-    pub time: String,
+    pub time: Micros,
     pub rule: &'static str,
     pub severity: &'static str,
     pub message: &'a str,
@@ -184,8 +218,8 @@ pub struct FindingRecord<'a> {
     pub client: Endpoint,
     pub server: Endpoint,
     pub sni: Option<&'a str>,
-    pub version: Option<String>,
-    pub cipher: Option<String>,
+    pub version: Option<Shown<ProtocolVersion>>,
+    pub cipher: Option<Shown<CipherSuite>>,
     pub ja3: Option<&'a str>,
     pub ja4: Option<&'a str>,
     pub server_chain: Vec<&'a str>,
@@ -199,7 +233,7 @@ impl<'a> FindingRecord<'a> {
     fn base(f: &'a Finding, time_us: i64, client: SocketAddr, server: SocketAddr) -> Self {
         FindingRecord {
             kind: "finding",
-            time: time::micros(time_us),
+            time: Micros(time_us),
             rule: f.rule.id(),
             severity: f.severity.name(),
             message: &f.message,
@@ -225,8 +259,8 @@ impl<'a> FindingRecord<'a> {
         let hs = &c.handshake;
         FindingRecord {
             sni: hs.sni.as_deref(),
-            version: hs.version.map(|v| v.to_string()),
-            cipher: hs.cipher.map(|s| s.to_string()),
+            version: hs.version.map(Shown),
+            cipher: hs.cipher.map(Shown),
             ja3: hs.ja3.as_deref(),
             ja4: hs.ja4.as_deref(),
             server_chain: fingerprints(&c.server_chain),
@@ -255,8 +289,8 @@ pub struct CertificateRecord<'a> {
     pub subject: Option<&'a str>,
     pub issuer: Option<&'a str>,
     pub serial: Option<&'a str>,
-    pub not_before: Option<String>,
-    pub not_after: Option<String>,
+    pub not_before: Option<Seconds>,
+    pub not_after: Option<Seconds>,
     pub san: &'a Sans,
     pub key: Option<&'a KeyInfo>,
     pub signature_algorithm: Option<&'a str>,
@@ -276,8 +310,8 @@ impl<'a> From<&'a Certificate> for CertificateRecord<'a> {
             subject: known(&c.subject),
             issuer: known(&c.issuer),
             serial: known(&c.serial),
-            not_before: ok.then(|| time::seconds(c.not_before)),
-            not_after: ok.then(|| time::seconds(c.not_after)),
+            not_before: ok.then_some(Seconds(c.not_before)),
+            not_after: ok.then_some(Seconds(c.not_after)),
             san: &c.san,
             key: ok.then_some(&c.key),
             signature_algorithm: known(&c.signature_algorithm),
@@ -311,8 +345,8 @@ impl From<&Counts> for CountsRecord {
 /// RECORDS.md `tls` of a `flow` record: its handshake's facts.
 #[derive(Debug, Serialize)]
 pub struct FlowTlsRecord<'a> {
-    pub version: Option<String>,
-    pub cipher: Option<String>,
+    pub version: Option<Shown<ProtocolVersion>>,
+    pub cipher: Option<Shown<CipherSuite>>,
     pub sni: Option<&'a str>,
     pub alpn_offered: &'a [String],
     pub alpn: Option<&'a str>,
@@ -325,8 +359,8 @@ pub struct FlowTlsRecord<'a> {
 impl<'a> From<&'a FlowTls> for FlowTlsRecord<'a> {
     fn from(t: &'a FlowTls) -> Self {
         FlowTlsRecord {
-            version: t.version.map(|v| v.to_string()),
-            cipher: t.cipher.map(|c| c.to_string()),
+            version: t.version.map(Shown),
+            cipher: t.cipher.map(Shown),
             sni: t.sni.as_deref(),
             alpn_offered: &t.alpn_offered,
             alpn: t.alpn.as_deref(),
@@ -342,8 +376,8 @@ impl<'a> From<&'a FlowTls> for FlowTlsRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct FlowRecord<'a> {
     pub kind: &'static str,
-    pub time: String,
-    pub start: String,
+    pub time: Micros,
+    pub start: Micros,
     pub client: Endpoint,
     pub server: Endpoint,
     pub interval: CountsRecord,
@@ -360,8 +394,8 @@ impl<'a> From<&'a FlowReport> for FlowRecord<'a> {
         let t = &r.traffic;
         FlowRecord {
             kind: "flow",
-            time: time::micros(t.time_us),
-            start: time::micros(t.start_us),
+            time: Micros(t.time_us),
+            start: Micros(t.start_us),
             client: t.client.into(),
             server: t.server.into(),
             interval: (&r.interval).into(),

@@ -16,57 +16,73 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn push2(out: &mut String, v: u32) {
-    out.push(char::from(b'0' + (v / 10) as u8));
-    out.push(char::from(b'0' + (v % 10) as u8));
+fn put2(out: &mut [u8], v: u32) {
+    out[0] = b'0' + (v / 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` into `out`; false for years outside 0000–9999,
-/// which the general formatter handles.
-fn push_seconds(out: &mut String, s: i64) -> bool {
+/// `YYYY-MM-DDTHH:MM:SS` into the first 19 bytes of `out`; false for years
+/// outside 0000–9999, which the general formatter handles.
+fn put_seconds(out: &mut [u8], s: i64) -> bool {
     let (y, mo, d) = civil(s.div_euclid(86_400));
     if !(0..=9999).contains(&y) {
         return false;
     }
     let sod = s.rem_euclid(86_400) as u32;
-    push2(out, (y / 100) as u32);
-    push2(out, (y % 100) as u32);
-    out.push('-');
-    push2(out, mo);
-    out.push('-');
-    push2(out, d);
-    out.push('T');
-    push2(out, sod / 3600);
-    out.push(':');
-    push2(out, sod / 60 % 60);
-    out.push(':');
-    push2(out, sod % 60);
+    put2(&mut out[0..], (y / 100) as u32);
+    put2(&mut out[2..], (y % 100) as u32);
+    out[4] = b'-';
+    put2(&mut out[5..], mo);
+    out[7] = b'-';
+    put2(&mut out[8..], d);
+    out[10] = b'T';
+    put2(&mut out[11..], sod / 3600);
+    out[13] = b':';
+    put2(&mut out[14..], sod / 60 % 60);
+    out[16] = b':';
+    put2(&mut out[17..], sod % 60);
     true
+}
+
+/// The fixed-width forms live on the stack: records format a time or two
+/// per line, and a String each was an allocation each.
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// `f` of RFC 3339 UTC with microseconds: `2024-05-01T12:00:00.123456Z`.
+pub fn with_micros<R>(us: i64, f: impl FnOnce(&str) -> R) -> R {
+    let mut out = [0u8; 27];
+    if !put_seconds(&mut out, us.div_euclid(1_000_000)) {
+        return f(&micros_general(us));
+    }
+    let frac = us.rem_euclid(1_000_000) as u32;
+    out[19] = b'.';
+    put2(&mut out[20..], frac / 10_000);
+    put2(&mut out[22..], frac / 100 % 100);
+    put2(&mut out[24..], frac % 100);
+    out[26] = b'Z';
+    f(ascii(&out))
+}
+
+/// `f` of RFC 3339 UTC, whole seconds: `2024-05-01T12:00:00Z`.
+pub fn with_seconds<R>(s: i64, f: impl FnOnce(&str) -> R) -> R {
+    let mut out = [0u8; 20];
+    if !put_seconds(&mut out, s) {
+        return f(&seconds_general(s));
+    }
+    out[19] = b'Z';
+    f(ascii(&out))
 }
 
 /// RFC 3339 UTC with microseconds: `2024-05-01T12:00:00.123456Z`.
 pub fn micros(us: i64) -> String {
-    let mut out = String::with_capacity(27);
-    if !push_seconds(&mut out, us.div_euclid(1_000_000)) {
-        return micros_general(us);
-    }
-    let frac = us.rem_euclid(1_000_000) as u32;
-    out.push('.');
-    push2(&mut out, frac / 10_000);
-    push2(&mut out, frac / 100 % 100);
-    push2(&mut out, frac % 100);
-    out.push('Z');
-    out
+    with_micros(us, str::to_string)
 }
 
 /// RFC 3339 UTC, whole seconds: `2024-05-01T12:00:00Z`.
 pub fn seconds(s: i64) -> String {
-    let mut out = String::with_capacity(20);
-    if !push_seconds(&mut out, s) {
-        return seconds_general(s);
-    }
-    out.push('Z');
-    out
+    with_seconds(s, str::to_string)
 }
 
 fn micros_general(us: i64) -> String {
