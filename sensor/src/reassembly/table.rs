@@ -230,9 +230,8 @@ impl<S: Default> ConnTable<S> {
     pub fn take_finished<H: ConnHandler<S>>(&mut self, h: &mut H) -> Vec<(SocketAddr, SocketAddr)> {
         for key in std::mem::take(&mut self.retiring) {
             if self
-                .conns
-                .get(&key)
-                .is_some_and(|c| c.state == State::Finished)
+                .find(key)
+                .is_some_and(|i| self.conns[i].state == State::Finished)
             {
                 self.stats.handed_off += 1;
                 self.close_as(key, h, FlowEnd::Idle, false);
