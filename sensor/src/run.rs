@@ -175,7 +175,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
             }
             _ = sweep.tick() => {
                 sweeps += 1;
-                if sweeps % SWEEPS_PER_TRIM == 0 {
+                if sweeps.is_multiple_of(SWEEPS_PER_TRIM) {
                     return_freed_memory();
                 }
                 pipeline.poll_probes();
