@@ -96,41 +96,30 @@ struct Sample {
     stats: String,
 }
 
-fn rss_kib(pid: i32) -> u64 {
+/// A field of /proc/PID/status, in KiB.
+fn status_kib(pid: i32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
+fn rss_kib(pid: i32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
 /// Where a process's resident memory is: its heap and stacks (anonymous),
-/// shared mappings (the ring buffer), and its files (the binary's pages).
+/// shared memory, and file pages (the binary's, and the ring buffer's,
+/// which is mapped twice).
 fn rss_parts(pid: i32) -> String {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let kib = |field: &str| {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let status_kib = |field: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let mib = |k: u64| k as f64 / 1024.0;
+    let mib = |field: &str| status_kib(pid, field) as f64 / 1024.0;
     format!(
         "anonymous {:.1}, shared {:.1}, file {:.1} MiB",
-        mib(status_kib("RssAnon:")),
-        mib(status_kib("RssShmem:")),
-        mib(status_kib("RssFile:")
-            .max(kib("Rss:") - status_kib("RssAnon:") - status_kib("RssShmem:"))),
+        mib("RssAnon:"),
+        mib("RssShmem:"),
+        mib("RssFile:"),
     )
 }
 
@@ -571,12 +560,7 @@ fn stat_line(sensor: &mut Watched) -> String {
 }
 
 fn hwm_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+    status_kib(pid, "VmHWM:")
 }
 
 /// The memory figure of issue 17: the sensor's resident set with 10,000
