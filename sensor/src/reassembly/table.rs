@@ -192,9 +192,8 @@ pub struct ConnTable<S> {
     /// Connections no longer followed, for a capture source that must be
     /// told (the kernel's flow map); None when nobody asks.
     finished: Option<Vec<(SocketAddr, SocketAddr)>>,
-    /// Finished connections of that source, forgotten at the next
-    /// `take_finished` (see there).
-    finished_keys: Vec<Key>,
+    /// Finished connections already handed to that source, forgotten at
+    /// the next `take_finished` (see there).
     retiring: Vec<Key>,
     pub stats: ReassemblyStats,
 }
@@ -209,7 +208,6 @@ impl<S: Default> ConnTable<S> {
             pending_total: 0,
             last_sweep_us: i64::MIN,
             finished: None,
-            finished_keys: Vec::new(),
             retiring: Vec::new(),
             stats: ReassemblyStats::default(),
         }
@@ -237,11 +235,13 @@ impl<S: Default> ConnTable<S> {
                 self.close_as(key, h, FlowEnd::Idle, false);
             }
         }
-        self.retiring = std::mem::take(&mut self.finished_keys);
-        self.finished
+        let finished = self
+            .finished
             .as_mut()
             .map(std::mem::take)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        self.retiring = finished.iter().map(|&(a, b)| Key::of(a, b)).collect();
+        finished
     }
 
     /// Every connection in the table, with its state (flow reports).
@@ -426,7 +426,6 @@ impl<S: Default> ConnTable<S> {
                 conn.state = State::Finished;
                 if let Some(f) = &mut self.finished {
                     f.push((conn.meta.a, conn.meta.b));
-                    self.finished_keys.push(key);
                 }
                 for s in &mut conn.streams {
                     self.pending_total -= s.clear().min(self.pending_total);

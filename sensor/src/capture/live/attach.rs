@@ -171,10 +171,6 @@ impl Attacher {
         }
     }
 
-    pub fn how(&self) -> Attach {
-        self.how
-    }
-
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links.keys().map(String::as_str)
     }

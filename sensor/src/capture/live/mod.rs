@@ -30,8 +30,8 @@ pub use error::LiveError;
 pub use events::{Clock, Event, conn_traffic, decode, decode_event};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
-pub use follow::{Follower, OnAttached};
-pub use interfaces::{InterfaceFilter, LinkWatcher, list_interfaces};
+pub use follow::Follower;
+pub use interfaces::InterfaceFilter;
 pub use programs::{
     LiveConfig, Programs, SHIP_PROGRAM, Ship, ShipMode, aux_object, noloop_object, object,
 };
