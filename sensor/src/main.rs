@@ -513,7 +513,8 @@ fn run_live(a: RunArgs) -> Result<ExitCode> {
         let server = rt.block_on(sensor::health::HealthServer::bind(addr, health))?;
         rt.spawn(server.serve());
     }
-    let stdout = std::io::LineWriter::new(std::io::stdout());
+    // Flushed after each batch of records (RecordSink::flush).
+    let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
     let write_error = if a.json {
         let out = rt.block_on(run(opts, Tee(JsonLines::new(stdout), otlp_sink)))?;
         out.sink.0.error

@@ -111,6 +111,15 @@ fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
     }
 }
 
+/// After a batch read from the ring: the kernel stops following what the
+/// pipeline finished with, and the batch's records are written out.
+fn batch_done<K: RecordSink>(pipeline: &mut Pipeline<K>, programs: &mut Programs) {
+    for (a, b) in pipeline.take_finished() {
+        programs.close_flow(a, b);
+    }
+    pipeline.sink().flush();
+}
+
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
     check_capabilities()?;
     // Started before the programs load so the first list overlaps it;
@@ -163,15 +172,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 counts.malformed += drain(guard.get_inner_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 guard.clear_ready();
-                for (a, b) in pipeline.take_finished() {
-                    programs.close_flow(a, b);
-                }
+                batch_done(&mut pipeline, &mut programs);
             }
             _ = flush.tick() => {
                 counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
-                for (a, b) in pipeline.take_finished() {
-                    programs.close_flow(a, b);
-                }
+                batch_done(&mut pipeline, &mut programs);
             }
             _ = sweep.tick() => {
                 sweeps += 1;
@@ -189,6 +194,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 for (k, s) in ended {
                     pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Idle)));
                 }
+                pipeline.sink().flush();
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
                     let r = inv.readiness();
@@ -209,6 +215,7 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     pipeline.traffic(conn_traffic(&k, &s, clock, now, None));
                 }
                 pipeline.reports_done();
+                pipeline.sink().flush();
             }
             _ = stats.tick() => {
                 let s = pipeline.totals();

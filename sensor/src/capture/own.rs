@@ -3,12 +3,12 @@
 //! as traffic, counted apart. A connection is the sensor's when it was
 //! announced before its SYN left ([`Announced`]: probes, which may be
 //! closed before the capture sees them) or when its client endpoint is the
-//! local address of one of this process's TCP sockets (`/proc/self/fd`
-//! inodes matched in `/proc/self/net/tcp{,6}`).
+//! local address of one of this process's TCP sockets (the inodes of its
+//! descriptors matched in `/proc/self/net/tcp{,6}`).
 //!
 //! Cost: only a client address of this host (getifaddrs, re-read every
 //! `ADDRS_EVERY`) that is not known yet is looked up, so pod traffic never
-//! is; a lookup lists this process's descriptors (a few dozen) and reads
+//! is; a lookup asks this process's descriptors (a few dozen) and reads
 //! the TCP tables only when its set of sockets changed since the last.
 
 use std::collections::{HashMap, HashSet};
@@ -16,15 +16,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::live::Clock;
+
 /// How often the host's addresses are re-read.
 const ADDRS_EVERY: Duration = Duration::from_secs(10);
 /// How long an endpoint stays known after its socket closed: a
 /// connection's end can be reported after its socket is gone.
 const REMEMBER: Duration = Duration::from_secs(120);
-/// Packet times come from the kernel's monotonic clock mapped to wall
-/// time once at start-up; a listing must follow a connection's first
-/// packet by this much to be known to have seen its socket.
-const LISTING_SLACK_US: i64 = 5_000;
+/// Packet times are the kernel's monotonic clock mapped to wall time once
+/// at start-up (`live::Clock`), and so are listing times: a listing must
+/// follow a connection's first packet by this much to be known to have
+/// seen its socket, for the two mappings were taken microseconds apart.
+/// Every connection already read from the kernel when a listing starts is
+/// answered by it, so a burst costs one listing per batch, not one each.
+const LISTING_SLACK_US: i64 = 100;
 /// Bound on remembered endpoints (the sensor holds a few dozen sockets).
 pub const MAX_KNOWN: usize = 4096;
 
@@ -130,8 +135,13 @@ pub struct OwnSockets {
     known: HashMap<SocketAddr, Known>,
     announced: Announced,
     /// When the last listing of this process's sockets began (µs since
-    /// the epoch).
+    /// the epoch, by `clock`).
     listed_us: Option<i64>,
+    clock: Clock,
+    /// `fd_table_size`, re-read with the addresses.
+    fd_table: i32,
+    /// The highest descriptor open at the last listing.
+    highest_fd: i32,
     logged: bool,
     stats: OwnStats,
 }
@@ -197,6 +207,10 @@ impl OwnSockets {
                 Ok(ips) => self.local_ips = ips,
                 Err(e) => self.failed(e),
             }
+            match fd_table_size() {
+                Ok(n) => self.fd_table = n,
+                Err(e) => self.failed(e),
+            }
         }
         if !self.local_ips.contains(&client.ip()) {
             return false;
@@ -218,8 +232,10 @@ impl OwnSockets {
     }
 
     fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
-        let listed_us = wall_us();
-        let inodes = socket_inodes()?;
+        let listed_us = self.clock.now_us();
+        let below = self.fd_table.max(self.highest_fd + FD_MARGIN);
+        let (inodes, highest) = socket_inodes(below);
+        self.highest_fd = highest;
         self.stats.listings += 1;
         self.listed_us = Some(listed_us);
         if inodes != self.inodes {
@@ -249,12 +265,6 @@ impl OwnSockets {
         }
         Ok(())
     }
-}
-
-fn wall_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Addresses of this network namespace's interfaces.
@@ -291,37 +301,45 @@ fn local_ips() -> std::io::Result<HashSet<IpAddr>> {
     Ok(ips)
 }
 
-/// Inodes of this process's sockets: the descriptor numbers from
-/// /proc/self/fd, each asked with fstat. A readlink per descriptor (the
-/// `socket:[inode]` text) walked procfs paths with their permission checks
-/// and cost ~100 µs per lookup, paid by every handshake of a client on
-/// this host (a storm from the node itself); fstat on the number is one
-/// cheap call.
-fn socket_inodes() -> std::io::Result<HashSet<u64>> {
+/// Descriptors asked beyond the highest one open at the last listing:
+/// a descriptor takes the lowest free number, so new sockets land just
+/// above the open ones.
+const FD_MARGIN: i32 = 64;
+
+/// The size of this process's descriptor table (`FDSize`): every open
+/// descriptor is below it.
+fn fd_table_size() -> std::io::Result<i32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("no FDSize in /proc/self/status"))
+}
+
+/// Inodes of this process's sockets, and the highest open descriptor:
+/// fstat of every number below `below`. Listing /proc/self/fd instead
+/// built a procfs entry per descriptor and cost about 60 µs, a sixth of
+/// the sensor's CPU in a storm of connections from this host; a closed
+/// number fails fstat at once.
+fn socket_inodes(below: i32) -> (HashSet<u64>, i32) {
     let mut inodes = HashSet::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Ok(entry) = entry else { continue };
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    let mut highest = 0;
+    for fd in 0..below {
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: fstat writes a whole `stat` into `st` when it returns 0;
-        // a descriptor closed meanwhile (or the listing's own) fails or
-        // is no socket, and is simply not counted.
+        // a number not open fails and is skipped.
         if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
             continue;
         }
+        highest = fd;
         // SAFETY: fstat succeeded, so `st` is initialised.
         let st = unsafe { st.assume_init() };
         if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
             inodes.insert(st.st_ino);
         }
     }
-    Ok(inodes)
+    (inodes, highest)
 }
 
 /// Local endpoint and inode of every TCP socket of this network namespace.
@@ -397,7 +415,7 @@ mod tests {
     fn one_listing_answers_every_connection_first_seen_before_it() {
         let mut own = OwnSockets::new();
         let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let long_ago = wall_us() - 60_000_000;
+        let long_ago = Clock::new().now_us() - 60_000_000;
         assert!(!own.claim("127.0.0.1:40001".parse().unwrap(), server, long_ago));
         assert_eq!(own.stats.listings, 1);
         assert!(!own.claim("127.0.0.1:40002".parse().unwrap(), server, long_ago));
@@ -406,7 +424,7 @@ mod tests {
             "a socket of ours would have been listed"
         );
         // First seen after the listing: its socket may be newer than it.
-        let later = wall_us() + 60_000_000;
+        let later = Clock::new().now_us() + 60_000_000;
         assert!(!own.claim("127.0.0.1:40003".parse().unwrap(), server, later));
         assert_eq!(own.stats.listings, 2);
     }

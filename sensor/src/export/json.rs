@@ -53,8 +53,14 @@ impl<W: Write> RecordSink for JsonLines<W> {
 
     fn finish(&mut self, stats: &RunStats) {
         self.line(&Summary::from(stats));
-        if let Err(e) = self.out.flush() {
-            self.error.get_or_insert(e);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.out.flush()
+        {
+            self.error = Some(e);
         }
     }
 }

@@ -244,8 +244,14 @@ impl<W: Write> RecordSink for Table<W> {
             }
         }
         self.write(text);
-        if let Err(e) = self.out.flush() {
-            self.error.get_or_insert(e);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.out.flush()
+        {
+            self.error = Some(e);
         }
     }
 }

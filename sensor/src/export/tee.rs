@@ -25,6 +25,11 @@ impl<A: RecordSink, B: RecordSink> RecordSink for Tee<A, B> {
         self.0.finish(stats);
         self.1.finish(stats);
     }
+
+    fn flush(&mut self) {
+        self.0.flush();
+        self.1.flush();
+    }
 }
 
 /// An optional sink: records go nowhere when it is `None`.
@@ -50,6 +55,12 @@ impl<S: RecordSink> RecordSink for Option<S> {
     fn finish(&mut self, stats: &RunStats) {
         if let Some(s) = self {
             s.finish(stats);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(s) = self {
+            s.flush();
         }
     }
 }

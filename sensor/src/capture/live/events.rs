@@ -37,6 +37,11 @@ impl Clock {
     pub fn to_unix_us(self, mono_ns: u64) -> i64 {
         (mono_ns as i64 + self.offset_ns) / 1000
     }
+
+    /// Now, as a packet of this moment would be dated.
+    pub fn now_us(self) -> i64 {
+        (clock_ns(libc::CLOCK_MONOTONIC) + self.offset_ns) / 1000
+    }
 }
 
 impl Default for Clock {
