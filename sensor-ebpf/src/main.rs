@@ -25,5 +25,11 @@ mod program;
 #[path = "chunks/bpf_loop.rs"]
 mod chunks;
 
+/// The clock counted packets are stamped with: coarse here, precise in
+/// `sensor-ebpf-noloop` (5.10 has no coarse helper).
+#[cfg(target_arch = "bpf")]
+#[path = "clock/coarse.rs"]
+mod clock;
+
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

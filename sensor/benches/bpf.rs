@@ -8,7 +8,8 @@
 //! overhead is the whole cost of `empty` (the aux object's `tc_empty`), so
 //! the ratio to `empty` is the price of our program on top of a program that
 //! does nothing. Each case is measured `rounds` times, interleaved with the
-//! others so load from elsewhere spreads evenly; the median is printed.
+//! others so load from elsewhere spreads evenly; the median is printed
+//! with the spread (minimum to maximum of the rounds).
 //!
 //! `client-hello` cannot be repeated in place: the first run opens the flow
 //! and every later run of the same packet is a retransmission of an open
@@ -230,9 +231,46 @@ fn run_ns(prog: &SchedClassifier, packet: &[u8], repeat: u32) -> Result<u32> {
     Ok(u32::try_from(r.duration.as_nanos()).unwrap_or(u32::MAX))
 }
 
-fn median(mut v: Vec<u32>) -> u32 {
-    v.sort_unstable();
-    v[v.len() / 2]
+/// A case's figure: the median and the spread around it.
+#[derive(Clone, Copy)]
+struct Figure {
+    median: u32,
+    low: u32,
+    high: u32,
+}
+
+impl Figure {
+    /// Repeated runs (a handful of rounds): median, minimum and maximum.
+    fn rounds(mut v: Vec<u32>) -> Self {
+        v.sort_unstable();
+        Figure {
+            median: v[v.len() / 2],
+            low: v[0],
+            high: v[v.len() - 1],
+        }
+    }
+
+    /// Single runs (thousands, with the timer's jitter): median and the
+    /// 10th to 90th percentiles.
+    fn shots(mut v: Vec<u32>) -> Self {
+        v.sort_unstable();
+        Figure {
+            median: v[v.len() / 2],
+            low: v[v.len() / 10],
+            high: v[v.len() * 9 / 10],
+        }
+    }
+
+    /// A single-run figure put on the repeated runs' footing: minus the
+    /// empty program's single run, plus its repeated run.
+    fn rebased(self, empty_single: u32, base: u32) -> Self {
+        let f = |x: u32| base + x.saturating_sub(empty_single);
+        Figure {
+            median: f(self.median),
+            low: f(self.low),
+            high: f(self.high),
+        }
+    }
 }
 
 /// The sensor's object with handles on the maps the benchmark checks.
@@ -429,13 +467,15 @@ fn main() -> Result<()> {
     }
     let tracked_shots = tls_tracked(&mut sensor, &hello, opts.shots)?;
 
-    let medians: Vec<u32> = samples.into_iter().map(median).collect();
-    let base = medians[0].max(1);
-    let (hello_single, empty_single) = (median(hello_shots), median(empty_shots));
-    let hello_ns = base + hello_single.saturating_sub(empty_single);
-    let tracked_ns = base + median(tracked_shots).saturating_sub(empty_single);
+    let hello_len = hello.len();
+    let figures: Vec<Figure> = samples.into_iter().map(Figure::rounds).collect();
+    let base = figures[0].median.max(1);
+    let (hello, empty_single) = (Figure::shots(hello_shots), Figure::shots(empty_shots));
+    let hello_fig = hello.rebased(empty_single.median, base);
+    let tracked_fig = Figure::shots(tracked_shots).rebased(empty_single.median, base);
     eprintln!(
-        "bench bpf: kernel {}, object {}, repeat {} x {} rounds (median); client-hello: {} single runs, \
+        "bench bpf: kernel {}, object {}, repeat {} x {} rounds (median, min-max); \
+         client-hello and tls-tracked: {} single runs (median, 10th-90th percentile), \
          {} ns - {} ns empty single run + {} ns empty; ClientHello {} bytes",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
@@ -444,21 +484,24 @@ fn main() -> Result<()> {
         opts.repeat,
         opts.rounds,
         opts.shots,
-        hello_single,
-        empty_single,
+        hello.median,
+        empty_single.median,
         base,
-        hello.len(),
+        hello_len,
     );
     let lines = cases
         .iter()
         .map(|c| c.name)
-        .zip(medians)
-        .chain([("client-hello", hello_ns), ("tls-tracked", tracked_ns)]);
-    for (name, ns) in lines {
+        .zip(figures)
+        .chain([("client-hello", hello_fig), ("tls-tracked", tracked_fig)]);
+    for (name, f) in lines {
         println!(
-            "{name}: {ns} ns/packet ({} ns above empty, {:.2}x empty)",
-            i64::from(ns) - i64::from(base),
-            f64::from(ns) / f64::from(base)
+            "{name}: {} ns/packet (spread {}-{}; {} ns above empty, {:.2}x empty)",
+            f.median,
+            f.low,
+            f.high,
+            i64::from(f.median) - i64::from(base),
+            f64::from(f.median) / f64::from(base)
         );
     }
     Ok(())

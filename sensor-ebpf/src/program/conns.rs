@@ -186,7 +186,7 @@ pub(super) fn account(
         atomic_add(&mut s.bytes[dir], len as u64);
         atomic_add(&mut s.packets[dir], 1);
     }
-    s.last_ns = unsafe { bpf_ktime_get_ns() };
+    s.last_ns = crate::clock::last_seen_ns();
     if pkt.flags & TCP_FIN != 0 {
         s.fin[dir] = 1;
     }

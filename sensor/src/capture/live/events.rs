@@ -139,9 +139,11 @@ pub fn conn_traffic(
     let hi = SocketAddr::new(addr(key.family, key.hi_addr), key.hi_port);
     let c = (s.client & 1) as usize;
     let (client, server) = if c == 0 { (lo, hi) } else { (hi, lo) };
-    // An idle end is dated by the last packet, not by when it was noticed.
+    // An idle end is dated by the last packet, not by when it was noticed;
+    // the kernel stamps packets with a clock that may lag the connection's
+    // opening by up to a tick.
     let at = if end == Some(FlowEnd::Idle) {
-        s.last_ns
+        s.last_ns.max(s.opened_ns)
     } else {
         now_ns
     };
