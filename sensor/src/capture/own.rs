@@ -207,10 +207,7 @@ impl OwnSockets {
                 Ok(ips) => self.local_ips = ips,
                 Err(e) => self.failed(e),
             }
-            match fd_table_size() {
-                Ok(n) => self.fd_table = n,
-                Err(e) => self.failed(e),
-            }
+            self.read_fd_table();
         }
         if !self.local_ips.contains(&client.ip()) {
             return false;
@@ -219,6 +216,13 @@ impl OwnSockets {
             self.failed(e);
         }
         self.known.contains_key(&client)
+    }
+
+    fn read_fd_table(&mut self) {
+        match fd_table_size() {
+            Ok(n) => self.fd_table = n,
+            Err(e) => self.failed(e),
+        }
     }
 
     fn failed(&mut self, e: std::io::Error) {
@@ -233,8 +237,10 @@ impl OwnSockets {
 
     fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
         let listed_us = self.clock.now_us();
-        let below = self.fd_table.max(self.highest_fd + FD_MARGIN);
-        let (inodes, highest) = socket_inodes(below);
+        if self.highest_fd + FD_MARGIN >= self.fd_table {
+            self.read_fd_table();
+        }
+        let (inodes, highest) = socket_inodes(self.fd_table.max(self.highest_fd + FD_MARGIN));
         self.highest_fd = highest;
         self.stats.listings += 1;
         self.listed_us = Some(listed_us);
@@ -301,10 +307,10 @@ fn local_ips() -> std::io::Result<HashSet<IpAddr>> {
     Ok(ips)
 }
 
-/// Descriptors asked beyond the highest one open at the last listing:
-/// a descriptor takes the lowest free number, so new sockets land just
-/// above the open ones.
-const FD_MARGIN: i32 = 64;
+/// A descriptor takes the lowest free number, so the table grows only once
+/// the open ones come near its end: its size is re-read when the highest
+/// open descriptor is this close to it.
+const FD_MARGIN: i32 = 8;
 
 /// The size of this process's descriptor table (`FDSize`): every open
 /// descriptor is below it.
