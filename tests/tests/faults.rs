@@ -381,9 +381,35 @@ fn cpu_ticks(pid: i32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Ids of the BPF programs process `pid` holds (its descriptors' fdinfo).
+fn programs_of(pid: i32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
+/// Time the kernel spent running these programs, and how many runs
+/// (counted while `aya::sys::enable_stats` is held).
+fn program_time(ids: &[u32]) -> (Duration, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .fold((Duration::ZERO, 0), |(t, n), p| {
+            (t + p.run_time(), n + p.run_count())
+        })
+}
+
 /// Short TLS connections as fast as `openssl s_time` makes them: every
 /// one of them is a handshake record, or a drop the kernel counted.
-/// Prints the rate and the sensor's CPU per handshake.
+/// Prints the rate and the CPU per handshake: the sensor's process and its
+/// kernel programs (BPF run-time statistics, on for the test's length).
 #[test]
 fn a_connection_storm_loses_no_handshake_uncounted() {
     require_root();
@@ -394,8 +420,11 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     let pki = pki();
     let (client, server) = pair("storm", "10.89.0");
     let _srv = s_server(&server, &pki, 4443);
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let sensor = Sensor::start(&client, &["-i", "rc0"], "attached");
+    let programs = programs_of(sensor.pid());
     let cpu0 = cpu_ticks(sensor.pid());
+    let (bpf0, runs0) = program_time(&programs);
     let t0 = Instant::now();
     // Two clients: one per core; each connection is a full handshake.
     let clients: Vec<_> = (0..2)
@@ -427,6 +456,8 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     let wall = t0.elapsed();
     std::thread::sleep(patience(Duration::from_millis(500)));
     let cpu = cpu_ticks(sensor.pid()) - cpu0;
+    let (bpf1, runs1) = program_time(&programs);
+    let (bpf, runs) = (bpf1 - bpf0, runs1 - runs0);
     let (lines, _) = sensor.stop();
     let seen = handshakes_to(&lines, 4443).len() as u64;
     let s = summary(&lines);
@@ -434,15 +465,27 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     let counted_drops = k("ring_buffer_full") + k("flow_map_full") + k("plain_map_full");
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let user = cpu as f64 / hz;
+    let per = |s: f64| s * 1e6 / seen.max(1) as f64;
     eprintln!(
         "storm: {made} TLS connections in {:.1} s ({:.0}/s); {seen} handshake records; \
-         drops counted {counted_drops} (ring {}, flow map {}); sensor CPU {:.2} s = {:.1} µs per handshake",
+         drops counted {counted_drops} (ring {}, flow map {}); sensor process CPU {user:.2} s \
+         = {:.1} µs per handshake; its {} kernel programs {:.3} s over {runs} runs \
+         ({:.0} ns a run) = {:.1} µs per handshake; end to end {:.1} µs per handshake",
         wall.as_secs_f64(),
         made as f64 / wall.as_secs_f64(),
         k("ring_buffer_full"),
         k("flow_map_full"),
-        cpu as f64 / hz,
-        cpu as f64 / hz * 1e6 / seen.max(1) as f64,
+        per(user),
+        programs.len(),
+        bpf.as_secs_f64(),
+        bpf.as_nanos() as f64 / runs.max(1) as f64,
+        per(bpf.as_secs_f64()),
+        per(user + bpf.as_secs_f64()),
+    );
+    assert!(
+        runs > 0,
+        "BPF run-time statistics counted no run of the sensor's programs"
     );
     assert!(made > 0);
     // s_time may count a connection it started as the clock ran out and
