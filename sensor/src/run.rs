@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::analysis::Analysis;
 use crate::capture::live::{
     Clock, Event, Follower, InterfaceFilter, KernelStats, LiveConfig, LiveError, Programs,
-    check_capabilities, conn_traffic, drain,
+    check_capabilities, conn_traffic, drain, mono_ns,
 };
 use crate::export::otlp::OtlpSink;
 use crate::export::summary::kernel_line;
@@ -66,16 +66,6 @@ fn return_freed_memory() {
 /// Sweeps between two trims of the heap (see `return_freed_memory`).
 const SWEEPS_PER_TRIM: u32 = 10;
 
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the struct we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// What user space counts of the capture, beside the kernel's counters.
 #[derive(Default)]
 struct UserCounts {
@@ -112,12 +102,11 @@ fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
 }
 
 /// After a batch read from the ring: the kernel stops following what the
-/// pipeline finished with, and the batch's records are written out.
-fn batch_done<K: RecordSink>(pipeline: &mut Pipeline<K>, programs: &mut Programs) {
+/// pipeline finished with.
+fn close_finished<K: RecordSink>(pipeline: &mut Pipeline<K>, programs: &mut Programs) {
     for (a, b) in pipeline.take_finished() {
         programs.close_flow(a, b);
     }
-    pipeline.sink().flush();
 }
 
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {
@@ -172,11 +161,11 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 let mut guard = guard?;
                 counts.malformed += drain(guard.get_inner_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 guard.clear_ready();
-                batch_done(&mut pipeline, &mut programs);
+                close_finished(&mut pipeline, &mut programs);
             }
             _ = flush.tick() => {
                 counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
-                batch_done(&mut pipeline, &mut programs);
+                close_finished(&mut pipeline, &mut programs);
             }
             _ = sweep.tick() => {
                 sweeps += 1;
@@ -194,7 +183,6 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 for (k, s) in ended {
                     pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Idle)));
                 }
-                pipeline.sink().flush();
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
                     let r = inv.readiness();
@@ -215,7 +203,6 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                     pipeline.traffic(conn_traffic(&k, &s, clock, now, None));
                 }
                 pipeline.reports_done();
-                pipeline.sink().flush();
             }
             _ = stats.tick() => {
                 let s = pipeline.totals();
@@ -236,6 +223,8 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
+        // Whatever this turn wrote reaches its reader (RecordSink::flush).
+        pipeline.sink().flush();
     }
     // Records already in the ring (summaries of connections that just
     // ended) come before the connections still open.

@@ -27,6 +27,11 @@ fn clock_ns(id: libc::clockid_t) -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+/// The kernel's clock for programs (`bpf_ktime_get_ns`), now.
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
 impl Clock {
     pub fn new() -> Self {
         Self {
@@ -40,7 +45,7 @@ impl Clock {
 
     /// Now, as a packet of this moment would be dated.
     pub fn now_us(self) -> i64 {
-        (clock_ns(libc::CLOCK_MONOTONIC) + self.offset_ns) / 1000
+        self.to_unix_us(mono_ns())
     }
 }
 

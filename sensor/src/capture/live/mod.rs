@@ -27,7 +27,7 @@ mod stats;
 pub use attach::{Attach, AttachMode, Attacher};
 pub use caps::check_capabilities;
 pub use error::LiveError;
-pub use events::{Clock, Event, conn_traffic, decode, decode_event};
+pub use events::{Clock, Event, conn_traffic, decode, decode_event, mono_ns};
 pub use features::KernelFeatures;
 pub use flows::{FlowTable, kernel_key};
 pub use follow::Follower;
