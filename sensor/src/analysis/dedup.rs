@@ -1,6 +1,6 @@
 //! One finding line per rule and certificate (or flow) per time window.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::model::Rule;
 

@@ -14,7 +14,7 @@
 //! pooled connections to one service all do), so an entry is its key and
 //! three pointers.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;

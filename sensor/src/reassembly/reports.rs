@@ -7,7 +7,7 @@
 //! reported until it ends (counted in `deferred`); its end then carries
 //! its whole total, still never counted twice.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 
 use crate::model::{ConnTraffic, Counts};

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
