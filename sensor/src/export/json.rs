@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use super::RecordSink;
+use super::json_write::{Serde, WriteJson};
 use super::records::{FlowRecord, connection_records, flow_records};
 use super::summary::{RunStats, Summary};
 use crate::model::{Connection, Flow, FlowReport};
@@ -8,23 +9,29 @@ use crate::model::{Connection, Flow, FlowReport};
 /// JSON lines, one record per line, as RECORDS.md specifies.
 pub struct JsonLines<W: Write> {
     out: W,
+    /// The line being written, handed to `out` whole.
+    line: Vec<u8>,
     /// The first write error; later writes are skipped (e.g. a closed pipe).
     pub error: Option<std::io::Error>,
 }
 
 impl<W: Write> JsonLines<W> {
     pub fn new(out: W) -> Self {
-        Self { out, error: None }
+        Self {
+            out,
+            line: Vec::with_capacity(4096),
+            error: None,
+        }
     }
 
-    fn line<T: serde::Serialize>(&mut self, v: &T) {
+    fn line(&mut self, v: &impl WriteJson) {
         if self.error.is_some() {
             return;
         }
-        let r = serde_json::to_writer(&mut self.out, v)
-            .map_err(std::io::Error::from)
-            .and_then(|_| self.out.write_all(b"\n"));
-        if let Err(e) = r {
+        self.line.clear();
+        v.write_json(&mut self.line);
+        self.line.push(b'\n');
+        if let Err(e) = self.out.write_all(&self.line) {
             self.error = Some(e);
         }
     }
@@ -52,7 +59,7 @@ impl<W: Write> RecordSink for JsonLines<W> {
     }
 
     fn finish(&mut self, stats: &RunStats) {
-        self.line(&Summary::from(stats));
+        self.line(&Serde(Summary::from(stats)));
         self.flush();
     }
 

@@ -2,6 +2,7 @@
 //! RECORDS.md, JSON lines, the human table, OTLP metrics and logs.
 
 pub mod json;
+pub mod json_write;
 pub mod metric_names;
 pub mod otlp;
 pub mod records;
