@@ -18,7 +18,7 @@ use crate::probe::{ProbeConfig, ProbeStage};
 use crate::reassembly::accounting::{Accounting, FlowClass, traffic_of};
 use crate::reassembly::reports::FlowReports;
 use crate::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
-use crate::tls::{TlsSession, TlsStats};
+use crate::tls::{TlsContext, TlsSession};
 use crate::x509::CertCache;
 
 #[derive(Clone)]
@@ -97,7 +97,7 @@ struct Stages<K> {
     certs: CertCache,
     analysis: Analysis,
     correlator: Arc<dyn Correlator>,
-    tls: TlsStats,
+    tls: TlsContext,
     max_message: usize,
     tls_connections: u64,
     handshakes: u64,
@@ -335,7 +335,7 @@ impl<K: RecordSink> Pipeline<K> {
                 certs: CertCache::new(cfg.cert_cache_entries),
                 analysis,
                 correlator: cfg.correlator,
-                tls: TlsStats::default(),
+                tls: TlsContext::default(),
                 max_message: cfg.max_handshake_message,
                 tls_connections: 0,
                 handshakes: 0,
@@ -480,7 +480,7 @@ impl<K: RecordSink> Pipeline<K> {
         RunStats {
             capture: self.capture.clone(),
             reassembly: self.table.stats.clone(),
-            tls: st.tls.clone(),
+            tls: st.tls.stats.clone(),
             tls_connections: st.tls_connections,
             handshakes: st.handshakes,
             certificates: st.certs.stats.clone(),

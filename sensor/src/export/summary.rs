@@ -83,6 +83,7 @@ impl RunStats {
             ("connection_table_full", r.table_full),
             ("stream_budget_exhausted", r.stream_budget_exhausted),
             ("tls_hello_unparsable", t.hello_errors),
+            ("fingerprint_cache_full", t.fingerprint_cache_full),
             ("starttls_preamble_malformed", t.preamble_malformed),
             ("starttls_preamble_too_long", t.preamble_too_long),
             (

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use foldhash::{HashMap, HashMapExt as _};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
@@ -195,6 +196,102 @@ pub fn ja4(ch: &ClientHello) -> String {
     out
 }
 
+/// Hellos the memo remembers before it starts over.
+const MEMO_ENTRIES: usize = 1024;
+/// A hello whose fingerprint inputs are longer than this many numbers (a
+/// real stack's are about a hundred) is fingerprinted without the memo, so
+/// that the memo's size stays bounded (4 KiB a key).
+const MEMO_MAX_KEY: usize = 1024;
+
+/// JA3, JA4 and JA3S already computed, by everything they read from the
+/// hello. The clients and servers of a cluster run a handful of TLS
+/// stacks, and a stack's hellos differ only in what no fingerprint reads
+/// (random, session id, key shares, server name): so the strings and
+/// digests are computed once per stack rather than once per connection.
+/// The key is every input itself, not a hash of them, so a hit is exact.
+#[derive(Debug)]
+pub struct FingerprintMemo {
+    clients: HashMap<Box<[u32]>, (String, String)>,
+    servers: HashMap<Box<[u32]>, String>,
+    key: Vec<u32>,
+}
+
+impl Default for FingerprintMemo {
+    fn default() -> Self {
+        Self {
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            key: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl FingerprintMemo {
+    /// JA3 and JA4 of `ch`; `full` counts the times the memo started over.
+    pub fn client(&mut self, ch: &ClientHello, full: &mut u64) -> (String, String) {
+        client_key(ch, &mut self.key);
+        if let Some(known) = self.clients.get(self.key.as_slice()) {
+            return known.clone();
+        }
+        let fresh = (ja3(ch), ja4(ch));
+        remember(&mut self.clients, &self.key, &fresh, full);
+        fresh
+    }
+
+    /// JA3S of `sh`.
+    pub fn ja3s(&mut self, sh: &ServerHello, full: &mut u64) -> String {
+        self.key.clear();
+        self.key
+            .extend([u32::from(sh.legacy_version), u32::from(sh.cipher)]);
+        self.key.extend(sh.extensions.iter().map(|&e| u32::from(e)));
+        if let Some(known) = self.servers.get(self.key.as_slice()) {
+            return known.clone();
+        }
+        let fresh = ja3s(sh);
+        remember(&mut self.servers, &self.key, &fresh, full);
+        fresh
+    }
+}
+
+fn remember<V: Clone>(map: &mut HashMap<Box<[u32]>, V>, key: &[u32], v: &V, full: &mut u64) {
+    if key.len() > MEMO_MAX_KEY {
+        return;
+    }
+    if map.len() >= MEMO_ENTRIES {
+        map.clear();
+        *full += 1;
+    }
+    map.insert(key.into(), v.clone());
+}
+
+/// Everything `ja3` and `ja4` read, each list after its length.
+fn client_key(ch: &ClientHello, key: &mut Vec<u32>) {
+    fn list<T: Copy + Into<u32>>(key: &mut Vec<u32>, items: &[T]) {
+        key.push(items.len() as u32);
+        key.extend(items.iter().map(|&v| v.into()));
+    }
+    key.clear();
+    key.push(ch.version.into());
+    list(key, &ch.ciphers);
+    list(key, &ch.extensions);
+    list(key, &ch.groups);
+    list(key, &ch.point_formats);
+    list(key, &ch.signature_algorithms);
+    list(key, &ch.supported_versions);
+    match &ch.sslv2_specs {
+        Some(specs) => list(key, specs),
+        None => key.push(u32::MAX),
+    }
+    // JA4 reads the first and last byte of the first protocol only.
+    key.push(match ch.alpn.first() {
+        None => 0,
+        Some(a) => match (a.first(), a.last()) {
+            (Some(&x), Some(&y)) => 1 << 16 | u32::from(x) << 8 | u32::from(y),
+            _ => 1 << 17,
+        },
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +392,61 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ja3s_string(&sh), "769,47,65281-0-11-35-5-16");
+    }
+
+    #[test]
+    fn the_memo_gives_what_computing_gives() {
+        let mut full = 0;
+        let mut memo = FingerprintMemo::default();
+        let mut variants = vec![foxio_example()];
+        let mut ch = foxio_example();
+        ch.alpn = vec![b"hx".to_vec()];
+        variants.push(ch.clone());
+        ch.alpn = vec![vec![]];
+        variants.push(ch.clone());
+        ch.alpn = vec![];
+        variants.push(ch.clone());
+        ch.supported_versions = vec![0x0303];
+        variants.push(ch.clone());
+        ch.sslv2_specs = Some(vec![0x010080]);
+        variants.push(ch.clone());
+        ch.point_formats = vec![0];
+        variants.push(ch.clone());
+        // Fields no fingerprint reads share the entry.
+        ch.sni = Some("other.example".into());
+        ch.session_id_len = 0;
+        variants.push(ch);
+        for _ in 0..2 {
+            for ch in &variants {
+                assert_eq!(memo.client(ch, &mut full), (ja3(ch), ja4(ch)));
+            }
+        }
+        assert_eq!(memo.clients.len(), variants.len() - 1);
+        let sh = ServerHello {
+            legacy_version: 771,
+            cipher: 0x1301,
+            extensions: vec![43, 51],
+            ..Default::default()
+        };
+        assert_eq!(memo.ja3s(&sh, &mut full), ja3s(&sh));
+        assert_eq!(memo.ja3s(&sh, &mut full), ja3s(&sh));
+        assert_eq!(full, 0);
+    }
+
+    #[test]
+    fn a_full_memo_starts_over_and_counts_it() {
+        let mut full = 0;
+        let mut memo = FingerprintMemo::default();
+        let mut ch = foxio_example();
+        for i in 0..=MEMO_ENTRIES as u16 {
+            ch.ciphers[0] = 0x2000 + i;
+            assert_eq!(memo.client(&ch, &mut full), (ja3(&ch), ja4(&ch)));
+        }
+        assert_eq!(full, 1);
+        assert_eq!(memo.clients.len(), 1);
+        // A hello too long to remember is fingerprinted all the same.
+        ch.ciphers = (0..MEMO_MAX_KEY as u16).collect();
+        assert_eq!(memo.client(&ch, &mut full), (ja3(&ch), ja4(&ch)));
+        assert_eq!(memo.clients.len(), 1);
     }
 }

@@ -8,4 +8,4 @@ pub mod record;
 pub mod session;
 pub mod starttls;
 
-pub use session::{Handshake, TlsSession, TlsStats};
+pub use session::{Handshake, TlsContext, TlsSession, TlsStats};

@@ -6,7 +6,7 @@ use tls_parser::{TlsMessage, TlsMessageHandshake};
 use crate::model::{Alert, AlertDescription, CipherSuite, HandshakeFacts, ProtocolVersion};
 use crate::reassembly::{Control, Side};
 
-use super::fingerprint;
+use super::fingerprint::FingerprintMemo;
 use super::hello::{self, ClientHello, EXT_PRE_SHARED_KEY, ServerHello};
 use super::record::{RecordError, RecordEvent, RecordReader};
 use super::starttls::{self, Outcome, Preamble, Protocol};
@@ -35,6 +35,15 @@ pub struct TlsStats {
     pub preamble_malformed: u64,
     /// Upgrades the server refused: the connection stayed plaintext.
     pub upgrades_refused: u64,
+    /// Times the memo of fingerprints was full and started over.
+    pub fingerprint_cache_full: u64,
+}
+
+/// What the TLS sessions of one pipeline share.
+#[derive(Debug, Default)]
+pub struct TlsContext {
+    pub stats: TlsStats,
+    pub fingerprints: FingerprintMemo,
 }
 
 /// Everything one connection's handshake showed in clear.
@@ -173,7 +182,7 @@ impl TlsSession {
         side: Side,
         bytes: &[u8],
         max_message: usize,
-        stats: &mut TlsStats,
+        cx: &mut TlsContext,
     ) -> Control {
         if !self.decided {
             // The first payload of a connection decides: a handshake record
@@ -186,7 +195,7 @@ impl TlsSession {
                 self.preamble = Some(Box::new(p));
                 self.had_preamble = true;
             } else {
-                stats.not_tls += 1;
+                cx.stats.not_tls += 1;
                 return Control::Ignore;
             }
         }
@@ -196,12 +205,12 @@ impl TlsSession {
                 Outcome::Plain(why) => {
                     self.preamble = None;
                     match why {
-                        starttls::Plain::Refused => stats.upgrades_refused += 1,
+                        starttls::Plain::Refused => cx.stats.upgrades_refused += 1,
                         starttls::Plain::Malformed => {
-                            count_once(&mut stats.preamble_malformed, "malformed")
+                            count_once(&mut cx.stats.preamble_malformed, "malformed")
                         }
                         starttls::Plain::TooLong => {
-                            count_once(&mut stats.preamble_too_long, "longer than the bound")
+                            count_once(&mut cx.stats.preamble_too_long, "longer than the bound")
                         }
                     }
                     Control::Ignore
@@ -214,20 +223,20 @@ impl TlsSession {
                 } => {
                     self.preamble = None;
                     if !starts_client_hello(&client_bytes) {
-                        stats.not_tls += 1;
+                        cx.stats.not_tls += 1;
                         return Control::Ignore;
                     }
                     self.client = Some(client);
                     self.handshake.starttls = Some(protocol);
-                    let c = self.tls_data(client, &client_bytes, max_message, stats);
+                    let c = self.tls_data(client, &client_bytes, max_message, cx);
                     if c != Control::Continue || server_bytes.is_empty() {
                         return c;
                     }
-                    self.tls_data(client.other(), &server_bytes, max_message, stats)
+                    self.tls_data(client.other(), &server_bytes, max_message, cx)
                 }
             };
         }
-        self.tls_data(side, bytes, max_message, stats)
+        self.tls_data(side, bytes, max_message, cx)
     }
 
     fn tls_data(
@@ -235,7 +244,7 @@ impl TlsSession {
         side: Side,
         bytes: &[u8],
         max_message: usize,
-        stats: &mut TlsStats,
+        cx: &mut TlsContext,
     ) -> Control {
         let Some(client) = self.client else {
             return Control::Ignore;
@@ -245,11 +254,11 @@ impl TlsSession {
         let hs = &mut self.handshake;
         let reader = &mut self.readers[side as usize];
         let result = reader.feed(bytes, max_message, &mut |ev| {
-            control = on_event(hs, from_client, ev, stats);
+            control = on_event(hs, from_client, ev, cx);
             control == Control::Continue
         });
         if let Err(e) = result {
-            stats.record_errors[e as usize] += 1;
+            cx.stats.record_errors[e as usize] += 1;
             // What was seen so far still makes a record; stop following.
             return if matches!(e, RecordError::NotTls) && hs.client_hello.is_none() {
                 Control::Ignore
@@ -304,20 +313,20 @@ fn on_event(
     hs: &mut Handshake,
     from_client: bool,
     ev: RecordEvent<'_>,
-    stats: &mut TlsStats,
+    cx: &mut TlsContext,
 ) -> Control {
     match ev {
-        RecordEvent::Handshake(msg) => on_message(hs, from_client, msg, stats),
+        RecordEvent::Handshake(msg) => on_message(hs, from_client, msg, cx),
         // Only a client opens with one; the server's reply is TLS records
         // (a server that answers in SSL 2.0 is not followed).
         RecordEvent::Sslv2Record(body) if from_client && hs.client_hello.is_none() => {
             match hello::parse_sslv2_client_hello(body) {
                 Ok(ch) => {
-                    hello_seen(hs, ch);
+                    hello_seen(hs, ch, cx);
                     Control::Continue
                 }
                 Err(_) => {
-                    stats.hello_errors += 1;
+                    cx.stats.hello_errors += 1;
                     Control::Done
                 }
             }
@@ -374,15 +383,15 @@ fn protected(hs: &mut Handshake, from_client: bool) -> Control {
     }
 }
 
-fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut TlsStats) -> Control {
+fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], cx: &mut TlsContext) -> Control {
     match (from_client, msg[0]) {
         // After a HelloRetryRequest the client says hello again; the
         // fingerprints describe the first one.
         (true, HS_CLIENT_HELLO) if hs.client_hello.is_none() => {
             match hello::parse_client_hello(msg) {
-                Ok(ch) => hello_seen(hs, ch),
+                Ok(ch) => hello_seen(hs, ch, cx),
                 Err(_) => {
-                    stats.hello_errors += 1;
+                    cx.stats.hello_errors += 1;
                     return Control::Done;
                 }
             }
@@ -390,7 +399,10 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
         (false, HS_SERVER_HELLO) => match hello::parse_server_hello(msg) {
             Ok(sh) => {
                 let retry = sh.retry_request;
-                hs.ja3s = Some(fingerprint::ja3s(&sh));
+                hs.ja3s = Some(
+                    cx.fingerprints
+                        .ja3s(&sh, &mut cx.stats.fingerprint_cache_full),
+                );
                 hs.server_hello = Some(sh);
                 if retry {
                     hs.retry_requested = true;
@@ -401,7 +413,7 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
                 }
             }
             Err(_) => {
-                stats.hello_errors += 1;
+                cx.stats.hello_errors += 1;
                 return Control::Done;
             }
         },
@@ -409,7 +421,7 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
             match parse_certificate_chain(msg) {
                 Some(chain) if from_client => hs.client_chain = chain,
                 Some(chain) => hs.server_chain = chain,
-                None => stats.certificate_message_errors += 1,
+                None => cx.stats.certificate_message_errors += 1,
             }
             if !from_client {
                 hs.server_certificate_seen = true;
@@ -423,9 +435,12 @@ fn on_message(hs: &mut Handshake, from_client: bool, msg: &[u8], stats: &mut Tls
     Control::Continue
 }
 
-fn hello_seen(hs: &mut Handshake, ch: ClientHello) {
-    hs.ja3 = Some(fingerprint::ja3(&ch));
-    hs.ja4 = Some(fingerprint::ja4(&ch));
+fn hello_seen(hs: &mut Handshake, ch: ClientHello, cx: &mut TlsContext) {
+    let (ja3, ja4) = cx
+        .fingerprints
+        .client(&ch, &mut cx.stats.fingerprint_cache_full);
+    hs.ja3 = Some(ja3);
+    hs.ja4 = Some(ja4);
     hs.client_hello = Some(ch);
 }
 
@@ -441,6 +456,7 @@ fn parse_certificate_chain(msg: &[u8]) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::fingerprint;
     use crate::tls::record::{CONTENT_ALERT, CONTENT_CCS, CONTENT_HANDSHAKE};
 
     fn record(ctype: u8, body: &[u8]) -> Vec<u8> {
@@ -477,9 +493,9 @@ mod tests {
     fn server_alert_after_the_clients_finished_is_seen() {
         let (client, server) = (Side::A, Side::B);
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         let mut feed =
-            |s: &mut TlsSession, side, bytes: &[u8]| s.on_data(side, bytes, 1 << 20, &mut stats);
+            |s: &mut TlsSession, side, bytes: &[u8]| s.on_data(side, bytes, 1 << 20, &mut cx);
         // cipher_suites = [TLS_RSA_WITH_AES_128_CBC_SHA], compression = [null].
         let ch = message(1, &hello_body(&[0, 2, 0, 0x2f, 1, 0]));
         assert_eq!(
@@ -513,26 +529,26 @@ mod tests {
     fn full_tls12_handshake_ends_with_the_servers_change_cipher_spec() {
         let (client, server) = (Side::A, Side::B);
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         let ch = message(1, &hello_body(&[0, 2, 0, 0x2f, 1, 0]));
-        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut stats);
+        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut cx);
         let flight = handshake_records(&[
             message(2, &hello_body(&[0, 0x2f, 0])),
             message(11, &[0, 0, 0]),
             message(14, &[]),
         ]);
-        s.on_data(server, &flight, 1 << 20, &mut stats);
+        s.on_data(server, &flight, 1 << 20, &mut cx);
         let mut answer = handshake_records(&[message(16, &[0; 4])]);
         answer.extend(record(CONTENT_CCS, &[1]));
         answer.extend(record(CONTENT_HANDSHAKE, &[0x55; 40]));
         assert_eq!(
-            s.on_data(client, &answer, 1 << 20, &mut stats),
+            s.on_data(client, &answer, 1 << 20, &mut cx),
             Control::Continue
         );
         assert!(!s.handshake.complete);
         let mut done = record(CONTENT_CCS, &[1]);
         done.extend(record(CONTENT_HANDSHAKE, &[0x66; 40]));
-        assert_eq!(s.on_data(server, &done, 1 << 20, &mut stats), Control::Done);
+        assert_eq!(s.on_data(server, &done, 1 << 20, &mut cx), Control::Done);
         assert!(s.handshake.complete);
         assert_eq!(s.handshake.alert, None);
         assert_eq!(s.handshake.resumed(), Some(false));
@@ -558,15 +574,15 @@ mod tests {
     fn an_sslv2_compatible_hello_is_followed_into_the_servers_tls_reply() {
         let (client, server) = (Side::A, Side::B);
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         let hello = sslv2_hello([3, 1]);
         // Split inside the record: the reader waits for the rest.
         assert_eq!(
-            s.on_data(client, &hello[..7], 1 << 20, &mut stats),
+            s.on_data(client, &hello[..7], 1 << 20, &mut cx),
             Control::Continue
         );
         assert_eq!(
-            s.on_data(client, &hello[7..], 1 << 20, &mut stats),
+            s.on_data(client, &hello[7..], 1 << 20, &mut cx),
             Control::Continue
         );
         assert_eq!(s.client_side(), Some(client));
@@ -590,57 +606,54 @@ mod tests {
             message(14, &[]),
         ]);
         assert_eq!(
-            s.on_data(server, &flight, 1 << 20, &mut stats),
+            s.on_data(server, &flight, 1 << 20, &mut cx),
             Control::Continue
         );
         assert_eq!(s.handshake.version(), Some(0x0303));
         assert!(s.handshake.server_hello_done_seen);
-        assert_eq!(stats.hello_errors + stats.not_tls, 0);
+        assert_eq!(cx.stats.hello_errors + cx.stats.not_tls, 0);
     }
 
     #[test]
     fn an_sslv2_hello_for_ssl2_itself_fingerprints_as_s2() {
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
-        s.on_data(Side::A, &sslv2_hello([0, 2]), 1 << 20, &mut stats);
+        let mut cx = TlsContext::default();
+        s.on_data(Side::A, &sslv2_hello([0, 2]), 1 << 20, &mut cx);
         assert!(s.handshake.ja4.as_deref().unwrap().starts_with("ts2i04"));
     }
 
     #[test]
     fn a_broken_sslv2_hello_is_counted_and_ends_the_handshake() {
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         let mut hello = sslv2_hello([3, 1]);
         // A challenge of 8 bytes: SSL 2.0 allows 16 to 32.
         hello[10] = 8;
-        assert_eq!(
-            s.on_data(Side::A, &hello, 1 << 20, &mut stats),
-            Control::Done
-        );
-        assert_eq!(stats.hello_errors, 1);
+        assert_eq!(s.on_data(Side::A, &hello, 1 << 20, &mut cx), Control::Done);
+        assert_eq!(cx.stats.hello_errors, 1);
         assert!(s.handshake.client_hello.is_none());
     }
 
     #[test]
     fn a_high_bit_first_byte_that_is_no_hello_is_not_tls() {
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         // A v2 ServerHello (type 4) from the side that spoke first.
         let mut r = sslv2_hello([3, 1]);
         r[2] = 4;
-        assert_eq!(s.on_data(Side::A, &r, 1 << 20, &mut stats), Control::Ignore);
-        assert_eq!(stats.not_tls, 1);
+        assert_eq!(s.on_data(Side::A, &r, 1 << 20, &mut cx), Control::Ignore);
+        assert_eq!(cx.stats.not_tls, 1);
     }
 
     /// A client hello, then `server` records; returns the session.
     fn play(server: &[Vec<u8>]) -> TlsSession {
         let (client, side) = (Side::A, Side::B);
         let mut s = TlsSession::default();
-        let mut stats = TlsStats::default();
+        let mut cx = TlsContext::default();
         let ch = message(1, &hello_body(&[0, 2, 0x13, 0x01, 1, 0]));
-        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut stats);
+        s.on_data(client, &handshake_records(&[ch]), 1 << 20, &mut cx);
         for r in server {
-            if s.on_data(side, r, 1 << 20, &mut stats) != Control::Continue {
+            if s.on_data(side, r, 1 << 20, &mut cx) != Control::Continue {
                 break;
             }
         }
