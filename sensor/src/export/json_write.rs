@@ -3,7 +3,7 @@
 //!
 //! serde_json escapes every key and scans every string byte by byte: with
 //! its map bookkeeping, that was a quarter of `sensor analyze`'s pipeline
-//! thread. Here keys are constants and strings are checked in one pass for
+//! thread. Here keys are literals and strings are checked in one pass for
 //! the few bytes JSON escapes, the escaping itself left to serde_json. The
 //! output is byte for byte serde_json's, which the tests check against the
 //! records' `Serialize` (still what OTLP log bodies and the rare kinds use).
@@ -24,35 +24,19 @@ pub trait WriteJson {
     fn write_json(&self, out: &mut Vec<u8>);
 }
 
-/// The fields of one object, each key written with its separator.
-struct Fields<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Fields<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Fields { out, first: true }
-    }
-
-    /// `key` is a constant with nothing to escape.
-    fn field(&mut self, key: &'static str, value: &(impl WriteJson + ?Sized)) -> &mut Self {
-        debug_assert!(plain(key.as_bytes()));
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        value.write_json(self.out);
-        self
-    }
-
-    fn close(&mut self) {
-        self.out.push(b'}');
-    }
+/// An object whose keys are literals: each key, with its quotes and
+/// separators, is one copy of a constant the compiler sizes.
+macro_rules! object {
+    ($out:expr, $first:literal => $v:expr $(, $k:literal => $w:expr)* $(,)?) => {{
+        let out: &mut Vec<u8> = $out;
+        out.extend_from_slice(concat!("{\"", $first, "\":").as_bytes());
+        WriteJson::write_json($v, out);
+        $(
+            out.extend_from_slice(concat!(",\"", $k, "\":").as_bytes());
+            WriteJson::write_json($w, out);
+        )*
+        out.push(b'}');
+    }};
 }
 
 /// No byte JSON must escape: controls, the quote and the backslash.
@@ -182,10 +166,11 @@ impl WriteJson for IpAddr {
 
 impl WriteJson for Endpoint {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("ip", &self.ip)
-            .field("port", &self.port)
-            .close();
+        object!(
+            out,
+            "ip" => &self.ip,
+            "port" => &self.port,
+        );
     }
 }
 
@@ -197,141 +182,148 @@ impl WriteJson for Verdict {
 
 impl WriteJson for Owner {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("kind", &self.kind)
-            .field("name", &self.name)
-            .close();
+        object!(
+            out,
+            "kind" => &self.kind,
+            "name" => &self.name,
+        );
     }
 }
 
 impl WriteJson for Peer {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("kind", self.kind.name())
-            .field("namespace", &self.namespace)
-            .field("name", &self.name)
-            .field("workload", &self.workload)
-            .field("service_account", &self.service_account)
-            .field("node", &self.node)
-            .close();
+        object!(
+            out,
+            "kind" => self.kind.name(),
+            "namespace" => &self.namespace,
+            "name" => &self.name,
+            "workload" => &self.workload,
+            "service_account" => &self.service_account,
+            "node" => &self.node,
+        );
     }
 }
 
 impl WriteJson for FindingEntry<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("rule", self.rule)
-            .field("severity", self.severity)
-            .field("message", self.message)
-            .field("certificate", &self.certificate)
-            .close();
+        object!(
+            out,
+            "rule" => self.rule,
+            "severity" => self.severity,
+            "message" => self.message,
+            "certificate" => &self.certificate,
+        );
     }
 }
 
 impl WriteJson for ProbeRecord {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("result", self.result)
-            .field("time", &self.time)
-            .field("cached", &self.cached)
-            .close();
+        object!(
+            out,
+            "result" => self.result,
+            "time" => &self.time,
+            "cached" => &self.cached,
+        );
     }
 }
 
 impl WriteJson for CertManagerRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        let c = self.certificate;
-        let i = self.issuer;
-        Fields::open(out)
-            .field("certificate", &Serde(c))
-            .field("revision", &self.revision)
-            .field("issuer", &Serde(i))
-            .field("current_revision", &self.current_revision)
-            .field("renewal_time", &self.renewal_time)
-            .field("issuer_type", &self.issuer_type)
-            .field("issuer_ready", &self.issuer_ready)
-            .close();
+        object!(
+            out,
+            "certificate" => &Serde(self.certificate),
+            "revision" => &self.revision,
+            "issuer" => &Serde(self.issuer),
+            "current_revision" => &self.current_revision,
+            "renewal_time" => &self.renewal_time,
+            "issuer_type" => &self.issuer_type,
+            "issuer_ready" => &self.issuer_ready,
+        );
     }
 }
 
 impl WriteJson for HandshakeRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("kind", self.kind)
-            .field("time", &self.time)
-            .field("client", &self.client)
-            .field("server", &self.server)
-            .field("version", &self.version)
-            .field("cipher", &self.cipher)
-            .field("sni", &self.sni)
-            .field("alpn_offered", self.alpn_offered)
-            .field("alpn", &self.alpn)
-            .field("ja3", &self.ja3)
-            .field("ja3s", &self.ja3s)
-            .field("ja4", &self.ja4)
-            .field("resumed", &self.resumed)
-            .field("mutual", &self.mutual)
-            .field("server_chain", &self.server_chain)
-            .field("client_chain", &self.client_chain)
-            .field("certificate_source", &self.certificate_source)
-            .field("probe", &self.probe)
-            .field("starttls", &self.starttls)
-            .field("alert", &self.alert)
-            .field("mesh", &self.mesh)
-            .field("mesh_identity", &self.mesh_identity)
-            .field("findings", &self.findings)
-            .field("source", &self.source)
-            .field("destination", &self.destination)
-            .field("verdict", &self.verdict)
-            .field("cert_manager", &self.cert_manager)
-            .field("complete", &self.complete)
-            .close();
+        object!(
+            out,
+            "kind" => self.kind,
+            "time" => &self.time,
+            "client" => &self.client,
+            "server" => &self.server,
+            "version" => &self.version,
+            "cipher" => &self.cipher,
+            "sni" => &self.sni,
+            "alpn_offered" => self.alpn_offered,
+            "alpn" => &self.alpn,
+            "ja3" => &self.ja3,
+            "ja3s" => &self.ja3s,
+            "ja4" => &self.ja4,
+            "resumed" => &self.resumed,
+            "mutual" => &self.mutual,
+            "server_chain" => &self.server_chain,
+            "client_chain" => &self.client_chain,
+            "certificate_source" => &self.certificate_source,
+            "probe" => &self.probe,
+            "starttls" => &self.starttls,
+            "alert" => &self.alert,
+            "mesh" => &self.mesh,
+            "mesh_identity" => &self.mesh_identity,
+            "findings" => &self.findings,
+            "source" => &self.source,
+            "destination" => &self.destination,
+            "verdict" => &self.verdict,
+            "cert_manager" => &self.cert_manager,
+            "complete" => &self.complete,
+        );
     }
 }
 
 impl WriteJson for CountsRecord {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("bytes_to_server", &self.bytes_to_server)
-            .field("bytes_to_client", &self.bytes_to_client)
-            .field("packets_to_server", &self.packets_to_server)
-            .field("packets_to_client", &self.packets_to_client)
-            .close();
+        object!(
+            out,
+            "bytes_to_server" => &self.bytes_to_server,
+            "bytes_to_client" => &self.bytes_to_client,
+            "packets_to_server" => &self.packets_to_server,
+            "packets_to_client" => &self.packets_to_client,
+        );
     }
 }
 
 impl WriteJson for FlowTlsRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("version", &self.version)
-            .field("cipher", &self.cipher)
-            .field("sni", &self.sni)
-            .field("alpn_offered", self.alpn_offered)
-            .field("alpn", &self.alpn)
-            .field("mesh", &self.mesh)
-            .field("mutual", &self.mutual)
-            .field("verdict", &self.verdict)
-            .field("server_leaf", &self.server_leaf)
-            .close();
+        object!(
+            out,
+            "version" => &self.version,
+            "cipher" => &self.cipher,
+            "sni" => &self.sni,
+            "alpn_offered" => self.alpn_offered,
+            "alpn" => &self.alpn,
+            "mesh" => &self.mesh,
+            "mutual" => &self.mutual,
+            "verdict" => &self.verdict,
+            "server_leaf" => &self.server_leaf,
+        );
     }
 }
 
 impl WriteJson for FlowRecord<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        Fields::open(out)
-            .field("kind", self.kind)
-            .field("time", &self.time)
-            .field("start", &self.start)
-            .field("client", &self.client)
-            .field("server", &self.server)
-            .field("interval", &self.interval)
-            .field("total", &self.total)
-            .field("end", &self.end)
-            .field("partial", &self.partial)
-            .field("tls", &self.tls)
-            .field("source", &self.source)
-            .field("destination", &self.destination)
-            .close();
+        object!(
+            out,
+            "kind" => self.kind,
+            "time" => &self.time,
+            "start" => &self.start,
+            "client" => &self.client,
+            "server" => &self.server,
+            "interval" => &self.interval,
+            "total" => &self.total,
+            "end" => &self.end,
+            "partial" => &self.partial,
+            "tls" => &self.tls,
+            "source" => &self.source,
+            "destination" => &self.destination,
+        );
     }
 }
 
