@@ -15,7 +15,7 @@ use sensor::pipeline::{Pipeline, PipelineConfig};
 use sensor::reassembly::{ConnHandler, ConnMeta, ConnTable, Control, ReassemblyConfig, Side};
 use sensor::tls::fingerprint::{ja3, ja4};
 use sensor::tls::hello::parse_client_hello;
-use sensor::tls::{TlsSession, TlsStats};
+use sensor::tls::{TlsContext, TlsSession};
 use sensor::x509::{CertCache, ChainVerifier, Role, SystemRoots, TrustStore};
 
 fn u16s(v: &[u16]) -> Vec<u8> {
@@ -168,9 +168,10 @@ fn tls12_handshake(c: &mut Criterion) {
     g.bench_function("tls_session", |b| {
         b.iter(|| {
             let mut s = TlsSession::default();
-            let mut stats = TlsStats::default();
+            // A fresh context: the fingerprints are computed, not remembered.
+            let mut cx = TlsContext::default();
             for (side, data) in &chunks {
-                if s.on_data(*side, data, 1 << 20, &mut stats) != Control::Continue {
+                if s.on_data(*side, data, 1 << 20, &mut cx) != Control::Continue {
                     break;
                 }
             }
@@ -204,9 +205,9 @@ fn tls12_handshake(c: &mut Criterion) {
     // A server seen again presents the same chain: the verdict must cost a
     // hash of three fingerprints, not a walk with signature checks.
     let mut session = TlsSession::default();
-    let mut stats = TlsStats::default();
+    let mut cx = TlsContext::default();
     for (side, data) in &chunks {
-        if session.on_data(*side, data, 1 << 20, &mut stats) != Control::Continue {
+        if session.on_data(*side, data, 1 << 20, &mut cx) != Control::Continue {
             break;
         }
     }
