@@ -20,7 +20,7 @@ use sensor::export::HandshakeRecord;
 use sensor::export::json::JsonLines;
 use sensor::pipeline::{Pipeline, PipelineConfig};
 use sensor::reassembly::{ReassemblyConfig, Side};
-use sensor::tls::{TlsSession, TlsStats};
+use sensor::tls::{TlsContext, TlsSession};
 
 /// Small bounds, so that the fuzzer reaches them.
 fn config() -> PipelineConfig {
@@ -77,6 +77,7 @@ fn through_pipeline(syn: bool, chunks: &[Chunk<'_>]) {
         seq,
         flags,
         timestamp_us: ts,
+        conn_start_us: None,
         payload,
     };
     if syn {
@@ -106,6 +107,7 @@ fn through_pipeline(syn: bool, chunks: &[Chunk<'_>]) {
             fin: c.ctl & 8 != 0,
             rst: c.ctl & 0x10 != 0,
             syn: false,
+            flow_start: false,
         };
         let mut out: Vec<Segment<'_>> = Vec::with_capacity(3);
         if c.ctl & 0x80 != 0 && c.bytes.len() > 1 {
@@ -145,14 +147,14 @@ fn through_pipeline(syn: bool, chunks: &[Chunk<'_>]) {
 
 fn through_session(chunks: &[Chunk<'_>]) {
     let mut tls = TlsSession::default();
-    let mut stats = TlsStats::default();
+    let mut cx = TlsContext::default();
     let mut done = [false; 2];
     for c in chunks {
         let side = if c.ctl & 1 == 0 { Side::A } else { Side::B };
         if done[side as usize] {
             continue;
         }
-        let control = tls.on_data(side, c.bytes, 64 << 10, &mut stats);
+        let control = tls.on_data(side, c.bytes, 64 << 10, &mut cx);
         if control != sensor::reassembly::Control::Continue {
             done = [true; 2];
         }
@@ -170,7 +172,11 @@ fn through_session(chunks: &[Chunk<'_>]) {
         conn.handshake = hs.facts();
         conn.server_chain = chain(&hs.server_chain);
         conn.client_chain = chain(&hs.client_chain);
-        serde_json::to_vec(&HandshakeRecord::from(&conn)).expect("a handshake record serialises");
+        let record = HandshakeRecord::from(&conn);
+        let by_serde = serde_json::to_vec(&record).expect("a handshake record serialises");
+        let mut by_hand = Vec::new();
+        sensor::export::json_write::WriteJson::write_json(&record, &mut by_hand);
+        assert_eq!(by_hand, by_serde, "the two JSON writers disagree");
     }
 }
 
