@@ -62,8 +62,11 @@ pub fn main(cmd: BenchCmd) -> Result<()> {
 }
 
 /// What one tool found in one run.
+#[derive(Default)]
 struct Found {
     handshakes: u64,
+    /// Frames read, where the tool says (the sensor's summary does).
+    frames: u64,
     /// Handshakes by (version, resumed), where the tool says.
     detail: BTreeMap<String, u64>,
 }
@@ -164,6 +167,7 @@ fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Usage, Found)> {
     )?;
     let mut detail = BTreeMap::new();
     let mut handshakes = None;
+    let mut frames = 0;
     for line in BufReader::new(std::fs::File::open(out)?).lines() {
         let v: serde_json::Value = serde_json::from_str(&line?)?;
         match v["kind"].as_str() {
@@ -175,12 +179,16 @@ fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Usage, Found)> {
                 );
                 *detail.entry(key).or_default() += 1;
             }
-            Some("summary") => handshakes = v["handshakes"].as_u64(),
+            Some("summary") => {
+                handshakes = v["handshakes"].as_u64();
+                frames = v["frames"].as_u64().unwrap_or(0);
+            }
             _ => {}
         }
     }
     let found = Found {
         handshakes: handshakes.context("sensor printed no summary")?,
+        frames,
         detail,
     };
     Ok((usage, found))
@@ -223,7 +231,14 @@ fn suricata_run(
             *detail.entry(key).or_default() += 1;
         }
     }
-    Ok((usage, Found { handshakes, detail }))
+    Ok((
+        usage,
+        Found {
+            handshakes,
+            detail,
+            ..Default::default()
+        },
+    ))
 }
 
 /// Connections with a ClientHello: a HelloRetryRequest makes two hellos in one.
@@ -255,6 +270,7 @@ fn tshark(file: &Path, out: &Path) -> Result<(Usage, Found)> {
     let found = Found {
         handshakes: streams.len() as u64,
         detail,
+        ..Default::default()
     };
     Ok((usage, found))
 }
@@ -363,6 +379,24 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     let scaled = timed("sensor analyze --json, 4x".into(), a.runs, || {
         sensor(&sensor_bin, &four, &four_out)
     })?;
+    // Only the plain HTTP of the capture (nginx's port 80): packets of
+    // connections that are counted and never parsed, the per-packet floor.
+    let plain = work.join("plain.pcap");
+    run(Command::new("tcpdump")
+        .args(["-r"])
+        .arg(&file)
+        .arg("-w")
+        .arg(&plain)
+        .args(["tcp", "port", "80"])
+        .stderr(Stdio::null()))?;
+    prepare_page_cache(&plain)?;
+    let plain_mb = std::fs::metadata(&plain)?.len() as f64 / 1e6;
+    let plain_out = work.join("sensor-plain.jsonl");
+    let plain_only = timed(
+        "sensor analyze --json, plain HTTP only".into(),
+        a.runs,
+        || sensor(&sensor_bin, &plain, &plain_out),
+    )?;
     let _ = std::fs::remove_dir_all(&work);
 
     println!("\ncapture: {} ({mb:.1} MB)", file.display());
@@ -378,14 +412,18 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         "handshakes"
     );
     let row = |r: &Timed, mb: f64| {
+        let per_hs = match r.found.handshakes {
+            0 => "-".to_string(),
+            n => format!("{:.1}", r.cpu.as_secs_f64() * 1e6 / n as f64),
+        };
         println!(
-            "{:<40} {:>8.3} {:>8.1} {:>8.3} {:>9.1} {:>10.1} {:>8.1} {:>11}",
+            "{:<40} {:>8.3} {:>8.1} {:>8.3} {:>9.1} {:>10} {:>8.1} {:>11}",
             r.tool,
             r.wall.as_secs_f64(),
             mb / r.wall.as_secs_f64(),
             r.cpu.as_secs_f64(),
             mb / r.cpu.as_secs_f64(),
-            r.cpu.as_secs_f64() * 1e6 / r.found.handshakes.max(1) as f64,
+            per_hs,
             r.max_rss_kib as f64 / 1024.0,
             r.found.handshakes
         );
@@ -394,6 +432,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         row(r, mb);
     }
     row(&scaled, 4.0 * mb);
+    row(&plain_only, plain_mb);
     for r in &results {
         let d: Vec<String> = r
             .found
@@ -431,6 +470,14 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             }
         );
     }
+    let frames = plain_only.found.frames.max(1) as f64;
+    println!(
+        "sensor, plain HTTP only ({plain_mb:.1} MB, {} packets, {} handshakes): {:.0} ns per packet by wall, {:.0} ns CPU per packet (start-up included)",
+        plain_only.found.frames,
+        plain_only.found.handshakes,
+        plain_only.wall.as_secs_f64() * 1e9 / frames,
+        plain_only.cpu.as_secs_f64() * 1e9 / frames,
+    );
     let per_hs = |r: &Timed| r.cpu.as_secs_f64() * 1e6 / r.found.handshakes.max(1) as f64;
     println!(
         "sensor 1x -> 4x: handshakes {} -> {} ({}), µs CPU per handshake {:.1} -> {:.1}, peak RSS {:.1} -> {:.1} MiB",
