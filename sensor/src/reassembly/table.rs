@@ -139,8 +139,8 @@ struct Key(SocketAddr, SocketAddr);
 /// One `write` of the addresses and ports (14 bytes for IPv4): the derived
 /// hash feeds SipHash a dozen small pieces per key (enum tags, length
 /// prefixes), which made hashing a fifth of the instructions `sensor
-/// analyze` spent per packet. SipHash stays: the keys come from the network.
-/// Flow labels and scope ids are left out, which keeps the hash consistent
+/// analyze` spent per packet. The hasher is foldhash, seeded per process:
+/// the keys come from the network. Flow labels and scope ids are left out, which keeps the hash consistent
 /// with equality.
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
