@@ -166,10 +166,10 @@ fn through_session(chunks: &[Chunk<'_>]) {
                 .map(|d| std::sync::Arc::new(sensor::x509::describe(d)))
                 .collect()
         };
-        let hs = &tls.handshake;
+        let hs = &mut tls.handshake;
         let mut conn =
             sensor::model::Connection::new(addr(if client == Side::A { 1 } else { 2 }), addr(443), 0);
-        conn.handshake = hs.facts();
+        conn.handshake = hs.take_facts();
         conn.server_chain = chain(&hs.server_chain);
         conn.client_chain = chain(&hs.client_chain);
         let record = HandshakeRecord::from(&conn);

@@ -189,13 +189,13 @@ impl<K: RecordSink> Stages<K> {
             return;
         }
         self.handshakes += 1;
-        let hs = &conn.tls.handshake;
+        let hs = &mut conn.tls.handshake;
         let mut c = Connection::new(
             meta.addr(client),
             meta.addr(client.other()),
             meta.first_seen_us,
         );
-        c.handshake = hs.facts();
+        c.handshake = hs.take_facts();
         let mut new = Vec::new();
         c.server_chain = self.certs.chain(&hs.server_chain, &mut new);
         c.client_chain = self.certs.chain(&hs.client_chain, &mut new);

@@ -4,8 +4,7 @@
 use tls_parser::{
     TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_extension_alpn_content,
     parse_tls_extension_ec_point_formats_content, parse_tls_extension_elliptic_curves_content,
-    parse_tls_extension_signature_algorithms_content, parse_tls_extension_sni_content,
-    parse_tls_message_handshake,
+    parse_tls_extension_sni_content, parse_tls_message_handshake,
 };
 
 use crate::model::tls::is_grease;
@@ -98,6 +97,14 @@ fn u16_list(data: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// The signature_algorithms extension's list, read as tls-parser reads it
+/// (a list cut short is none, an odd last byte is ignored) but into one
+/// allocation of the right size: tls-parser's list grew a step at a time.
+fn signature_schemes(data: &[u8]) -> Option<Vec<u16>> {
+    let n = u16::from_be_bytes([*data.first()?, *data.get(1)?]) as usize;
+    Some(u16_list(data.get(2..2 + n)?))
+}
+
 pub fn parse_client_hello(msg: &[u8]) -> Result<ClientHello, HelloError> {
     let ch = match parse_tls_message_handshake(msg) {
         Ok((_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)))) => ch,
@@ -143,10 +150,8 @@ pub fn parse_client_hello(msg: &[u8]) -> Result<ClientHello, HelloError> {
                 }
             }
             EXT_SIGNATURE_ALGORITHMS => {
-                if let Ok((_, TlsExtension::SignatureAlgorithms(s))) =
-                    parse_tls_extension_signature_algorithms_content(data)
-                {
-                    out.signature_algorithms = s;
+                if let Some(schemes) = signature_schemes(data) {
+                    out.signature_algorithms = schemes;
                 }
             }
             EXT_SUPPORTED_VERSIONS => {
@@ -269,4 +274,29 @@ pub fn max_offered_version(ch: &ClientHello) -> u16 {
         .filter(|v| !is_grease(*v))
         .max()
         .unwrap_or(ch.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tls_parser::parse_tls_extension_signature_algorithms_content as theirs;
+
+    #[test]
+    fn signature_schemes_are_read_as_tls_parser_reads_them() {
+        for data in [
+            &[0, 4, 4, 3, 8, 4][..],
+            &[0, 0],
+            &[0, 3, 4, 3, 8],
+            &[0, 6, 4, 3],
+            &[0],
+            &[],
+            &[0, 2, 4, 3, 9, 9],
+        ] {
+            let expected = match theirs(data) {
+                Ok((_, TlsExtension::SignatureAlgorithms(s))) => Some(s),
+                _ => None,
+            };
+            assert_eq!(signature_schemes(data), expected, "{data:?}");
+        }
+    }
 }

@@ -112,26 +112,33 @@ impl Handshake {
     }
 
     /// What the model keeps of it (RECORDS.md's conventions applied:
-    /// TLS 1.3 encrypts the chosen ALPN).
-    pub fn facts(&self) -> HandshakeFacts {
-        let ch = self.client_hello.as_ref();
-        let sh = self.server_hello.as_ref();
-        let lossy = |a: &Vec<u8>| String::from_utf8_lossy(a).into_owned();
+    /// TLS 1.3 encrypts the chosen ALPN). A connection is reported once,
+    /// so its strings move into the facts rather than being copied: a
+    /// copy of each was a fifth of a handshake's allocations.
+    pub fn take_facts(&mut self) -> HandshakeFacts {
+        let version = self.version().map(ProtocolVersion);
+        let tls13 = self.is_tls13();
+        let (sni, alpn_offered) = match self.client_hello.as_mut() {
+            Some(c) => (
+                c.sni.take(),
+                std::mem::take(&mut c.alpn).into_iter().map(text).collect(),
+            ),
+            None => (None, Vec::new()),
+        };
+        let sh = self.server_hello.as_mut();
         HandshakeFacts {
-            version: self.version().map(ProtocolVersion),
-            cipher: sh.map(|s| CipherSuite(s.cipher)),
-            sni: ch.and_then(|c| c.sni.clone()),
-            alpn_offered: ch
-                .map(|c| c.alpn.iter().map(lossy).collect())
-                .unwrap_or_default(),
-            alpn: if self.is_tls13() {
+            version,
+            cipher: sh.as_ref().map(|s| CipherSuite(s.cipher)),
+            sni,
+            alpn_offered,
+            alpn: if tls13 {
                 None
             } else {
-                sh.and_then(|s| s.alpn.as_ref()).map(lossy)
+                sh.and_then(|s| s.alpn.take()).map(text)
             },
-            ja3: self.ja3.clone(),
-            ja3s: self.ja3s.clone(),
-            ja4: self.ja4.clone(),
+            ja3: self.ja3.take(),
+            ja3s: self.ja3s.take(),
+            ja4: self.ja4.take(),
             resumed: self.resumed(),
             mutual: self.mutual(),
             alert: self.alert.map(|d| Alert {
@@ -143,6 +150,11 @@ impl Handshake {
             starttls: self.starttls.map(Protocol::name),
         }
     }
+}
+
+/// A protocol name as text, in place when it is UTF-8 already.
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The TLS stage's state for one connection.
@@ -723,14 +735,15 @@ mod tests {
             (supported_versions_server_hello(0x7e02), 0x7e02),
         ] {
             let s = play(&[handshake_records(&[sh]), ccs.clone(), encrypted.clone()]);
-            let hs = &s.handshake;
+            let mut s = s;
+            let hs = &mut s.handshake;
             assert_eq!(hs.version(), Some(version));
             assert!(hs.is_tls13(), "{version:#x}");
             // The compatibility ChangeCipherSpec is no abbreviated handshake.
             assert_eq!(hs.resumed(), Some(false), "{version:#x}");
             assert_eq!(hs.mutual(), None, "{version:#x}");
             assert!(hs.complete, "everything after the ServerHello is encrypted");
-            let f = hs.facts();
+            let f = hs.take_facts();
             assert_eq!(f.alpn, None);
             assert!(f.is_tls13());
         }
