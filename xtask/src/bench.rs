@@ -80,6 +80,14 @@ struct Timed {
     found: Found,
 }
 
+impl Timed {
+    /// µs of CPU per handshake found; None when none was.
+    fn us_per_handshake(&self) -> Option<f64> {
+        let n = self.found.handshakes;
+        (n > 0).then(|| self.cpu.as_secs_f64() * 1e6 / n as f64)
+    }
+}
+
 /// What one run of a tool's process cost.
 #[derive(Clone, Copy)]
 struct Usage {
@@ -412,10 +420,9 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         "handshakes"
     );
     let row = |r: &Timed, mb: f64| {
-        let per_hs = match r.found.handshakes {
-            0 => "-".to_string(),
-            n => format!("{:.1}", r.cpu.as_secs_f64() * 1e6 / n as f64),
-        };
+        let per_hs = r
+            .us_per_handshake()
+            .map_or_else(|| "-".to_string(), |us| format!("{us:.1}"));
         println!(
             "{:<40} {:>8.3} {:>8.1} {:>8.3} {:>9.1} {:>10} {:>8.1} {:>11}",
             r.tool,
@@ -470,15 +477,16 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             }
         );
     }
-    let frames = plain_only.found.frames.max(1) as f64;
-    println!(
-        "sensor, plain HTTP only ({plain_mb:.1} MB, {} packets, {} handshakes): {:.0} ns per packet by wall, {:.0} ns CPU per packet (start-up included)",
-        plain_only.found.frames,
-        plain_only.found.handshakes,
-        plain_only.wall.as_secs_f64() * 1e9 / frames,
-        plain_only.cpu.as_secs_f64() * 1e9 / frames,
-    );
-    let per_hs = |r: &Timed| r.cpu.as_secs_f64() * 1e6 / r.found.handshakes.max(1) as f64;
+    match plain_only.found.frames {
+        0 => println!("sensor, plain HTTP only: the capture has no port-80 traffic"),
+        n => println!(
+            "sensor, plain HTTP only ({plain_mb:.1} MB, {n} packets, {} handshakes): {:.0} ns per packet by wall, {:.0} ns CPU per packet (start-up included)",
+            plain_only.found.handshakes,
+            plain_only.wall.as_secs_f64() * 1e9 / n as f64,
+            plain_only.cpu.as_secs_f64() * 1e9 / n as f64,
+        ),
+    }
+    let per_hs = |r: &Timed| r.us_per_handshake().unwrap_or(f64::NAN);
     println!(
         "sensor 1x -> 4x: handshakes {} -> {} ({}), µs CPU per handshake {:.1} -> {:.1}, peak RSS {:.1} -> {:.1} MiB",
         sensor.found.handshakes,

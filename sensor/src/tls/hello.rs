@@ -69,24 +69,32 @@ pub struct HelloError(pub &'static str);
 /// which would corrupt fingerprints; the framing is simple enough to walk
 /// here and leave the content parsing to tls-parser.
 fn extensions(block: &[u8]) -> Result<Vec<(u16, &[u8])>, HelloError> {
-    // Framing is checked and counted first, so the list is allocated once
-    // at its size: growing it was a third of a hello's allocations.
-    let mut count = 0;
-    let mut rest = block;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(HelloError("extension header"));
-        }
-        let n = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        rest = rest.get(4 + n..).ok_or(HelloError("extension length"))?;
-        count += 1;
-    }
+    let walk = || {
+        let mut rest = block;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let Some(&[t0, t1, n0, n1]) = rest.first_chunk::<4>() else {
+                rest = &[];
+                return Some(Err(HelloError("extension header")));
+            };
+            let n = u16::from_be_bytes([n0, n1]) as usize;
+            let Some(data) = rest.get(4..4 + n) else {
+                rest = &[];
+                return Some(Err(HelloError("extension length")));
+            };
+            rest = &rest[4 + n..];
+            Some(Ok((u16::from_be_bytes([t0, t1]), data)))
+        })
+    };
+    // The framing is checked and counted first, so that the list is
+    // allocated once at its size: growing it was a third of a hello's
+    // allocations.
+    let count = walk().try_fold(0, |n, e| e.map(|_| n + 1))?;
     let mut out = Vec::with_capacity(count);
-    rest = block;
-    while !rest.is_empty() {
-        let n = u16::from_be_bytes([rest[2], rest[3]]) as usize;
-        out.push((u16::from_be_bytes([rest[0], rest[1]]), &rest[4..4 + n]));
-        rest = &rest[4 + n..];
+    for e in walk() {
+        out.push(e?);
     }
     Ok(out)
 }
