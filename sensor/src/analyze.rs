@@ -4,10 +4,15 @@
 //! decodes frames into segments (first touches of the mapped memory, link
 //! and IP headers), the other runs the pipeline on them in order. Segments
 //! borrow from the map, so nothing is copied between the two; they travel
-//! in batches over a bounded channel. A stream (a pipe) is read on one.
+//! in batches over a bounded channel, and the reader hands the map's pages
+//! back to the kernel only behind the pipeline's position, so resident
+//! memory follows what is in flight, not the file's size. A stream (a pipe)
+//! is read on one thread.
 
+use std::cell::Cell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,10 +26,15 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 /// Inputs smaller than this finish before a progress bar is worth drawing.
 const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
-/// Segments handed over at once, and batches in flight: enough to keep
-/// both threads busy, little enough to stay in the CPU caches.
+/// Segments handed over at once, or the frames of this many file bytes,
+/// whichever comes first; and batches in flight. The work per byte differs
+/// between the threads from one stretch of a capture to the next (bulk
+/// transfers weigh on the reader, handshakes on the pipeline): 32 batches
+/// let either run ahead through the other's heavy stretch, and the byte
+/// bound keeps what is in flight, and so mapped, to 32 MiB.
 const BATCH: usize = 1024;
-const BATCHES_IN_FLIGHT: usize = 8;
+const BATCH_BYTES: usize = 1 << 20;
+const BATCHES_IN_FLIGHT: usize = 32;
 
 pub struct AnalyzeOutcome<K> {
     pub sink: K,
@@ -100,44 +110,71 @@ pub fn analyze<K: RecordSink>(
     }
 }
 
+/// Segments from one stretch of the file, which ends at `end`.
+struct Batch<'a> {
+    segments: Vec<Segment<'a>>,
+    end: usize,
+}
+
 /// Reads and decodes `file` on a thread of its own while the pipeline
 /// consumes the segments here, in order.
 fn read_in_parallel<K: RecordSink>(
     file: &MappedCapture,
     pipeline: &mut Pipeline<K>,
-    progress: impl FnMut(u64) + Send,
+    mut progress: impl FnMut(u64) + Send,
 ) -> Result<ReadOutcome, CaptureFileError> {
-    let (tx, rx) = mpsc::sync_channel::<Vec<Segment<'_>>>(BATCHES_IN_FLIGHT);
+    let (tx, rx) = mpsc::sync_channel::<Batch<'_>>(BATCHES_IN_FLIGHT);
     // Emptied batches come back, so the reader allocates none after the first few.
     let (back_tx, back_rx) = mpsc::channel::<Vec<Segment<'_>>>();
+    // How far the pipeline got: the reader releases the pages before it.
+    let consumed = AtomicUsize::new(0);
     let (outcome, counted) = std::thread::scope(|s| {
+        let consumed = &consumed;
         let reader = s.spawn(move || {
             let mut counted = CaptureStats::default();
-            let mut batch = Vec::with_capacity(BATCH);
+            let parsed = Cell::new(0);
+            let mut batch = Batch {
+                segments: Vec::with_capacity(BATCH),
+                end: 0,
+            };
+            let mut start = 0;
             let outcome = file.read(
                 |f| {
                     if let Some(seg) = counted.frame(f.linktype, f.timestamp_us, f.data) {
-                        batch.push(seg);
+                        batch.segments.push(seg);
                     }
-                    if batch.len() == BATCH {
+                    // Frames before this one are in the batch or were skipped.
+                    let end = parsed.get();
+                    if batch.segments.len() == BATCH || end - start >= BATCH_BYTES {
                         let next = back_rx
                             .try_recv()
                             .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                        let full = std::mem::replace(&mut batch.segments, next);
+                        start = end;
                         // A closed channel means the consumer is gone: nothing to do.
-                        let _ = tx.send(std::mem::replace(&mut batch, next));
+                        let _ = tx.send(Batch {
+                            segments: full,
+                            end,
+                        });
                     }
                 },
-                progress,
+                |at| {
+                    parsed.set(at as usize);
+                    progress(at);
+                },
+                |_| consumed.load(Ordering::Acquire),
             );
+            batch.end = parsed.get();
             let _ = tx.send(batch);
             (outcome, counted)
         });
         for mut batch in rx {
-            for seg in &batch {
+            for seg in &batch.segments {
                 pipeline.segment(seg);
             }
-            batch.clear();
-            let _ = back_tx.send(batch);
+            batch.segments.clear();
+            consumed.store(batch.end, Ordering::Release);
+            let _ = back_tx.send(batch.segments);
         }
         reader
             .join()

@@ -141,7 +141,7 @@ pub fn read_file(
     progress: impl FnMut(u64),
 ) -> Result<ReadOutcome, CaptureFileError> {
     match open(path)? {
-        Opened::Mapped(m) => m.read(&mut on_frame, progress),
+        Opened::Mapped(m) => m.read(&mut on_frame, progress, |parsed| parsed),
         Opened::Streamed { file, name } => read_streamed(file, name, on_frame, progress),
     }
 }
@@ -187,24 +187,63 @@ pub fn open(path: &Path) -> Result<Opened, CaptureFileError> {
 }
 
 impl MappedCapture {
-    /// Every frame in order; each borrows from the map.
+    /// Every frame in order; each borrows from the map. `consumed` says,
+    /// given how far the parser got, up to which byte the frames handed
+    /// out have been finished with: the pages before it are released.
     pub fn read<'a>(
         &'a self,
         on_frame: impl FnMut(Frame<'a>),
         progress: impl FnMut(u64),
+        consumed: impl Fn(usize) -> usize,
     ) -> Result<ReadOutcome, CaptureFileError> {
         let release = |upto: usize| {
             // SAFETY: the map is of a file, shared and read-only: after
             // MADV_DONTNEED the pages read back from the file unchanged,
             // under the same assumption as the map itself. A frame still
-            // held by a consumer behind the reader stays valid for that
+            // held by a consumer behind `consumed` stays valid for that
             // reason too; it is only read back from the page cache.
             let _ = unsafe {
                 self.map
                     .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, upto)
             };
         };
-        read_mapped(&self.map, self.name.clone(), on_frame, progress, release)
+        read_mapped(
+            &self.map,
+            self.name.clone(),
+            on_frame,
+            progress,
+            Release::new(consumed, release),
+        )
+    }
+}
+
+/// Hands mapped pages back to the kernel once the frames on them are
+/// finished with, in steps of `RELEASE_EVERY`, so that the resident size
+/// follows how far the consumer got, whatever the file size.
+struct Release<C, R> {
+    consumed: C,
+    release: R,
+    released: usize,
+}
+
+impl<C: Fn(usize) -> usize, R: FnMut(usize)> Release<C, R> {
+    fn new(consumed: C, release: R) -> Self {
+        Release {
+            consumed,
+            release,
+            released: 0,
+        }
+    }
+
+    fn at(&mut self, parsed: usize) {
+        if parsed < self.released + RELEASE_EVERY {
+            return;
+        }
+        let done = (self.consumed)(parsed).min(parsed);
+        if done >= self.released + RELEASE_EVERY {
+            self.released = done - done % RELEASE_EVERY;
+            (self.release)(self.released);
+        }
     }
 }
 
@@ -213,25 +252,20 @@ const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 type LegacyParser = fn(&[u8]) -> IResult<&[u8], LegacyPcapBlock<'_>, PcapError<&[u8]>>;
 
-/// Mapped pages behind the parser are handed back to the kernel every this
-/// many bytes, so that the resident size stays bounded whatever the file size.
-const RELEASE_EVERY: usize = 32 << 20;
+/// Mapped pages are handed back to the kernel in steps of this many bytes:
+/// one madvise per step, and the resident size at most this much above
+/// what the consumer holds.
+const RELEASE_EVERY: usize = 8 << 20;
 
 fn read_mapped<'a>(
     data: &'a [u8],
     name: String,
     mut on_frame: impl FnMut(Frame<'a>),
     mut progress: impl FnMut(u64),
-    mut release: impl FnMut(usize),
+    mut release: Release<impl Fn(usize) -> usize, impl FnMut(usize)>,
 ) -> Result<ReadOutcome, CaptureFileError> {
-    let mut released = 0;
     let mut progress = |at: usize| {
-        // One window behind the reader: a consumer on another thread may
-        // still be reading the frames just handed over.
-        if at >= released + 2 * RELEASE_EVERY {
-            released = at - at % RELEASE_EVERY - RELEASE_EVERY;
-            release(released);
-        }
+        release.at(at);
         progress(at as u64);
     };
     let mut blocks = Blocks::default();
@@ -258,6 +292,7 @@ fn read_mapped<'a>(
             };
             match parse(rest) {
                 Ok((next, block)) => {
+                    Prefetch::next_block(next);
                     if let Block::SectionHeader(shb) = &block {
                         big_endian = shb.big_endian();
                     }
@@ -299,6 +334,7 @@ fn read_mapped<'a>(
         ahead.before(data, data.len() - rest.len());
         match parse(rest) {
             Ok((next, frame)) => {
+                Prefetch::next_block(next);
                 blocks.block(PcapBlockOwned::Legacy(frame), &mut on_frame);
                 rest = next;
                 progress(data.len() - rest.len());
@@ -336,6 +372,16 @@ impl Prefetch {
             prefetch(data[self.upto..].as_ptr());
             self.upto += Self::STRIDE;
         }
+    }
+
+    /// The next block's header and the link and IP headers after it, asked
+    /// for as soon as the block before is framed: the frame's own decoding
+    /// then overlaps the wait, which the stride above does not reliably
+    /// hide (a frame header lands anywhere in a line).
+    #[inline]
+    fn next_block(next: &[u8]) {
+        prefetch(next.as_ptr());
+        prefetch(next.as_ptr().wrapping_add(64));
     }
 }
 
@@ -579,25 +625,35 @@ mod tests {
     }
 
     #[test]
-    fn pages_behind_the_parser_are_released_as_it_goes() {
+    fn pages_are_released_as_far_as_the_consumer_got() {
         let frame = [9u8; 1400];
-        // Three and a half windows: pages are released one window behind
-        // the parser (a consumer thread may still read the last frames).
         let frames: Vec<&[u8]> = vec![&frame; (RELEASE_EVERY * 7 / 2) / 1416];
         let bytes = legacy(&frames, false, false);
-        let mut released = Vec::new();
-        let mut seen = 0;
-        let out = read_mapped(
-            &bytes,
-            "x".into(),
-            |_| seen += 1,
-            |_| {},
-            |upto| released.push(upto),
-        )
-        .unwrap();
-        assert_eq!(out.frames as usize, frames.len());
-        assert_eq!(seen, frames.len());
-        assert_eq!(released, vec![RELEASE_EVERY, 2 * RELEASE_EVERY]);
+        let run = |consumed: &dyn Fn(usize) -> usize| {
+            let mut released = Vec::new();
+            let mut seen = 0;
+            let out = read_mapped(
+                &bytes,
+                "x".into(),
+                |_| seen += 1,
+                |_| {},
+                Release::new(consumed, |upto| released.push(upto)),
+            )
+            .unwrap();
+            assert_eq!(out.frames as usize, frames.len());
+            assert_eq!(seen, frames.len());
+            released
+        };
+        // Read and consumed on one thread: each step as soon as it is passed.
+        let steps = vec![RELEASE_EVERY, 2 * RELEASE_EVERY, 3 * RELEASE_EVERY];
+        assert_eq!(run(&|parsed| parsed), steps);
+        // A consumer a step behind holds its pages until it is done with them.
+        let behind = |parsed: usize| parsed.saturating_sub(RELEASE_EVERY);
+        assert_eq!(run(&behind), vec![RELEASE_EVERY, 2 * RELEASE_EVERY]);
+        // A consumer that never reports keeps everything; one claiming to be
+        // ahead of the parser releases no more than was parsed.
+        assert_eq!(run(&|_| 0), Vec::<usize>::new());
+        assert_eq!(run(&|_| usize::MAX), steps);
     }
 
     #[test]
