@@ -187,6 +187,10 @@ pub fn open(path: &Path) -> Result<Opened, CaptureFileError> {
 }
 
 impl MappedCapture {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Every frame in order; each borrows from the map. `consumed` says,
     /// given how far the parser got, up to which byte the frames handed
     /// out have been finished with: the pages before it are released.
