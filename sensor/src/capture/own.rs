@@ -138,10 +138,11 @@ pub struct OwnSockets {
     /// the epoch, by `clock`).
     listed_us: Option<i64>,
     clock: Clock,
-    /// `fd_table_size`, re-read with the addresses.
+    /// `fd_table_size`, re-read with the addresses and whenever a
+    /// listing finds a descriptor at or beyond it.
     fd_table: i32,
-    /// The highest descriptor open at the last listing.
-    highest_fd: i32,
+    /// poll()'s array, kept between listings.
+    poll: Vec<libc::pollfd>,
     logged: bool,
     stats: OwnStats,
 }
@@ -237,11 +238,12 @@ impl OwnSockets {
 
     fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
         let listed_us = self.clock.now_us();
-        if self.highest_fd + FD_MARGIN >= self.fd_table {
+        let (mut inodes, highest) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
+        if highest >= self.fd_table {
+            // The table grew since it was last read: list all of it.
             self.read_fd_table();
+            (inodes, _) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
         }
-        let (inodes, highest) = socket_inodes(self.fd_table.max(self.highest_fd + FD_MARGIN));
-        self.highest_fd = highest;
         self.stats.listings += 1;
         self.listed_us = Some(listed_us);
         if inodes != self.inodes {
@@ -308,8 +310,9 @@ fn local_ips() -> std::io::Result<HashSet<IpAddr>> {
 }
 
 /// A descriptor takes the lowest free number, so the table grows only once
-/// the open ones come near its end: its size is re-read when the highest
-/// open descriptor is this close to it.
+/// all of it is open, and the first number past it is the next to be
+/// taken: a listing looks this far past the table's end to notice that it
+/// grew.
 const FD_MARGIN: i32 = 8;
 
 /// The size of this process's descriptor table (`FDSize`): every open
@@ -323,22 +326,37 @@ fn fd_table_size() -> std::io::Result<i32> {
         .ok_or_else(|| std::io::Error::other("no FDSize in /proc/self/status"))
 }
 
-/// Inodes of this process's sockets, and the highest open descriptor:
-/// fstat of every number below `below`. Listing /proc/self/fd instead
-/// built a procfs entry per descriptor and cost about 60 µs, a sixth of
-/// the sensor's CPU in a storm of connections from this host; a closed
-/// number fails fstat at once.
-fn socket_inodes(below: i32) -> (HashSet<u64>, i32) {
+/// Inodes of this process's sockets, and the highest open descriptor, of
+/// the numbers below `below`. One poll() over all of them tells the open
+/// ones apart (a closed number reports POLLNVAL, and nothing waits with a
+/// zero timeout), and only those are asked fstat. Listing /proc/self/fd
+/// built a procfs entry per descriptor (about 60 µs); fstat of every
+/// number cost a syscall each, hundreds of them for a few dozen open
+/// descriptors when one sits near the table's end (an inherited jobserver
+/// pipe at 251 made a sixth of the sensor's CPU in a connection storm).
+fn socket_inodes(below: i32, fds: &mut Vec<libc::pollfd>) -> (HashSet<u64>, i32) {
+    fds.clear();
+    fds.extend((0..below.max(0)).map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    }));
+    // SAFETY: `fds` is an array of `fds.len()` pollfd that poll may write.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } >= 0;
     let mut inodes = HashSet::new();
-    let mut highest = 0;
-    for fd in 0..below {
+    let mut highest = -1;
+    for p in fds.iter() {
+        // If poll itself failed, every number is asked.
+        if polled && p.revents & libc::POLLNVAL != 0 {
+            continue;
+        }
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: fstat writes a whole `stat` into `st` when it returns 0;
         // a number not open fails and is skipped.
-        if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        if unsafe { libc::fstat(p.fd, st.as_mut_ptr()) } != 0 {
             continue;
         }
-        highest = fd;
+        highest = p.fd;
         // SAFETY: fstat succeeded, so `st` is initialised.
         let st = unsafe { st.assume_init() };
         if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
@@ -463,6 +481,34 @@ mod tests {
         assert!(!own.claim("10.244.9.9:40000".parse().unwrap(), server, i64::MAX));
         assert_eq!(own.stats.table_reads, reads);
         assert_eq!(own.stats.connections, 2);
+        assert_eq!(own.stats.lookup_errors, 0);
+    }
+
+    /// A descriptor near the table's end is listed, and so is one past
+    /// the end the listing last knew (the table grew in between).
+    #[test]
+    fn sockets_at_and_past_the_end_of_the_descriptor_table_are_own() {
+        use std::os::fd::AsRawFd;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = l.local_addr().unwrap();
+        let mut own = OwnSockets::new();
+        assert!(!own.claim("127.0.0.1:1".parse().unwrap(), server, i64::MAX));
+        let table = own.fd_table;
+        assert!(table > 0, "the table's size was read");
+        for min in [table - 1, table] {
+            let c = TcpStream::connect(server).unwrap();
+            let _accepted = l.accept().unwrap();
+            let client = c.local_addr().unwrap();
+            // SAFETY: duplicates an open descriptor to the lowest free
+            // number from `min` on; closed below.
+            let high = unsafe { libc::fcntl(c.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+            assert!(high >= min);
+            drop(c);
+            assert!(own.claim(client, server, i64::MAX), "descriptor {high}");
+            // SAFETY: `high` is ours and nothing else uses it.
+            unsafe { libc::close(high) };
+        }
+        assert!(own.fd_table > table, "the grown table was read again");
         assert_eq!(own.stats.lookup_errors, 0);
     }
 
