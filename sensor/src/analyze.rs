@@ -1,9 +1,10 @@
 //! `sensor analyze`: capture files through the pipeline.
 //!
-//! A mapped capture file is read on two threads: one walks the file and
-//! decodes frames into segments (first touches of the mapped memory, link
-//! and IP headers), the other runs the pipeline on them in order. Segments
-//! borrow from the map, so nothing is copied between the two; they travel
+//! A mapped capture file is read on two threads: one walks the file's
+//! frames (first touches of the mapped memory) and decodes their link, IP
+//! and TCP headers unless the other is waiting for them, the other runs
+//! the pipeline on them in order. Frames and segments borrow from the map,
+//! so nothing is copied between the two; they travel
 //! in batches over a bounded channel, and the reader hands the map's pages
 //! back to the kernel only behind the pipeline's position, so resident
 //! memory follows what is in flight, not the file's size. A stream (a pipe)
@@ -191,6 +192,7 @@ fn read_in_parallel<K: RecordSink>(
                 |_| consumed.load(Ordering::Acquire),
             );
             batch.end = parsed.get();
+            waiting.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(batch);
             (outcome, counted)
         }) {
