@@ -126,11 +126,15 @@ pub(super) fn evaluate(cx: &CertCtx<'_>, out: &mut Vec<Found>) {
 
 fn validity(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Found>) {
     let now = cx.now;
-    let dates = json!({
-        "not_before": timefmt::seconds(cert.not_before),
-        "not_after": timefmt::seconds(cert.not_after),
-        "judged_at": timefmt::seconds(now),
-    });
+    // Built only for a finding: most certificates are within their dates,
+    // and this ran for each of a chain's certificates on every handshake.
+    let dates = || {
+        json!({
+            "not_before": timefmt::seconds(cert.not_before),
+            "not_after": timefmt::seconds(cert.not_after),
+            "judged_at": timefmt::seconds(now),
+        })
+    };
     if now > cert.not_after {
         if cx.on(Rule::CertExpired) {
             out.push(cx.finding(
@@ -142,7 +146,7 @@ fn validity(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Foun
                     span(now - cert.not_after),
                     date(cert.not_after)
                 ),
-                dates,
+                dates(),
             ));
         }
         return;
@@ -158,7 +162,7 @@ fn validity(cx: &CertCtx<'_>, pos: usize, cert: &Certificate, out: &mut Vec<Foun
                     timefmt::seconds(cert.not_before),
                     span(cert.not_before - now)
                 ),
-                dates,
+                dates(),
             ));
         }
         return;
