@@ -43,6 +43,20 @@ const BATCHES_IN_FLIGHT: usize = 32;
 /// 6 % less wall time for 8 % more CPU.
 const BACKLOG: usize = 3;
 
+/// How the reader cuts the file into batches and when it decodes: the
+/// constants above, or a test's smaller values (every capture of the
+/// project fits in one batch of 1,024).
+#[derive(Clone, Copy)]
+struct Split {
+    batch: usize,
+    backlog: usize,
+}
+
+const SPLIT: Split = Split {
+    batch: BATCH,
+    backlog: BACKLOG,
+};
+
 pub struct AnalyzeOutcome<K> {
     pub sink: K,
     pub stats: RunStats,
@@ -81,7 +95,7 @@ pub fn analyze<K: RecordSink>(
             }
         };
         let outcome = pcap::open(path).and_then(|opened| match opened {
-            Opened::Mapped(m) => read_in_parallel(&m, &mut pipeline, progress),
+            Opened::Mapped(m) => read_in_parallel(&m, &mut pipeline, progress, SPLIT),
             Opened::Streamed { file, name } => pcap::read_streamed(
                 file,
                 name,
@@ -143,6 +157,7 @@ fn read_in_parallel<K: RecordSink>(
     file: &MappedCapture,
     pipeline: &mut Pipeline<K>,
     mut progress: impl FnMut(u64) + Send,
+    split: Split,
 ) -> Result<ReadOutcome, CaptureFileError> {
     let (tx, rx) = mpsc::sync_channel::<Batch<'_>>(BATCHES_IN_FLIGHT);
     // Emptied batches come back, so the reader allocates none after the first few.
@@ -159,7 +174,7 @@ fn read_in_parallel<K: RecordSink>(
             let mut counted = CaptureStats::default();
             let parsed = Cell::new(0);
             let mut batch = Batch {
-                items: Vec::with_capacity(BATCH),
+                items: Vec::with_capacity(split.batch),
                 end: 0,
             };
             let mut start = 0;
@@ -174,13 +189,13 @@ fn read_in_parallel<K: RecordSink>(
                     }
                     // Frames before this one are in the batch or were skipped.
                     let end = parsed.get();
-                    if batch.items.len() == BATCH || end - start >= BATCH_BYTES {
+                    if batch.items.len() == split.batch || end - start >= BATCH_BYTES {
                         let next = back_rx
                             .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                            .unwrap_or_else(|_| Vec::with_capacity(split.batch));
                         let full = std::mem::replace(&mut batch.items, next);
                         start = end;
-                        decode = waiting.fetch_add(1, Ordering::Relaxed) + 1 >= BACKLOG;
+                        decode = waiting.fetch_add(1, Ordering::Relaxed) + 1 >= split.backlog;
                         // A closed channel means the consumer is gone: nothing to do.
                         let _ = tx.send(Batch { items: full, end });
                     }
@@ -221,4 +236,75 @@ fn read_in_parallel<K: RecordSink>(
     });
     pipeline.capture_stats().add(&counted);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::json::JsonLines;
+
+    fn finish(pipeline: Pipeline<JsonLines<Vec<u8>>>) -> String {
+        let (sink, _) = pipeline.finish();
+        String::from_utf8(sink.into_inner()).unwrap()
+    }
+
+    /// Whichever thread decodes a frame, and however the file is cut into
+    /// batches, the records and the summary (frames, skips) are those of
+    /// the same file read and decoded on one thread.
+    #[test]
+    fn both_threads_decode_alike_and_count_every_frame_once() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+        let mut captures: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+            .collect();
+        captures.sort();
+        assert!(captures.len() > 5, "captures in {}", dir.display());
+        let new = || Pipeline::new(PipelineConfig::default(), JsonLines::new(Vec::new()));
+        let splits = [
+            // Never decoded by the reader.
+            Split {
+                batch: 2,
+                backlog: usize::MAX,
+            },
+            // The first batch raw (the pipeline starts out waiting), every
+            // later one decoded by the reader.
+            Split {
+                batch: 3,
+                backlog: 1,
+            },
+            // Either, as the two threads happen to run.
+            Split {
+                batch: 1,
+                backlog: 2,
+            },
+        ];
+        for path in &captures {
+            let mut one = new();
+            pcap::read_file(
+                path,
+                |f| one.frame(f.linktype, f.timestamp_us, f.data),
+                |_| {},
+            )
+            .unwrap();
+            let expected = finish(one);
+            assert!(expected.contains("\"frames\":"), "{}", path.display());
+            for split in splits {
+                let Ok(Opened::Mapped(m)) = pcap::open(path) else {
+                    panic!("{} is not mapped", path.display());
+                };
+                let mut two = new();
+                read_in_parallel(&m, &mut two, |_| {}, split).unwrap();
+                assert_eq!(
+                    finish(two),
+                    expected,
+                    "{} in batches of {} (backlog {})",
+                    path.display(),
+                    split.batch,
+                    split.backlog
+                );
+            }
+        }
+    }
 }

@@ -240,9 +240,13 @@ impl OwnSockets {
         let listed_us = self.clock.now_us();
         let (mut inodes, highest) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
         if highest >= self.fd_table {
-            // The table grew since it was last read: list all of it.
+            // The table grew since it was last read: list all of it (unless
+            // it cannot be read, which is counted).
+            let known = self.fd_table;
             self.read_fd_table();
-            (inodes, _) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
+            if self.fd_table > known {
+                (inodes, _) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
+            }
         }
         self.stats.listings += 1;
         self.listed_us = Some(listed_us);
