@@ -400,7 +400,7 @@ impl Prefetch {
 }
 
 #[inline]
-fn prefetch(p: *const u8) {
+pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching never faults and reads nothing the program sees;
     // SSE, which the intrinsic requires, is part of every x86_64 CPU.
