@@ -64,27 +64,33 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// A legacy pcap record, taken by reference: moved into a
+    /// `PcapBlockOwned` it is read back whole right after the parser wrote
+    /// it field by field, a store-forwarding stall on every frame.
+    #[inline(always)]
+    fn legacy<'a>(&mut self, b: &LegacyPcapBlock<'a>, on_frame: &mut impl FnMut(Frame<'a>)) {
+        let (linktype, nanos) = self.legacy.unwrap_or((1, false));
+        let frac = if nanos {
+            b.ts_usec as i64 / 1000
+        } else {
+            b.ts_usec as i64
+        };
+        self.out.frames += 1;
+        self.out.bytes += b.data.len() as u64;
+        on_frame(Frame {
+            linktype,
+            timestamp_us: b.ts_sec as i64 * 1_000_000 + frac,
+            data: b.data,
+        });
+    }
+
     fn block<'a>(&mut self, block: PcapBlockOwned<'a>, on_frame: &mut impl FnMut(Frame<'a>)) {
         let out = &mut self.out;
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy = Some((h.network.0, h.is_nanosecond_precision()));
             }
-            PcapBlockOwned::Legacy(b) => {
-                let (linktype, nanos) = self.legacy.unwrap_or((1, false));
-                let frac = if nanos {
-                    b.ts_usec as i64 / 1000
-                } else {
-                    b.ts_usec as i64
-                };
-                out.frames += 1;
-                out.bytes += b.data.len() as u64;
-                on_frame(Frame {
-                    linktype,
-                    timestamp_us: b.ts_sec as i64 * 1_000_000 + frac,
-                    data: b.data,
-                });
-            }
+            PcapBlockOwned::Legacy(b) => self.legacy(&b, on_frame),
             PcapBlockOwned::NG(Block::SectionHeader(_)) => self.interfaces.clear(),
             PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                 self.interfaces.push(Interface {
@@ -339,7 +345,7 @@ fn read_mapped<'a>(
         match parse(rest) {
             Ok((next, frame)) => {
                 Prefetch::next_blocks(rest, next);
-                blocks.block(PcapBlockOwned::Legacy(frame), &mut on_frame);
+                blocks.legacy(&frame, &mut on_frame);
                 rest = next;
                 progress(data.len() - rest.len());
             }
