@@ -186,6 +186,10 @@ fn read_in_parallel<K: RecordSink>(
             // The pipeline starts out waiting.
             let mut decode = false;
             let outcome = file.read(
+                // Inlined: a frame passed to a closure of its own is read
+                // back whole right after it was written field by field,
+                // a store-forwarding stall on every frame.
+                #[inline(always)]
                 |f| {
                     if !decode {
                         batch.items.push(Item::Frame(f));
