@@ -300,11 +300,11 @@ impl Sensor {
                 Some(slot)
             }
         };
+        let flows = FlowTable::take(&mut ebpf)?;
         let mut take = |name: &str| {
             ebpf.take_map(name)
                 .with_context(|| format!("map {name} missing from the object"))
         };
-        let flows = FlowTable::new(take("FLOWS")?, take("CONNS")?, take("GATE")?)?;
         let ring = RingBuf::try_from(take("EVENTS")?)?;
         let counts = PerCpuArray::try_from(take("COUNTS")?)?;
         Ok(Self {

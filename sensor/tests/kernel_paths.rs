@@ -17,7 +17,7 @@ use etherparse::{
     IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader,
     PacketBuilder, VlanId,
 };
-use sensor::capture::live::{Clock, Event, FlowTable, decode, kernel_key, object};
+use sensor::capture::live::{CONNS_MAPS, Clock, Event, FlowTable, decode, kernel_key, object};
 use sensor::model::{ConnTraffic, FlowEnd};
 use sensor_common::{
     CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_PREAMBLE, CONN_TLS, CONN_TLS_COUNTING, COUNTERS,
@@ -181,18 +181,15 @@ impl Kernel {
             loader.map_max_entries("FLOWS", n);
         }
         if let Some(n) = conn_entries {
-            loader.map_max_entries("CONNS", n);
+            for name in CONNS_MAPS {
+                loader.map_max_entries(name, n);
+            }
         }
         let mut ebpf = loader.load(object()).expect("loading the sensor's object");
         let prog: &mut SchedClassifier =
             ebpf.program_mut("tls_tc_eth").unwrap().try_into().unwrap();
         prog.load().expect("the verifier accepts tls_tc_eth");
-        let flows = FlowTable::new(
-            ebpf.take_map("FLOWS").unwrap(),
-            ebpf.take_map("CONNS").unwrap(),
-            ebpf.take_map("GATE").unwrap(),
-        )
-        .expect("FLOWS, CONNS and GATE");
+        let flows = FlowTable::take(&mut ebpf).expect("FLOWS, CONNS4, CONNS6 and GATE");
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
         let counts = PerCpuArray::try_from(ebpf.take_map("COUNTS").unwrap()).unwrap();
         Self {

@@ -1,4 +1,4 @@
-//! Connection accounting: every TCP connection in CONNS
+//! Connection accounting: every TCP connection in CONNS4 or CONNS6
 //! (sensor_common::ConnState) from its SYN, or from its first payload when
 //! it was open before the sensor, to its end. Bytes and packets are counted
 //! with atomic adds (two CPUs may carry one connection at once), never
@@ -7,15 +7,15 @@
 
 use core::mem::MaybeUninit;
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST};
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::programs::TcContext;
 use sensor_common::{
     CONN_ENDED, CONN_PARTIAL, CONN_PENDING, CONN_PLAIN, CONN_PREAMBLE, CONN_SUMMARY_LEN, CONN_TLS,
-    CONN_TLS_COUNTING, ConnState, Counter, DEFAULT_CONN_ENTRIES, END_FIN, END_NONE, END_RST,
-    EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, FlowKey, TCP_FIN, TCP_RST,
+    CONN_TLS_COUNTING, ConnKey4, ConnState, Counter, DEFAULT_CONN_ENTRIES, END_FIN, END_NONE,
+    END_RST, EVENT_CONN_SUMMARY, EVENT_HEADER_LEN, FAMILY_V4, FlowKey, TCP_FIN, TCP_RST,
 };
 
 use super::count;
@@ -26,13 +26,30 @@ use super::ship::{SCRATCH, Scratch, output};
 
 const EEXIST: i32 = 17;
 
-/// Every counted connection. A plain hash, not an LRU: when it is full,
-/// new connections are counted as untracked rather than evicting others.
-/// Behind the same gate as FLOWS: a packet of a slot with neither costs
-/// no lookup.
+/// Every counted connection, by family. Plain hashes, not LRUs: when one
+/// is full, new connections are counted as untracked rather than evicting
+/// others. Behind the same gate as FLOWS: a packet of a slot with neither
+/// costs no lookup. IPv4's key is 12 bytes (sensor_common::ConnKey4): the
+/// lookup hashes and compares the key of every counted packet. IPv6's
+/// entries are allocated as they come, so a cluster without IPv6 pays no
+/// memory for them.
 #[map]
-pub(super) static CONNS: HashMap<FlowKey, ConnState> =
+pub(super) static CONNS4: HashMap<ConnKey4, ConnState> =
     HashMap::with_max_entries(DEFAULT_CONN_ENTRIES, 0);
+
+#[map]
+pub(super) static CONNS6: HashMap<FlowKey, ConnState> =
+    HashMap::with_max_entries(DEFAULT_CONN_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// The counted connection of `key`, if any.
+#[inline(always)]
+pub(super) fn conn(key: &FlowKey) -> Option<*mut ConnState> {
+    if key.family == FAMILY_V4 {
+        CONNS4.get_ptr_mut(&ConnKey4::of(key))
+    } else {
+        CONNS6.get_ptr_mut(key)
+    }
+}
 
 /// What the packet path does after a connection counted a packet.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -64,7 +81,12 @@ fn insert(key: &FlowKey, gate: Option<*mut u64>, client: u8, phase: u8, flags: u
     // Raised before the insert: a packet on another CPU that finds the
     // connection in the map must not find its slot at zero.
     gate_add(gate, 1);
-    match CONNS.insert(key, fresh, BPF_NOEXIST as u64) {
+    let inserted = if key.family == FAMILY_V4 {
+        CONNS4.insert(&ConnKey4::of(key), fresh, BPF_NOEXIST as u64)
+    } else {
+        CONNS6.insert(key, fresh, BPF_NOEXIST as u64)
+    };
+    match inserted {
         Ok(()) => 0,
         Err(e) => {
             gate_add(gate, u64::MAX);
@@ -122,7 +144,7 @@ pub(super) fn pick_up(
             return None;
         }
     }
-    let c = CONNS.get_ptr_mut(&key)?;
+    let c = conn(&key)?;
     Some((key, dir, c))
 }
 
@@ -217,7 +239,12 @@ pub(super) fn handshake_done(c: *mut ConnState) {
 /// off its gate slot.
 #[inline(always)]
 fn drop_conn(key: &FlowKey, gate: Option<*mut u64>) {
-    if CONNS.remove(key).is_ok() {
+    let removed = if key.family == FAMILY_V4 {
+        CONNS4.remove(&ConnKey4::of(key))
+    } else {
+        CONNS6.remove(key)
+    };
+    if removed.is_ok() {
         gate_add(gate, u64::MAX);
     }
 }

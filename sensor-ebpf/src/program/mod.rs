@@ -17,7 +17,7 @@ use aya_ebpf::maps::PerCpuArray;
 use aya_ebpf::programs::TcContext;
 use sensor_common::{COUNTERS, Counter, FlowKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
-use conns::{CONNS, Next, account, handshake_done, open_conn, pick_up};
+use conns::{Next, account, conn, handshake_done, open_conn, pick_up};
 use flows::{FLOWS, GATE, advance, flow_key, open_flow, slot};
 use parse::{Packet, opens_flow, parse};
 use ship::ship;
@@ -81,7 +81,7 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     }
     // The key is built only past this point: most packets never need it.
     let (key, dir) = flow_key(&pkt);
-    let next = match CONNS.get_ptr_mut(&key) {
+    let next = match conn(&key) {
         Some(c) => match account(ctx, &pkt, &key, dir, c, gate, direction) {
             Next::Done => return None,
             Next::OpenHandshake { start } => {

@@ -7,8 +7,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use sensor_common::{ConnState, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS};
+use sensor_common::{ConnKey4, ConnState, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS};
 
 use super::error::LiveError;
 
@@ -76,28 +77,42 @@ impl Drop for Gate {
     }
 }
 
-/// FLOWS, CONNS and GATE together: every removal goes through here.
+/// The maps that hold counted connections, one per family: their sizes are
+/// set together (`conn_entries` each).
+pub const CONNS_MAPS: [&str; 2] = ["CONNS4", "CONNS6"];
+
+/// FLOWS, CONNS4, CONNS6 and GATE together: every removal goes through here.
 pub struct FlowTable {
     flows: BpfHashMap<MapData, FlowKey, FlowState>,
-    conns: BpfHashMap<MapData, FlowKey, ConnState>,
+    conns4: BpfHashMap<MapData, ConnKey4, ConnState>,
+    conns6: BpfHashMap<MapData, FlowKey, ConnState>,
     gate: Gate,
 }
 
 impl FlowTable {
-    /// From the object's FLOWS, CONNS and GATE maps (taken from the loaded Ebpf).
-    pub fn new(flows: Map, conns: Map, gate: Map) -> Result<Self, LiveError> {
-        let flows = BpfHashMap::try_from(flows).map_err(|e| LiveError::Load(e.to_string()))?;
-        let conns = BpfHashMap::try_from(conns).map_err(|e| LiveError::Load(e.to_string()))?;
+    /// Takes the object's FLOWS, CONNS4, CONNS6 and GATE maps out of the loaded Ebpf.
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self, LiveError> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| LiveError::Load(format!("map {name} missing from the object")))
+        };
+        let load = |e: aya::maps::MapError| LiveError::Load(e.to_string());
         Ok(Self {
-            flows,
-            conns,
-            gate: Gate::new(gate)?,
+            flows: BpfHashMap::try_from(take("FLOWS")?).map_err(load)?,
+            conns4: BpfHashMap::try_from(take(CONNS_MAPS[0])?).map_err(load)?,
+            conns6: BpfHashMap::try_from(take(CONNS_MAPS[1])?).map_err(load)?,
+            gate: Gate::new(take("GATE")?)?,
         })
     }
 
-    /// Deletes a CONNS entry, with the same gate rule as `remove`.
+    /// Deletes a connection's entry, with the same gate rule as `remove`.
     pub fn remove_conn(&mut self, key: &FlowKey) -> bool {
-        if self.conns.remove(key).is_err() {
+        let removed = if key.family == FAMILY_V4 {
+            self.conns4.remove(&ConnKey4::of(key))
+        } else {
+            self.conns6.remove(key)
+        };
+        if removed.is_err() {
             return false;
         }
         self.gate
@@ -106,9 +121,11 @@ impl FlowTable {
         true
     }
 
-    /// Every connection in the kernel's CONNS map.
+    /// Every connection the kernel counts, IPv4's first.
     pub fn conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> + '_ {
-        self.conns.iter().filter_map(Result::ok)
+        let v4 = self.conns4.iter().filter_map(Result::ok);
+        let v6 = self.conns6.iter().filter_map(Result::ok);
+        v4.map(|(k, s)| (k.flow_key(), s)).chain(v6)
     }
 
     /// Deletes a flow; true if it was there. Only a flow this call deleted

@@ -29,7 +29,7 @@ pub use caps::check_capabilities;
 pub use error::LiveError;
 pub use events::{Clock, Event, conn_traffic, decode, decode_event, mono_ns};
 pub use features::KernelFeatures;
-pub use flows::{FlowTable, kernel_key};
+pub use flows::{CONNS_MAPS, FlowTable, kernel_key};
 pub use follow::Follower;
 pub use interfaces::InterfaceFilter;
 pub use programs::{

@@ -13,7 +13,7 @@ use sensor_common::{
 use super::attach::{Attach, AttachMode, Attacher, PROGRAMS};
 use super::error::LiveError;
 use super::features::KernelFeatures;
-use super::flows::{FlowTable, kernel_key};
+use super::flows::{CONNS_MAPS, FlowTable, kernel_key};
 use super::reader::RingReader;
 use super::stats::KernelStats;
 
@@ -177,13 +177,15 @@ impl Programs {
                 LiveError::Load(format!("{e} (this kernel lacks {})", missing.join(", ")))
             }
         };
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("BUDGET", &cfg.budget, true)
             .map_max_entries("FLOWS", cfg.flow_entries)
-            .map_max_entries("CONNS", cfg.conn_entries)
-            .map_max_entries("EVENTS", cfg.ring_bytes)
-            .load(ship.object())
-            .map_err(|e| load_err(&e))?;
+            .map_max_entries("EVENTS", cfg.ring_bytes);
+        for name in CONNS_MAPS {
+            loader.map_max_entries(name, cfg.conn_entries);
+        }
+        let mut ebpf = loader.load(ship.object()).map_err(|e| load_err(&e))?;
         let programs = PROGRAMS.iter().map(|(name, _, _)| *name);
         let extra = (ship == Ship::Bounded).then_some(SHIP_PROGRAM);
         for name in programs.chain(extra) {
@@ -200,11 +202,7 @@ impl Programs {
                 .ok_or_else(|| LiveError::Load(format!("map {name} missing from the object")))
         };
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| load_err(&e))?;
-        let flows = FlowTable::new(
-            take(&mut ebpf, "FLOWS")?,
-            take(&mut ebpf, "CONNS")?,
-            take(&mut ebpf, "GATE")?,
-        )?;
+        let flows = FlowTable::take(&mut ebpf)?;
         let counts = PerCpuArray::try_from(take(&mut ebpf, "COUNTS")?).map_err(|e| load_err(&e))?;
         let ship_slot = match ship {
             Ship::BpfLoop => None,
