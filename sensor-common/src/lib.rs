@@ -159,11 +159,18 @@ pub struct FlowState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConnState {
-    /// TCP payload bytes per direction, index as in `FlowState`; atomic
-    /// adds (two CPUs may count one connection at once).
+    /// TCP payload bytes per direction (index as in `FlowState`) counted
+    /// on `owner`, the CPU that made the entry: plain adds, for no other
+    /// CPU writes them. Read through `bytes_of`.
     pub bytes: [u64; 2],
-    /// Segments carrying payload per direction; atomic adds.
+    /// Segments carrying payload per direction, on `owner`, plain adds.
     pub packets: [u64; 2],
+    /// The same counted on every other CPU: atomic adds, for two of them
+    /// may count one connection at once. A locked add costs more than the
+    /// rest of the counting, and a flow's packets mostly stay on one CPU
+    /// (RSS, RPS, the sending process's CPU), so most take the plain path.
+    pub shared_bytes: [u64; 2],
+    pub shared_packets: [u64; 2],
     /// The last counted segment per direction: the same segment seen again
     /// at another place (the other end of a veth pair, loopback's other
     /// direction) is counted once.
@@ -176,6 +183,9 @@ pub struct ConnState {
     /// The SYN (or the first payload, when partial), bpf_ktime_get_ns.
     pub opened_ns: u64,
     pub last_ns: u64,
+    /// The CPU whose program inserted the entry; never changes, so exactly
+    /// one CPU writes `bytes` and `packets`.
+    pub owner: u32,
     /// Which end sent the SYN: 0 `lo`, 1 `hi` (partial: the higher port).
     pub client: u8,
     /// `CONN_PENDING`, `CONN_PREAMBLE`, `CONN_PLAIN`, `CONN_TLS` or
@@ -188,7 +198,21 @@ pub struct ConnState {
     pub flags: u8,
     /// `END_FIN` or `END_RST` once ended in the kernel, else `END_NONE`.
     pub end: u8,
-    pub _pad: [u8; 2],
+    pub _pad: [u8; 6],
+}
+
+impl ConnState {
+    /// Payload bytes sent by side `dir` (0 `lo`, 1 `hi`), on every CPU.
+    #[inline(always)]
+    pub fn bytes_of(&self, dir: usize) -> u64 {
+        self.bytes[dir & 1] + self.shared_bytes[dir & 1]
+    }
+
+    /// Payload-carrying segments sent by side `dir`, on every CPU.
+    #[inline(always)]
+    pub fn packets_of(&self, dir: usize) -> u64 {
+        self.packets[dir & 1] + self.shared_packets[dir & 1]
+    }
 }
 
 /// SYN seen, no payload yet.

@@ -24,6 +24,11 @@
 //! (a wakeup is an irq_work self-IPI, about 7 µs in a VM), so a drained
 //! ring measures the ClientHello without one, as a sensor under load sees it.
 //!
+//! The benchmark runs on CPU 0, where its connections were opened (SYNs
+//! and pick-ups), so a counted packet takes the plain adds of the CPU that
+//! owns the connection; `tracked-other-cpu` is `plaintext-tracked` on a
+//! connection whose SYN ran on CPU 1: the atomic adds every other CPU pays.
+//!
 //! `tls-tracked` is a segment of a TLS connection past its handshake,
 //! counted with atomic adds: like `client-hello` it cannot repeat in place
 //! (the same segment again is a duplicate), so it is measured the same way,
@@ -215,6 +220,25 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
 }
 
 /// One test run: the kernel's mean nanoseconds per run.
+/// Moves this thread to `cpu`: BPF_PROG_TEST_RUN runs the program on the
+/// caller's CPU, and which CPU opened a connection decides how its packets
+/// are counted (ConnState::owner).
+fn pin_to(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays in bounds
+    // for any cpu below CPU_SETSIZE.
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    ensure!(
+        ok,
+        "cannot move to CPU {cpu} (the benchmark needs two): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
 fn run_ns(prog: &SchedClassifier, packet: &[u8], repeat: u32) -> Result<u32> {
     let r = prog
         .test_run(TestRunOptions {
@@ -348,6 +372,7 @@ struct Case {
 fn main() -> Result<()> {
     let opts = Options::from_args()?;
     check_capabilities().context("the BPF benchmark loads kernel programs")?;
+    pin_to(0)?;
 
     let hello = real_client_hello()?;
     let client_hello_port = 40005;
@@ -389,6 +414,17 @@ fn main() -> Result<()> {
             empty: false,
         },
         Case {
+            // The same on a connection another CPU opened: counted with
+            // atomic adds (ConnState's shared counts) instead of plain ones.
+            name: "tracked-other-cpu",
+            packet: tcp_packet(
+                40008,
+                1,
+                b"GET / HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n",
+            )?,
+            empty: false,
+        },
+        Case {
             name: "tls-untracked",
             packet: {
                 // A full-sized application_data segment of a connection the
@@ -414,12 +450,26 @@ fn main() -> Result<()> {
     // One run of each packet first: the benchmark only means something if
     // each case takes the path it is named for.
     run_ns(sensor.prog()?, &syn_packet(40006)?, 1)?;
+    pin_to(1)?;
+    run_ns(sensor.prog()?, &syn_packet(40008)?, 1)?;
+    pin_to(0)?;
     for c in cases.iter().filter(|c| !c.empty) {
         run_ns(sensor.prog()?, &c.packet, 1)?;
     }
     ensure!(
-        sensor.counter(Counter::ConnsOpened)? == 1 && sensor.counter(Counter::PlainFlows)? == 1,
-        "the SYN and the HTTP request did not make one counted plaintext flow"
+        sensor.counter(Counter::ConnsOpened)? == 2 && sensor.counter(Counter::PlainFlows)? == 2,
+        "the SYNs and the HTTP requests did not make two counted plaintext flows"
+    );
+    let other_key = kernel_key(
+        SocketAddr::from((CLIENT, 40008)),
+        SocketAddr::from((SERVER, 443)),
+    );
+    ensure!(
+        sensor
+            .flows
+            .conns()
+            .any(|(k, s)| k == other_key && s.owner == 1 && s.shared_packets == [0, 1]),
+        "tracked-other-cpu was not counted as another CPU's connection"
     );
     ensure!(
         sensor.counter(Counter::FlowsOpened)? == 0 && sensor.drain() == 0,
@@ -540,7 +590,7 @@ fn tls_tracked(sensor: &mut Sensor, hello: &[u8], shots: usize) -> Result<Vec<u3
         .flows
         .conns()
         .find(|(k, _)| *k == key)
-        .map(|(_, s)| s.packets[0] + s.packets[1]);
+        .map(|(_, s)| s.packets_of(0) + s.packets_of(1));
     ensure!(
         counted == Some(shots as u64 + 2),
         "tls-tracked segments were not each counted once: {counted:?}"

@@ -308,8 +308,8 @@ fn every_parse_path_opens_follows_and_closes_flows_alike() {
         assert!(k.shipped().is_empty(), "{path:?}: data after close shipped");
         let st = k.conn(&key).expect("still counted");
         assert_eq!(st.phase, CONN_TLS_COUNTING, "{path:?}");
-        assert_eq!(st.bytes[1], hello.len() as u64, "{path:?}");
-        assert_eq!(st.bytes[0], (reply.len() + 261) as u64, "{path:?}");
+        assert_eq!(st.bytes_of(1), hello.len() as u64, "{path:?}");
+        assert_eq!(st.bytes_of(0), (reply.len() + 261) as u64, "{path:?}");
         assert_eq!(st.packets, [2, 1], "{path:?}");
         assert!(k.flows.remove_conn(&key));
         assert_eq!(k.flows.gate_count(&key), 0, "{path:?}");
@@ -646,8 +646,9 @@ fn run_on_cpu(prog: &SchedClassifier, packet: &[u8], repeat: u32, cpu: usize) {
 }
 
 /// Two CPUs counting segments of one connection and direction at once
-/// lose no count: the adds are atomic. (Each run repeats one segment at
-/// one place: a retransmission, counted every time.)
+/// lose no count: the CPU that opened the connection adds to its own
+/// counts, the other atomically to the shared ones. (Each run repeats one
+/// segment at one place: a retransmission, counted every time.)
 #[test]
 fn two_cpus_counting_one_connection_lose_no_count() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -657,14 +658,16 @@ fn two_cpus_counting_one_connection_lose_no_count() {
     let client = SocketAddr::new(c, 47000);
     let server = SocketAddr::new(s, 8080);
     let key = kernel_key(client, server);
-    k.run(&segment_with(Path::V4, client, server, 1, Flags::Syn, b""));
+    let prog: &SchedClassifier = k.ebpf.program("tls_tc_eth").unwrap().try_into().unwrap();
+    // Opened on CPU 0: CPU 0 owns it.
+    let syn = segment_with(Path::V4, client, server, 1, Flags::Syn, b"");
+    run_on_cpu(prog, &syn, 1, 0);
     let first = segment(Path::V4, client, server, 2, b"GET / HTTP/1.1\r\n");
-    k.run(&first);
+    run_on_cpu(prog, &first, 1, 0);
     let payload = vec![b'x'; 100];
     let a = segment(Path::V4, client, server, 1000, &payload);
     let b = segment(Path::V4, client, server, 5000, &payload);
     let repeat = 2_000_000u32;
-    let prog: &SchedClassifier = k.ebpf.program("tls_tc_eth").unwrap().try_into().unwrap();
     std::thread::scope(|scope| {
         scope.spawn(|| run_on_cpu(prog, &a, repeat, 0));
         scope.spawn(|| run_on_cpu(prog, &b, repeat, 1));
@@ -672,7 +675,18 @@ fn two_cpus_counting_one_connection_lose_no_count() {
     let st = k.conn(&key).expect("counted");
     // The client has the higher port: `hi`, index 1.
     let want_packets = 1 + 2 * u64::from(repeat);
-    assert_eq!(st.packets[1], want_packets, "segments lost");
-    assert_eq!(st.bytes[1], 16 + 2 * u64::from(repeat) * 100, "bytes lost");
+    assert_eq!(st.owner, 0);
+    assert_eq!(st.packets[1], 1 + u64::from(repeat), "CPU 0's own count");
+    assert_eq!(
+        st.shared_packets[1],
+        u64::from(repeat),
+        "CPU 1's shared count"
+    );
+    assert_eq!(st.packets_of(1), want_packets, "segments lost");
+    assert_eq!(
+        st.bytes_of(1),
+        16 + 2 * u64::from(repeat) * 100,
+        "bytes lost"
+    );
     assert!(k.shipped().is_empty());
 }

@@ -1,14 +1,15 @@
 //! Connection accounting: every TCP connection in CONNS4 or CONNS6
 //! (sensor_common::ConnState) from its SYN, or from its first payload when
 //! it was open before the sensor, to its end. Bytes and packets are counted
-//! with atomic adds (two CPUs may carry one connection at once), never
+//! with plain adds on the CPU that made the entry and atomic adds on any
+//! other (two CPUs may carry one connection at once), never
 //! shipped except an upgrade preamble's (`preamble`); an ended connection
 //! is summarised into the ring buffer.
 
 use core::mem::MaybeUninit;
 
 use aya_ebpf::bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST};
-use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_ebpf::helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_ns};
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::HashMap;
 use aya_ebpf::programs::TcContext;
@@ -72,12 +73,18 @@ pub(super) enum Next {
 #[inline(always)]
 fn insert(key: &FlowKey, gate: Option<*mut u64>, client: u8, phase: u8, flags: u8) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
-    // bytes[2], packets[2], last_seq[2], last_len[2] and last_at[2],
-    // opened_ns, last_ns, then client, phase, fin[2], flags, end and
-    // padding in the last word (little-endian BPF).
+    let [o0, o1, o2, o3] = cpu().to_le_bytes();
+    // bytes[2], packets[2], shared_bytes[2], shared_packets[2], last_seq[2],
+    // last_len[2] and last_at[2], opened_ns, last_ns, then owner, client,
+    // phase, fin[2] in one word, flags, end and padding in the last
+    // (little-endian BPF).
     let mut fresh = MaybeUninit::<ConnState>::uninit();
-    let last = u64::from_le_bytes([client, phase, 0, 0, flags, END_NONE, 0, 0]);
-    let fresh = words_into(&mut fresh, [0, 0, 0, 0, 0, 0, 0, now, now, last]);
+    let who = u64::from_le_bytes([o0, o1, o2, o3, client, phase, 0, 0]);
+    let last = u64::from_le_bytes([flags, END_NONE, 0, 0, 0, 0, 0, 0]);
+    let fresh = words_into(
+        &mut fresh,
+        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, now, now, who, last],
+    );
     // Raised before the insert: a packet on another CPU that finds the
     // connection in the map must not find its slot at zero.
     gate_add(gate, 1);
@@ -93,6 +100,12 @@ fn insert(key: &FlowKey, gate: Option<*mut u64>, client: u8, phase: u8, flags: u
             e
         }
     }
+}
+
+/// The CPU this program runs on (it cannot migrate while it runs).
+#[inline(always)]
+fn cpu() -> u32 {
+    unsafe { bpf_get_smp_processor_id() }
 }
 
 /// A client's SYN: the connection is counted from here. Only SYNs pay
@@ -205,8 +218,13 @@ pub(super) fn account(
         s.last_seq[dir] = pkt.seq;
         s.last_len[dir] = len;
         s.last_at[dir] = at;
-        atomic_add(&mut s.bytes[dir], len as u64);
-        atomic_add(&mut s.packets[dir], 1);
+        if s.owner == cpu() {
+            s.bytes[dir] += len as u64;
+            s.packets[dir] += 1;
+        } else {
+            atomic_add(&mut s.shared_bytes[dir], len as u64);
+            atomic_add(&mut s.shared_packets[dir], 1);
+        }
     }
     s.last_ns = crate::clock::last_seen_ns();
     if pkt.flags & TCP_FIN != 0 {
@@ -284,10 +302,10 @@ fn summarise(ctx: &TcContext, key: &FlowKey, s: &ConnState, direction: u8) {
     // word at a time, for the same reason as the addresses.
     unsafe {
         let d = sc.data.as_mut_ptr() as *mut u64;
-        core::ptr::write_unaligned(d, s.bytes[c]);
-        core::ptr::write_unaligned(d.add(1), s.bytes[c ^ 1]);
-        core::ptr::write_unaligned(d.add(2), s.packets[c]);
-        core::ptr::write_unaligned(d.add(3), s.packets[c ^ 1]);
+        core::ptr::write_unaligned(d, s.bytes_of(c));
+        core::ptr::write_unaligned(d.add(1), s.bytes_of(c ^ 1));
+        core::ptr::write_unaligned(d.add(2), s.packets_of(c));
+        core::ptr::write_unaligned(d.add(3), s.packets_of(c ^ 1));
         core::ptr::write_unaligned(d.add(4), s.opened_ns);
         core::ptr::write_unaligned(d.add(5), tail);
     }

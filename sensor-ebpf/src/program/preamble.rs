@@ -81,7 +81,7 @@ pub(super) fn preamble(ctx: &TcContext, pkt: &Packet, s: &mut ConnState) -> Step
     }
     // Counted before this packet's own bytes are added: the bound covers
     // what was shipped, this packet included.
-    if s.bytes[0] + s.bytes[1] + len > PREAMBLE_BYTES {
+    if s.bytes_of(0) + s.bytes_of(1) + len > PREAMBLE_BYTES {
         s.phase = CONN_PLAIN;
         count(Counter::PlainFlows, 1);
         count(Counter::PreamblePastBound, 1);
