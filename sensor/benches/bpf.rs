@@ -30,8 +30,9 @@
 //! connection whose SYN ran on CPU 1: the atomic adds every other CPU pays.
 //!
 //! `tls-tracked` is a segment of a TLS connection past its handshake,
-//! counted with atomic adds: like `client-hello` it cannot repeat in place
-//! (the same segment again is a duplicate), so it is measured the same way,
+//! counted (on the CPU that opened it, with plain adds): like
+//! `client-hello` it cannot repeat in place (the same segment again is a
+//! duplicate), so it is measured the same way,
 //! single runs alternating two segments, each new to the connection.
 //!
 //! `tls-untracked` is a TLS segment of a connection never seen open: its
@@ -219,7 +220,6 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
     Ok(prog)
 }
 
-/// One test run: the kernel's mean nanoseconds per run.
 /// Moves this thread to `cpu`: BPF_PROG_TEST_RUN runs the program on the
 /// caller's CPU, and which CPU opened a connection decides how its packets
 /// are counted (ConnState::owner).
@@ -239,6 +239,7 @@ fn pin_to(cpu: usize) -> Result<()> {
     Ok(())
 }
 
+/// One test run: the kernel's mean nanoseconds per run.
 fn run_ns(prog: &SchedClassifier, packet: &[u8], repeat: u32) -> Result<u32> {
     let r = prog
         .test_run(TestRunOptions {
