@@ -579,60 +579,56 @@ fn an_upgrade_preamble_is_shipped_until_tls_starts_or_its_bound() {
 
 #[test]
 fn a_full_conn_map_is_counted_and_user_space_expiry_frees_it() {
-    let mut k = Kernel::load_with(None, Some(2));
-    let (c, s) = addrs(Path::V4);
-    let server = SocketAddr::new(s, 80);
-    let clients: Vec<SocketAddr> = (46000..46004).map(|p| SocketAddr::new(c, p)).collect();
-    for a in &clients {
-        k.run(&segment_with(Path::V4, *a, server, 1, Flags::Syn, b""));
-    }
-    assert_eq!(k.counter(Counter::ConnsOpened), 2);
-    assert_eq!(k.counter(Counter::Untracked), 2);
-    for a in &clients[2..] {
-        let key = kernel_key(*a, server);
-        // Unless it shares a slot with one of the two that got in.
-        let shared = clients[..2]
-            .iter()
-            .any(|b| kernel_key(*b, server).gate_slot() == key.gate_slot());
-        if !shared {
-            assert_eq!(
-                k.flows.gate_count(&key),
-                0,
-                "a refused insert raised the gate"
-            );
+    // Each family's map (CONNS4, CONNS6) has the bound.
+    for path in [Path::V4, Path::V6] {
+        let mut k = Kernel::load_with(None, Some(2));
+        let (c, s) = addrs(path);
+        let server = SocketAddr::new(s, 80);
+        let clients: Vec<SocketAddr> = (46000..46004).map(|p| SocketAddr::new(c, p)).collect();
+        for a in &clients {
+            k.run(&segment_with(path, *a, server, 1, Flags::Syn, b""));
         }
+        assert_eq!(k.counter(Counter::ConnsOpened), 2);
+        assert_eq!(k.counter(Counter::Untracked), 2);
+        for a in &clients[2..] {
+            let key = kernel_key(*a, server);
+            // Unless it shares a slot with one of the two that got in.
+            let shared = clients[..2]
+                .iter()
+                .any(|b| kernel_key(*b, server).gate_slot() == key.gate_slot());
+            if !shared {
+                assert_eq!(
+                    k.flows.gate_count(&key),
+                    0,
+                    "a refused insert raised the gate"
+                );
+            }
+        }
+        // A payload on a connection the map had no room for: not followed
+        // (unless its slot is shared, when the pick-up finds the map full).
+        k.run(&segment(path, clients[3], server, 2, b"GET /"));
+        k.run(&segment(path, clients[0], server, 2, b"GET /"));
+        assert_eq!(k.counter(Counter::PlainFlows), 1);
+        assert_eq!(k.counter(Counter::PartialMapFull), 1);
+        assert_eq!(k.counter(Counter::PartialOpened), 0);
+        assert!(k.shipped().is_empty());
+        // A ClientHello of a connection the map had no room for: its
+        // handshake is still followed.
+        k.run(&segment(path, clients[2], server, 2, &client_hello()));
+        assert_eq!(
+            k.shipped().len(),
+            1,
+            "the handshake of an untracked connection"
+        );
+        assert!(k.flows.remove(&kernel_key(clients[2], server)));
+        // User space removes them, with their gate slots.
+        for (key, _) in k.flows.conns().collect::<Vec<_>>() {
+            assert!(k.flows.remove_conn(&key));
+            assert_eq!(k.flows.gate_count(&key), 0);
+        }
+        k.run(&segment_with(path, clients[3], server, 1, Flags::Syn, b""));
+        assert_eq!(k.counter(Counter::ConnsOpened), 3);
     }
-    // A payload on a connection the map had no room for: not followed
-    // (unless its slot is shared, when the pick-up finds the map full).
-    k.run(&segment(Path::V4, clients[3], server, 2, b"GET /"));
-    k.run(&segment(Path::V4, clients[0], server, 2, b"GET /"));
-    assert_eq!(k.counter(Counter::PlainFlows), 1);
-    assert_eq!(k.counter(Counter::PartialMapFull), 1);
-    assert_eq!(k.counter(Counter::PartialOpened), 0);
-    assert!(k.shipped().is_empty());
-    // A ClientHello of a connection the map had no room for: its
-    // handshake is still followed.
-    k.run(&segment(Path::V4, clients[2], server, 2, &client_hello()));
-    assert_eq!(
-        k.shipped().len(),
-        1,
-        "the handshake of an untracked connection"
-    );
-    assert!(k.flows.remove(&kernel_key(clients[2], server)));
-    // User space removes them, with their gate slots.
-    for (key, _) in k.flows.conns().collect::<Vec<_>>() {
-        assert!(k.flows.remove_conn(&key));
-        assert_eq!(k.flows.gate_count(&key), 0);
-    }
-    k.run(&segment_with(
-        Path::V4,
-        clients[3],
-        server,
-        1,
-        Flags::Syn,
-        b"",
-    ));
-    assert_eq!(k.counter(Counter::ConnsOpened), 3);
 }
 
 /// Runs `packet` `repeat` times through the program on CPU `cpu`.
