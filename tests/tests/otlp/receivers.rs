@@ -338,11 +338,23 @@ impl Rotel {
         parse(&std::fs::read_to_string(&self.out).unwrap_or_default())
     }
 
-    /// Waits until the dump satisfies `ok` (rotel batches for 200 ms).
+    /// Waits until the dump satisfies `ok` (rotel batches for 200 ms) and
+    /// rotel has stopped writing: it prints an export in several writes,
+    /// so a dump read mid-export counts the export (its header is out)
+    /// without all of its points.
     pub fn wait(&self, what: &str, ok: impl Fn(&Dump) -> bool) -> Dump {
+        let mut seen = None;
         wait_for(what, Duration::from_secs(30), || {
-            let d = self.dump();
-            ok(&d).then_some(d)
+            let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+            let d = parse(&text);
+            if !ok(&d) {
+                seen = None;
+                return None;
+            }
+            // Two reads a poll apart (100 ms) that found the same bytes.
+            let settled = seen.as_ref() == Some(&text);
+            seen = Some(text);
+            settled.then_some(d)
         })
     }
 
