@@ -3,13 +3,15 @@
 //! as traffic, counted apart. A connection is the sensor's when it was
 //! announced before its SYN left ([`Announced`]: probes, which may be
 //! closed before the capture sees them) or when its client endpoint is the
-//! local address of one of this process's TCP sockets (the inodes of its
-//! descriptors matched in `/proc/self/net/tcp{,6}`).
+//! local address of one of this process's TCP sockets.
 //!
 //! Cost: only a client address of this host (getifaddrs, re-read every
 //! `ADDRS_EVERY`) that is not known yet is looked up, so pod traffic never
-//! is; a lookup asks this process's descriptors (a few dozen) and reads
-//! the TCP tables only when its set of sockets changed since the last.
+//! is; a lookup asks this process's descriptors (a few dozen) which are
+//! sockets, and asks only the sockets it has not placed yet for their
+//! local endpoint. The TCP tables (`/proc/net/tcp`) are never read: on a
+//! busy node they hold thousands of lines, and a socket listed there
+//! before its connect() had no line yet and was never looked at again.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -37,8 +39,9 @@ pub const MAX_KNOWN: usize = 4096;
 pub struct OwnStats {
     /// Connections of the sensor itself, not reported.
     pub connections: u64,
-    /// Reads of the TCP tables (this process's sockets changed).
-    pub table_reads: u64,
+    /// Sockets asked for their local endpoint (new ones, and TCP ones not
+    /// bound yet).
+    pub endpoint_reads: u64,
     /// Listings of this process's sockets.
     pub listings: u64,
     /// Lookups that failed (no /proc): those connections are reported.
@@ -119,20 +122,27 @@ impl Default for Announced {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Known {
-    inode: u64,
-    seen: Instant,
+/// What a socket of this process is, for the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// A TCP socket with this local endpoint.
+    Tcp(SocketAddr),
+    /// A TCP socket without a port yet (created, not yet bound or
+    /// connected): asked again at every lookup until it has one.
+    Unbound,
+    /// Not TCP over IP (Unix, netlink, UDP): never a connection's end.
+    Other,
 }
 
 #[derive(Debug, Default)]
 pub struct OwnSockets {
     local_ips: HashSet<IpAddr>,
     addrs_read: Option<Instant>,
-    /// This process's socket inodes at the last lookup.
-    inodes: HashSet<u64>,
-    /// Client endpoints of this process's sockets.
-    known: HashMap<SocketAddr, Known>,
+    /// This process's sockets at the last lookup, by inode.
+    sockets: HashMap<u64, Place>,
+    /// Client endpoints of this process's sockets, and when a listing
+    /// last found each.
+    known: HashMap<SocketAddr, Instant>,
     announced: Announced,
     /// When the last listing of this process's sockets began (µs since
     /// the epoch, by `clock`).
@@ -213,9 +223,7 @@ impl OwnSockets {
         if !self.local_ips.contains(&client.ip()) {
             return false;
         }
-        if let Err(e) = self.lookup(now) {
-            self.failed(e);
-        }
+        self.lookup(now);
         self.known.contains_key(&client)
     }
 
@@ -236,38 +244,39 @@ impl OwnSockets {
         }
     }
 
-    fn lookup(&mut self, now: Instant) -> std::io::Result<()> {
+    fn lookup(&mut self, now: Instant) {
         let listed_us = self.clock.now_us();
-        let (mut inodes, highest) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
+        let (mut fds, highest) = socket_fds(self.fd_table + FD_MARGIN, &mut self.poll);
         if highest >= self.fd_table {
             // The table grew since it was last read: list all of it (unless
             // it cannot be read, which is counted).
             let known = self.fd_table;
             self.read_fd_table();
             if self.fd_table > known {
-                (inodes, _) = socket_inodes(self.fd_table + FD_MARGIN, &mut self.poll);
+                (fds, _) = socket_fds(self.fd_table + FD_MARGIN, &mut self.poll);
             }
         }
         self.stats.listings += 1;
         self.listed_us = Some(listed_us);
-        if inodes != self.inodes {
-            self.stats.table_reads += 1;
-            for (local, inode) in tcp_sockets()? {
-                if inodes.contains(&inode) {
-                    self.known.insert(local, Known { inode, seen: now });
+        let mut sockets = HashMap::with_capacity(fds.len());
+        for (fd, inode) in fds {
+            let place = match self.sockets.get(&inode) {
+                Some(p) if *p != Place::Unbound => *p,
+                _ => {
+                    self.stats.endpoint_reads += 1;
+                    place(fd)
                 }
+            };
+            if let Place::Tcp(local) = place {
+                self.known.insert(local, now);
             }
-            self.inodes = inodes;
+            sockets.insert(inode, place);
         }
-        for k in self.known.values_mut() {
-            if self.inodes.contains(&k.inode) {
-                k.seen = now;
-            }
-        }
+        self.sockets = sockets;
         self.known
-            .retain(|_, k| now.duration_since(k.seen) < REMEMBER);
+            .retain(|_, seen| now.duration_since(*seen) < REMEMBER);
         if self.known.len() > MAX_KNOWN {
-            let mut by_age: Vec<_> = self.known.iter().map(|(a, k)| (k.seen, *a)).collect();
+            let mut by_age: Vec<_> = self.known.iter().map(|(a, seen)| (*seen, *a)).collect();
             by_age.sort();
             let excess = self.known.len() - MAX_KNOWN;
             for (_, a) in by_age.into_iter().take(excess) {
@@ -275,7 +284,6 @@ impl OwnSockets {
             }
             self.stats.dropped += excess as u64;
         }
-        Ok(())
     }
 }
 
@@ -330,15 +338,15 @@ fn fd_table_size() -> std::io::Result<i32> {
         .ok_or_else(|| std::io::Error::other("no FDSize in /proc/self/status"))
 }
 
-/// Inodes of this process's sockets, and the highest open descriptor, of
-/// the numbers below `below`. One poll() over all of them tells the open
+/// This process's sockets (descriptor and inode) and the highest open
+/// descriptor, of the numbers below `below`. One poll() over all of them tells the open
 /// ones apart (a closed number reports POLLNVAL, and nothing waits with a
 /// zero timeout), and only those are asked fstat. Listing /proc/self/fd
 /// built a procfs entry per descriptor (about 60 µs); fstat of every
 /// number cost a syscall each, hundreds of them for a few dozen open
 /// descriptors when one sits near the table's end (an inherited jobserver
 /// pipe at 251 made a sixth of the sensor's CPU in a connection storm).
-fn socket_inodes(below: i32, fds: &mut Vec<libc::pollfd>) -> (HashSet<u64>, i32) {
+fn socket_fds(below: i32, fds: &mut Vec<libc::pollfd>) -> (Vec<(i32, u64)>, i32) {
     fds.clear();
     fds.extend((0..below.max(0)).map(|fd| libc::pollfd {
         fd,
@@ -347,7 +355,7 @@ fn socket_inodes(below: i32, fds: &mut Vec<libc::pollfd>) -> (HashSet<u64>, i32)
     }));
     // SAFETY: `fds` is an array of `fds.len()` pollfd that poll may write.
     let polled = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) } >= 0;
-    let mut inodes = HashSet::new();
+    let mut sockets = Vec::new();
     let mut highest = -1;
     for p in fds.iter() {
         // If poll itself failed, every number is asked.
@@ -364,77 +372,34 @@ fn socket_inodes(below: i32, fds: &mut Vec<libc::pollfd>) -> (HashSet<u64>, i32)
         // SAFETY: fstat succeeded, so `st` is initialised.
         let st = unsafe { st.assume_init() };
         if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
-            inodes.insert(st.st_ino);
+            sockets.push((p.fd, st.st_ino));
         }
     }
-    (inodes, highest)
+    (sockets, highest)
 }
 
-/// Local endpoint and inode of every TCP socket of this network namespace.
-fn tcp_sockets() -> std::io::Result<Vec<(SocketAddr, u64)>> {
-    let mut all = Vec::new();
-    for (file, v6) in [("/proc/self/net/tcp", false), ("/proc/self/net/tcp6", true)] {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            // A kernel without IPv6 has no tcp6 table.
-            Err(_) if v6 => continue,
-            Err(e) => return Err(e),
-        };
-        all.extend(
-            text.lines()
-                .skip(1)
-                .filter_map(|l| parse_line(l, v6))
-                .filter(|(_, inode)| *inode != 0)
-                .map(|(a, i)| (canonical(a), i)),
-        );
+/// Asks the socket behind descriptor `fd` what it is. The descriptor was
+/// open a moment ago; if another thread closed it and a new socket took
+/// its number since, that socket is this process's too.
+fn place(fd: i32) -> Place {
+    // SAFETY: only borrowed for the two getsockopt/getsockname calls
+    // below, which fail harmlessly on a number closed meanwhile.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&fd);
+    if !matches!(sock.r#type(), Ok(socket2::Type::STREAM)) {
+        return Place::Other;
     }
-    Ok(all)
-}
-
-/// `local_address` and `inode` of one line of /proc/net/tcp{,6}.
-fn parse_line(line: &str, v6: bool) -> Option<(SocketAddr, u64)> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let (addr, port) = f.get(1)?.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let inode = f.get(9)?.parse().ok()?;
-    // Addresses are 32-bit words in host byte order.
-    let ip = if v6 {
-        if addr.len() != 32 {
-            return None;
-        }
-        let mut b = [0u8; 16];
-        for w in 0..4 {
-            let word = u32::from_str_radix(addr.get(w * 8..w * 8 + 8)?, 16).ok()?;
-            b[w * 4..w * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(b))
-    } else {
-        let word = u32::from_str_radix(addr, 16).ok()?;
-        IpAddr::V4(Ipv4Addr::from(word.to_ne_bytes()))
-    };
-    Some((SocketAddr::new(ip, port), inode))
+    match sock.local_addr().ok().and_then(|a| a.as_socket()) {
+        Some(a) if a.port() != 0 => Place::Tcp(canonical(a)),
+        Some(_) => Place::Unbound,
+        None => Place::Other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
-
-    #[test]
-    fn parses_both_tables() {
-        let v4 = "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
-        assert_eq!(
-            parse_line(v4, false),
-            Some(("127.0.0.1:8080".parse().unwrap(), 12345))
-        );
-        let v6 = "   1: 00000000000000000000000001000000:01BB 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1";
-        assert_eq!(
-            parse_line(v6, true),
-            Some(("[::1]:443".parse().unwrap(), 777))
-        );
-        assert_eq!(parse_line("garbage", false), None);
-        assert_eq!(parse_line("  0: ZZ:1F90 0 0 0 0 0 0 0 1", false), None);
-    }
 
     /// A connection this process makes is its own from its first
     /// sighting; one another process makes is not; a pod's address is
@@ -466,9 +431,9 @@ mod tests {
         let server = l.local_addr().unwrap();
         let mut own = OwnSockets::new();
         assert!(own.claim(c.local_addr().unwrap(), server, i64::MAX));
-        // Remembered: no second read of the tables.
+        // Remembered: no second listing.
         assert!(own.claim(c.local_addr().unwrap(), server, i64::MAX));
-        assert_eq!(own.stats.table_reads, 1);
+        assert_eq!(own.stats.listings, 1);
         assert_eq!(own.stats.connections, 2);
         let mut child = std::process::Command::new("bash")
             .arg("-c")
@@ -481,11 +446,31 @@ mod tests {
             "{other} is another process's"
         );
         child.wait().unwrap();
-        let reads = own.stats.table_reads;
+        let listings = own.stats.listings;
         assert!(!own.claim("10.244.9.9:40000".parse().unwrap(), server, i64::MAX));
-        assert_eq!(own.stats.table_reads, reads);
+        assert_eq!(own.stats.listings, listings);
         assert_eq!(own.stats.connections, 2);
         assert_eq!(own.stats.lookup_errors, 0);
+    }
+
+    /// A socket listed before its connect() (no port yet) is asked again
+    /// at the next listing, and its connection is then known as its own.
+    #[test]
+    fn a_socket_listed_before_it_connects_is_own_once_it_does() {
+        use socket2::{Domain, Socket, Type};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = l.local_addr().unwrap();
+        let mut own = OwnSockets::new();
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let stranger: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(!own.claim(stranger, server, i64::MAX));
+        // Connected through the listen backlog: not accepted, so this
+        // process has no new socket that would make the listing look again.
+        sock.connect(&server.into()).unwrap();
+        let client = sock.local_addr().unwrap().as_socket().unwrap();
+        assert!(own.claim(client, server, i64::MAX), "{client}");
+        assert_eq!(own.stats.lookup_errors, 0);
+        drop(l);
     }
 
     /// A descriptor near the table's end is listed, and so is one past
@@ -539,6 +524,6 @@ mod tests {
         assert!(sockets.claim("10.0.0.9:40002".parse().unwrap(), s, i64::MAX));
         assert_eq!(sockets.stats().connections, 1);
         assert_eq!(sockets.stats().dropped, 1);
-        assert_eq!(sockets.stats().table_reads, 0);
+        assert_eq!(sockets.stats().listings, 0);
     }
 }
