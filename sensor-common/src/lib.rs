@@ -333,9 +333,12 @@ pub enum Counter {
     /// Upgrade preambles that reached PREAMBLE_BYTES without a ClientHello:
     /// no longer shipped, counted as plaintext (also in `PlainFlows`).
     PreamblePastBound = 16,
+    /// Handshake flows that replaced an earlier connection's on the same
+    /// 4-tuple, which user space had not closed yet (port reuse).
+    FlowsReplaced = 17,
 }
 
-pub const COUNTERS: usize = 17;
+pub const COUNTERS: usize = 18;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -356,6 +359,7 @@ impl Counter {
         Counter::TlsFlows,
         Counter::PreambleFlows,
         Counter::PreamblePastBound,
+        Counter::FlowsReplaced,
     ];
 
     pub fn name(self) -> &'static str {
@@ -377,6 +381,7 @@ impl Counter {
             Counter::TlsFlows => "tls_flows",
             Counter::PreambleFlows => "preamble_flows",
             Counter::PreamblePastBound => "preamble_past_bound",
+            Counter::FlowsReplaced => "flows_replaced",
         }
     }
 }

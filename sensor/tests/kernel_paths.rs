@@ -353,6 +353,47 @@ fn a_failed_insert_leaves_the_gate_closed() {
     assert_eq!(k.flows.len(), 1);
 }
 
+/// A connection ends before user space closed its handshake flow, and the
+/// client reuses the 4-tuple at once: the new ClientHello replaces the
+/// earlier flow (counted) instead of failing on it, ships with its full
+/// budget, and the gate slot still counts each entry once.
+#[test]
+fn a_reused_4_tuple_replaces_the_flow_user_space_has_not_closed() {
+    for path in [Path::V4, Path::V6] {
+        let mut k = Kernel::load(None);
+        let (c, s) = addrs(path);
+        let client = SocketAddr::new(c, 43000);
+        let server = SocketAddr::new(s, 443);
+        let key = kernel_key(client, server);
+        let hello = client_hello();
+        for (round, isn) in [(1u64, 100u32), (2, 90_000)] {
+            k.run(&segment_with(path, client, server, isn, Flags::Syn, b""));
+            k.run(&segment(path, client, server, isn + 1, &hello));
+            let shipped = k.shipped();
+            assert_eq!(
+                shipped,
+                vec![(client, server, isn + 1, hello.clone())],
+                "{path:?}: ClientHello of connection {round}"
+            );
+            assert_eq!(k.counter(Counter::FlowsReplaced), round - 1, "{path:?}");
+            assert_eq!(k.counter(Counter::MapFull), 0, "{path:?}");
+            // One handshake flow and one connection.
+            assert_eq!(k.flows.gate_count(&key), 2, "{path:?}");
+            let (_, st) = k.flows.flows().find(|(f, _)| *f == key).unwrap();
+            assert_eq!(st.budget[1], st.budget[0] - hello.len() as u32, "{path:?}");
+            // Both FINs: the connection ends; its flow stays for user space.
+            let end = isn + 1 + hello.len() as u32;
+            k.run(&segment_with(path, client, server, end, Flags::Fin, b""));
+            k.run(&segment_with(path, server, client, 7000, Flags::Fin, b""));
+            let (_, ends) = k.drain();
+            assert_eq!(ends.len(), 1, "{path:?}");
+            assert_eq!(k.flows.gate_count(&key), 1, "{path:?}");
+        }
+        assert!(k.flows.remove(&key));
+        assert_eq!(k.flows.gate_count(&key), 0, "{path:?}");
+    }
+}
+
 #[test]
 fn plaintext_connections_are_counted_never_shipped_and_summarised() {
     let mut k = Kernel::load(None);

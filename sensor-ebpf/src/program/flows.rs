@@ -125,7 +125,13 @@ pub(super) fn flow_key(p: &Packet) -> (FlowKey, usize) {
     )
 }
 
-/// Opens a handshake flow for `key`: its full budget each way.
+const EEXIST: i32 = 17;
+
+/// Opens a handshake flow for `key`: its full budget each way. Every
+/// caller opens the handshake of a connection that had none yet, so a
+/// flow already there is an earlier connection's on the same 4-tuple
+/// (port reuse before user space closed that flow): it is replaced, for
+/// failing the insert would lose the new handshake.
 #[inline(always)]
 pub(super) fn open_flow(key: &FlowKey, gate: Option<*mut u64>) -> Option<*mut FlowState> {
     let budget = unsafe { core::ptr::read_volatile(&BUDGET) } as u64;
@@ -136,7 +142,16 @@ pub(super) fn open_flow(key: &FlowKey, gate: Option<*mut u64>) -> Option<*mut Fl
     // Raised before the insert: a packet on another CPU that finds
     // the flow in the map must not find its slot at zero.
     gate_add(gate, 1);
-    if FLOWS.insert(key, fresh, BPF_NOEXIST as u64).is_err() {
+    let mut inserted = FLOWS.insert(key, fresh, BPF_NOEXIST as u64);
+    if inserted == Err(-EEXIST) {
+        // Only the remover takes an entry off its slot (as user space does).
+        if FLOWS.remove(key).is_ok() {
+            gate_add(gate, u64::MAX);
+        }
+        count(Counter::FlowsReplaced, 1);
+        inserted = FLOWS.insert(key, fresh, BPF_NOEXIST as u64);
+    }
+    if inserted.is_err() {
         gate_add(gate, u64::MAX);
         count(Counter::MapFull, 1);
         return None;
