@@ -282,12 +282,18 @@ impl<S: Default> ConnTable<S> {
         // The kernel opened a flow for this 4-tuple with this segment, so
         // whatever the table holds under it is an earlier connection: the
         // kernel had stopped following that one (its handshake done, or
-        // idle), and it ships no SYN that would say so below. Closed
-        // without asking the kernel to forget the flow: that flow is the
-        // new connection's.
-        if seg.flags.flow_start && self.find(key).is_some() {
-            self.stats.reused += 1;
-            self.close_as(key, h, FlowEnd::Idle, false);
+        // idle), or replaced its flow with this one, and it ships no SYN
+        // that would say so below. Closed without asking the kernel to
+        // forget the flow: that flow is the new connection's, and so is
+        // any close of this 4-tuple not yet handed over.
+        if seg.flags.flow_start {
+            if let Some(f) = self.finished.as_mut().filter(|f| !f.is_empty()) {
+                f.retain(|&(a, b)| Key::of(a, b) != key);
+            }
+            if self.find(key).is_some() {
+                self.stats.reused += 1;
+                self.close_as(key, h, FlowEnd::Idle, false);
+            }
         }
         let fresh_syn = seg.flags.syn && !seg.flags.ack;
         if fresh_syn {
@@ -671,6 +677,39 @@ mod tests {
         assert_eq!(t.stats.out_of_window, 0);
         // The kernel's flow is the new connection's: not to be forgotten.
         assert!(t.take_finished(&mut h).is_empty());
+    }
+
+    /// A connection finished, and before its close was handed to the
+    /// kernel a new one on the same 4-tuple opened a flow (the kernel
+    /// replaced the earlier flow): the close must not reach the new flow.
+    #[test]
+    fn a_flow_start_takes_back_the_close_of_its_4_tuple() {
+        let (mut t, mut h) = (
+            ConnTable::new(ReassemblyConfig::default()),
+            Collect {
+                done: true,
+                ..Default::default()
+            },
+        );
+        t.report_finished();
+        let start = TcpFlags {
+            ack: true,
+            flow_start: true,
+            ..Default::default()
+        };
+        feed(&mut t, &mut h, &[(true, 100, start, b"first")]);
+        h.done = false;
+        feed(&mut t, &mut h, &[(true, 70_000, start, b"second")]);
+        assert_eq!(t.stats.reused, 1);
+        assert!(t.take_finished(&mut h).is_empty());
+        // The new connection, once finished, is handed over as usual.
+        h.done = true;
+        feed(
+            &mut t,
+            &mut h,
+            &[(true, 70_006, flags(false, true), b"more")],
+        );
+        assert_eq!(t.take_finished(&mut h).len(), 1);
     }
 
     #[test]
