@@ -62,9 +62,33 @@ pub struct Announced {
 #[derive(Default, Debug)]
 struct AnnouncedInner {
     live: HashMap<(u16, SocketAddr), Instant>,
+    /// Announcements and renewals, oldest first; an entry whose time is
+    /// no longer its key's in `live` was renewed since.
     order: std::collections::VecDeque<((u16, SocketAddr), Instant)>,
     /// Entries forgotten before `REMEMBER` because the set was full.
     dropped: u64,
+}
+
+impl AnnouncedInner {
+    /// Forgets what is older than `REMEMBER`, and the oldest entries
+    /// while the set has no room for `room` more of `capacity`.
+    fn forget(&mut self, now: Instant, capacity: usize, room: usize) {
+        while let Some((k, t)) = self.order.front().copied() {
+            let current = self.live.get(&k) == Some(&t);
+            let full = self.live.len() + room > capacity;
+            let young = now.duration_since(t) < REMEMBER;
+            if current && young && !full {
+                break;
+            }
+            self.order.pop_front();
+            if current {
+                self.live.remove(&k);
+                if young {
+                    self.dropped += 1;
+                }
+            }
+        }
+    }
 }
 
 impl Announced {
@@ -81,34 +105,56 @@ impl Announced {
 
     /// A connection from `local_port` to `server`, before it is made.
     pub fn announce(&self, local_port: u16, server: SocketAddr) {
-        let server = canonical(server);
-        let now = Instant::now();
-        let mut g = self.lock();
-        while let Some((k, t)) = g.order.front().copied() {
-            let full = g.order.len() >= self.capacity;
-            if !full && now.duration_since(t) < REMEMBER {
-                break;
-            }
-            g.order.pop_front();
-            if g.live.get(&k) == Some(&t) {
-                g.live.remove(&k);
-                if full && now.duration_since(t) < REMEMBER {
-                    g.dropped += 1;
-                }
-            }
-        }
-        g.live.insert((local_port, server), now);
-        g.order.push_back(((local_port, server), now));
+        self.announce_at(local_port, server, Instant::now());
     }
 
-    /// Whether the connection between `a` and `b` (either way) was announced.
+    fn announce_at(&self, local_port: u16, server: SocketAddr, now: Instant) {
+        let mut g = self.lock();
+        g.forget(now, self.capacity, 1);
+        let key = (local_port, canonical(server));
+        g.live.insert(key, now);
+        g.order.push_back((key, now));
+    }
+
+    /// The set of this process: every connection the sensor makes is
+    /// announced here (probes, the Kubernetes client).
+    pub fn process() -> Announced {
+        static PROCESS: std::sync::LazyLock<Announced> =
+            std::sync::LazyLock::new(Announced::default);
+        PROCESS.clone()
+    }
+
+    /// Whether the connection between `a` and `b` (either way) was
+    /// announced. Asking renews it: a connection that lives for days (a
+    /// watch) is asked at every flow report, and stays known.
     pub fn contains(&self, a: SocketAddr, b: SocketAddr) -> bool {
-        let g = self.lock();
+        self.contains_at(a, b, Instant::now())
+    }
+
+    fn contains_at(&self, a: SocketAddr, b: SocketAddr, now: Instant) -> bool {
+        let mut g = self.lock();
         if g.live.is_empty() {
             return false;
         }
         let (a, b) = (canonical(a), canonical(b));
-        g.live.contains_key(&(a.port(), b)) || g.live.contains_key(&(b.port(), a))
+        let found = [(a.port(), b), (b.port(), a)]
+            .into_iter()
+            .find_map(|k| g.live.get(&k).map(|t| (k, *t)));
+        let Some((key, at)) = found else {
+            return false;
+        };
+        // Renewed at most twice per REMEMBER, so that `order` holds at
+        // most a few entries per connection.
+        if now.duration_since(at) >= REMEMBER / 2 {
+            g.forget(now, self.capacity, 0);
+            if !g.live.contains_key(&key) {
+                // Not asked for longer than REMEMBER: forgotten.
+                return false;
+            }
+            g.live.insert(key, now);
+            g.order.push_back((key, now));
+        }
+        true
     }
 
     pub fn dropped(&self) -> u64 {
@@ -162,8 +208,12 @@ fn canonical(a: SocketAddr) -> SocketAddr {
 }
 
 impl OwnSockets {
+    /// Knows the connections announced in the process's set.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            announced: Announced::process(),
+            ..Self::default()
+        }
     }
 
     /// The set the sensor's short-lived connections are announced in.
@@ -499,6 +549,24 @@ mod tests {
         }
         assert!(own.fd_table > table, "the grown table was read again");
         assert_eq!(own.stats.lookup_errors, 0);
+    }
+
+    /// An announced connection asked about (at each flow report) stays
+    /// known however long it lives; one not asked for REMEMBER is gone.
+    #[test]
+    fn asking_renews_an_announced_connection() {
+        let own = Announced::new(8);
+        let s: SocketAddr = "10.96.0.1:443".parse().unwrap();
+        let c: SocketAddr = "10.0.0.9:40000".parse().unwrap();
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        own.announce_at(40000, s, t0);
+        for secs in [61, 170, 280, 390] {
+            assert!(own.contains_at(c, s, at(secs)), "at {secs} s");
+        }
+        assert_eq!(own.lock().order.len(), 2, "{:?}", own.lock().order);
+        assert!(!own.contains_at(c, s, at(390 + 121)));
+        assert_eq!(own.dropped(), 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! `Correlator`, which [`Inventory`] implements ([`correlate`]), and TLS 1.3
 //! connections get the certificate a pod's Secret holds ([`inference`]).
 
+pub mod api_client;
 pub mod correlate;
 mod crds;
 mod index;

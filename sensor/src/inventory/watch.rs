@@ -19,11 +19,12 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Client, Config};
 use tokio::task::JoinHandle;
 
-use super::Inventory;
 use super::objects::Kind;
 use super::outage::{Outage, Say};
 use super::retry::{Failure, Retry};
 use super::sync::Phase;
+use super::{Inventory, api_client};
+use crate::capture::own::Announced;
 
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -105,7 +106,7 @@ pub async fn client(cfg: &WatchConfig) -> Result<Client, WatchError> {
         }
         (None, None) => Config::infer().await.map_err(WatchError::Infer)?,
     };
-    Client::try_from(config).map_err(WatchError::Client)
+    api_client::client(config, &Announced::process()).map_err(WatchError::Client)
 }
 
 /// The kinds followed: Secrets only when asked for.
