@@ -202,9 +202,9 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 // read from the map would be reported open after its end.
                 counts.malformed += drain(ring.get_mut(), clock, |e| deliver(&mut pipeline, e)).malformed;
                 let now = mono_ns();
-                for (k, s) in programs.open_conns() {
-                    pipeline.traffic(conn_traffic(&k, &s, clock, now, None));
-                }
+                programs.for_each_open_conn(|k, s| {
+                    pipeline.traffic(conn_traffic(k, s, clock, now, None));
+                });
                 pipeline.reports_done();
             }
             _ = stats.tick() => {

@@ -737,3 +737,29 @@ fn two_cpus_counting_one_connection_lose_no_count() {
     );
     assert!(k.shipped().is_empty());
 }
+
+/// The connection maps are read a chunk of entries per system call: every
+/// counted connection exactly once, across many chunks and both maps.
+#[test]
+fn batched_reads_see_every_connection_once() {
+    let k = Kernel::load(None);
+    let mut expected = std::collections::HashSet::new();
+    for path in [Path::V4, Path::V6] {
+        let (c, s) = addrs(path);
+        let server = SocketAddr::new(s, 443);
+        for port in 20000..23000 {
+            let client = SocketAddr::new(c, port);
+            k.run(&segment_with(path, client, server, 1, Flags::Syn, b""));
+            expected.insert(kernel_key(client, server));
+        }
+    }
+    assert_eq!(k.counter(Counter::ConnsOpened), 6000);
+    let mut seen = Vec::new();
+    k.flows.for_each_conn(|key, st| {
+        assert_eq!(st.phase, CONN_PENDING);
+        seen.push(key);
+    });
+    assert_eq!(seen.len(), 6000);
+    let unique: std::collections::HashSet<_> = seen.into_iter().collect();
+    assert_eq!(unique, expected);
+}

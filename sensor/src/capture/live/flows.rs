@@ -5,12 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use aya::Ebpf;
-use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, Map, MapData};
+use aya::{Ebpf, Pod};
 use sensor_common::{ConnKey4, ConnState, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS};
 
+use super::batch;
 use super::error::LiveError;
 
 /// The GATE array mapped into this process: the kernel adds to its slots
@@ -87,6 +88,7 @@ pub struct FlowTable {
     conns4: BpfHashMap<MapData, ConnKey4, ConnState>,
     conns6: BpfHashMap<MapData, FlowKey, ConnState>,
     gate: Gate,
+    batch_warned: AtomicBool,
 }
 
 impl FlowTable {
@@ -102,6 +104,7 @@ impl FlowTable {
             conns4: BpfHashMap::try_from(take(CONNS_MAPS[0])?).map_err(load)?,
             conns6: BpfHashMap::try_from(take(CONNS_MAPS[1])?).map_err(load)?,
             gate: Gate::new(take("GATE")?)?,
+            batch_warned: AtomicBool::new(false),
         })
     }
 
@@ -121,11 +124,47 @@ impl FlowTable {
         true
     }
 
-    /// Every connection the kernel counts, IPv4's first.
-    pub fn conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> + '_ {
-        let v4 = self.conns4.iter().filter_map(Result::ok);
-        let v6 = self.conns6.iter().filter_map(Result::ok);
-        v4.map(|(k, s)| (k.flow_key(), s)).chain(v6)
+    /// Every connection the kernel counts, IPv4's first, read a chunk of
+    /// entries per system call (`batch`); entry by entry should the
+    /// kernel refuse that before handing out any.
+    pub fn for_each_conn(&self, mut f: impl FnMut(FlowKey, &ConnState)) {
+        self.walk(&self.conns4, ConnKey4::flow_key, &mut f);
+        self.walk(&self.conns6, |k| *k, &mut f);
+    }
+
+    fn walk<K: Pod>(
+        &self,
+        map: &BpfHashMap<MapData, K, ConnState>,
+        key: fn(&K) -> FlowKey,
+        f: &mut impl FnMut(FlowKey, &ConnState),
+    ) {
+        let Err(e) = batch::for_each(map.map(), |k: &K, s| f(key(k), s)) else {
+            return;
+        };
+        self.batch_failed(&e);
+        if e.delivered == 0 {
+            for (k, s) in map.iter().filter_map(Result::ok) {
+                f(key(&k), &s);
+            }
+        }
+    }
+
+    fn batch_failed(&self, e: &batch::Failed) {
+        if !self.batch_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "reading the connection maps in batches failed after {} entries ({}); \
+                 reading them entry by entry",
+                e.delivered,
+                e.source
+            );
+        }
+    }
+
+    /// Every connection the kernel counts, collected (tests, benchmarks).
+    pub fn conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> {
+        let mut all = Vec::new();
+        self.for_each_conn(|k, s| all.push((k, *s)));
+        all.into_iter()
     }
 
     /// Deletes a flow; true if it was there. Only a flow this call deleted

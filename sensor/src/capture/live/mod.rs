@@ -7,12 +7,14 @@
 //! - `interfaces`: which interfaces to watch, and when links come and go.
 //! - `follow`: the thread that keeps the programs attached to them.
 //! - `flows`: the kernel's flow maps and their gate, as user space edits them.
+//! - `batch`: a hash map read a chunk of entries per system call.
 //! - `reader`: raw records from the ring buffer, and the one drain loop.
 //! - `events`: a record parsed by its header's kind into a `Segment` or
 //!   an ended connection's counts; a CONNS entry's counts.
 //! - `caps`: the capabilities loading and attaching need.
 
 mod attach;
+mod batch;
 mod caps;
 mod error;
 mod events;

@@ -277,11 +277,12 @@ impl Programs {
         now_mono_ns: u64,
         idle_ns: u64,
     ) -> (Vec<(FlowKey, ConnState)>, u64) {
-        let stale: Vec<(FlowKey, ConnState)> = self
-            .flows
-            .conns()
-            .filter(|(_, s)| idle_ns == 0 || now_mono_ns.saturating_sub(s.last_ns) > idle_ns)
-            .collect();
+        let mut stale = Vec::new();
+        self.flows.for_each_conn(|k, s| {
+            if idle_ns == 0 || now_mono_ns.saturating_sub(s.last_ns) > idle_ns {
+                stale.push((k, *s));
+            }
+        });
         let mut ended = Vec::new();
         let mut pending = 0;
         for (k, s) in stale {
@@ -301,12 +302,15 @@ impl Programs {
     /// Every open connection that carried payload, as the kernel counts it
     /// now: the periodic reports' samples. Entries the kernel is ending are
     /// left out (their summary carries their last counts).
-    pub fn open_conns(&self) -> impl Iterator<Item = (FlowKey, ConnState)> + '_ {
-        // Read entry by entry: a list of 100,000 connections would be
-        // megabytes that the allocator keeps after the report.
-        self.flows
-            .conns()
-            .filter(|(_, s)| s.phase != CONN_PENDING && s.flags & CONN_ENDED == 0)
+    pub fn for_each_open_conn(&self, mut f: impl FnMut(&FlowKey, &ConnState)) {
+        // Handed out a chunk at a time, never collected: a list of 100,000
+        // connections would be megabytes that the allocator keeps after
+        // the report.
+        self.flows.for_each_conn(|k, s| {
+            if s.phase != CONN_PENDING && s.flags & CONN_ENDED == 0 {
+                f(&k, s);
+            }
+        });
     }
 
     pub fn open_flows(&self) -> usize {
