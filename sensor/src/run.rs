@@ -66,6 +66,14 @@ fn return_freed_memory() {
 /// Sweeps between two trims of the heap (see `return_freed_memory`).
 const SWEEPS_PER_TRIM: u32 = 10;
 
+/// Every how many sweeps (one a second) the counted connections are read
+/// for idle ones: a sixtieth of `--conn-idle`, at most every 10 s. A node
+/// may count 100,000 connections, and an idle end is dated by its last
+/// packet whenever it is noticed.
+fn conn_sweep_every(conn_idle: Duration) -> u32 {
+    (conn_idle.as_secs() / 60).clamp(1, 10) as u32
+}
+
 /// What user space counts of the capture, beside the kernel's counters.
 #[derive(Default)]
 struct UserCounts {
@@ -178,13 +186,15 @@ pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<
                 pipeline.poll_probes();
                 let idle = opts.flow_idle.as_nanos() as u64;
                 counts.expired += programs.expire_flows(mono_ns(), idle);
-                let now = mono_ns();
-                let conn_idle = opts.conn_idle.as_nanos() as u64;
-                let (ended, pending) = programs.expire_conns(now, conn_idle);
-                counts.conns_pending_expired += pending;
-                counts.conns_expired += ended.len() as u64;
-                for (k, s) in ended {
-                    pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Idle)));
+                if sweeps.is_multiple_of(conn_sweep_every(opts.conn_idle)) {
+                    let now = mono_ns();
+                    let conn_idle = opts.conn_idle.as_nanos() as u64;
+                    let (ended, pending) = programs.expire_conns(now, conn_idle);
+                    counts.conns_pending_expired += pending;
+                    counts.conns_expired += ended.len() as u64;
+                    for (k, s) in ended {
+                        pipeline.traffic(conn_traffic(&k, &s, clock, now, Some(FlowEnd::Idle)));
+                    }
                 }
                 if let Some(inv) = &inventory {
                     pipeline.refresh_trust();
