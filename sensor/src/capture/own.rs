@@ -1,9 +1,10 @@
 //! The sensor's own connections (to the Kubernetes API, the OTLP
 //! collector, its probes): seen on the wire like anyone's, never reported
 //! as traffic, counted apart. A connection is the sensor's when it was
-//! announced before its SYN left ([`Announced`]: probes, which may be
-//! closed before the capture sees them) or when its client endpoint is the
-//! local address of one of this process's TCP sockets.
+//! announced before its first byte left ([`Announced`]: probes and the
+//! Kubernetes client, whose connections may close before the capture's
+//! records of them are read) or when its client endpoint is the local
+//! address of one of this process's TCP sockets.
 //!
 //! Cost: only a client address of this host (getifaddrs, re-read every
 //! `ADDRS_EVERY`) that is not known yet is looked up, so pod traffic never
@@ -51,8 +52,9 @@ pub struct OwnStats {
 }
 
 /// Connections announced by the code that makes them: local port and
-/// server, kept `REMEMBER` after the announcement. Shared between the
-/// threads that connect (which announce) and the pipeline (which asks).
+/// server, kept `REMEMBER` after the announcement or the last time it was
+/// asked about. Shared between the threads that connect (which announce)
+/// and the pipeline (which asks).
 #[derive(Clone, Debug)]
 pub struct Announced {
     inner: Arc<Mutex<AnnouncedInner>>,

@@ -565,6 +565,23 @@ mod tests {
         }
     }
 
+    /// A table as the live capture uses it (finished connections handed
+    /// to the kernel), and the flags of a segment that opened a kernel flow.
+    fn live(done: bool) -> (ConnTable<()>, Collect, TcpFlags) {
+        let mut t = ConnTable::new(ReassemblyConfig::default());
+        t.report_finished();
+        let h = Collect {
+            done,
+            ..Default::default()
+        };
+        let start = TcpFlags {
+            ack: true,
+            flow_start: true,
+            ..Default::default()
+        };
+        (t, h, start)
+    }
+
     #[test]
     fn payload_of_a_syn_is_delivered_once() {
         // TCP Fast Open: the ClientHello rides in the SYN; the server acks
@@ -651,16 +668,7 @@ mod tests {
         // Live capture: no SYNs; the kernel flags the first segment of each
         // flow it opens. The 4-tuple comes back (source port reuse) with a
         // new sequence space while the table still holds the first one.
-        let (mut t, mut h) = (
-            ConnTable::new(ReassemblyConfig::default()),
-            Collect::default(),
-        );
-        t.report_finished();
-        let start = TcpFlags {
-            ack: true,
-            flow_start: true,
-            ..Default::default()
-        };
+        let (mut t, mut h, start) = live(false);
         feed(
             &mut t,
             &mut h,
@@ -684,19 +692,7 @@ mod tests {
     /// replaced the earlier flow): the close must not reach the new flow.
     #[test]
     fn a_flow_start_takes_back_the_close_of_its_4_tuple() {
-        let (mut t, mut h) = (
-            ConnTable::new(ReassemblyConfig::default()),
-            Collect {
-                done: true,
-                ..Default::default()
-            },
-        );
-        t.report_finished();
-        let start = TcpFlags {
-            ack: true,
-            flow_start: true,
-            ..Default::default()
-        };
+        let (mut t, mut h, start) = live(true);
         feed(&mut t, &mut h, &[(true, 100, start, b"first")]);
         h.done = false;
         feed(&mut t, &mut h, &[(true, 70_000, start, b"second")]);
@@ -714,19 +710,7 @@ mod tests {
 
     #[test]
     fn live_a_finished_connection_is_forgotten_one_take_later() {
-        let (mut t, mut h) = (
-            ConnTable::new(ReassemblyConfig::default()),
-            Collect {
-                done: true,
-                ..Default::default()
-            },
-        );
-        t.report_finished();
-        let start = TcpFlags {
-            ack: true,
-            flow_start: true,
-            ..Default::default()
-        };
+        let (mut t, mut h, start) = live(true);
         feed(&mut t, &mut h, &[(true, 100, start, b"hello")]);
         assert_eq!(t.take_finished(&mut h).len(), 1);
         // Shipped before the kernel was told: it lands on the finished
