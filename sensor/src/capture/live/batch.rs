@@ -10,7 +10,7 @@ use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd};
 
 use aya::Pod;
-use aya::maps::MapData;
+use aya::maps::{HashMap, IterableMap, MapData};
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 
 /// Entries asked for per call. A hash map's batch is whole buckets, and a
@@ -31,8 +31,14 @@ pub struct Failed {
 /// Every entry of the hash map `map`, by chunks, in the map's order.
 /// An entry inserted or removed meanwhile may be seen or not, as with any
 /// walk of a live map. Errors are the kernel's (EINVAL: no batch
-/// operations, before Linux 5.6).
-pub fn for_each<K: Pod, V: Pod>(map: &MapData, mut f: impl FnMut(&K, &V)) -> Result<(), Failed> {
+/// operations, before Linux 5.6). Typed by aya, which checked the map's
+/// key and value sizes against `K` and `V`: the kernel writes that many
+/// bytes per entry into the buffers below.
+pub fn for_each<K: Pod, V: Pod>(
+    map: &HashMap<MapData, K, V>,
+    mut f: impl FnMut(&K, &V),
+) -> Result<(), Failed> {
+    let fd = map.map().fd().as_fd().as_raw_fd();
     let mut delivered = 0;
     let mut chunk = CHUNK;
     let mut keys: Vec<K> = Vec::new();
@@ -59,7 +65,7 @@ pub fn for_each<K: Pod, V: Pod>(map: &MapData, mut f: impl FnMut(&K, &V)) -> Res
         batch.keys = keys.as_mut_ptr() as u64;
         batch.values = values.as_mut_ptr() as u64;
         batch.count = chunk as u32;
-        batch.map_fd = map.fd().as_fd().as_raw_fd() as u32;
+        batch.map_fd = fd as u32;
         // SAFETY: `attr` is a bpf_attr this long; the kernel writes at most
         // `count` keys and values into buffers of that many, the next
         // token into `next`, and the count it wrote into `attr`.

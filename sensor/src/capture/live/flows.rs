@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use aya::maps::{HashMap as BpfHashMap, IterableMap, Map, MapData};
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use aya::{Ebpf, Pod};
 use sensor_common::{ConnKey4, ConnState, FAMILY_V4, FAMILY_V6, FlowKey, FlowState, GATE_SLOTS};
 
@@ -138,7 +138,7 @@ impl FlowTable {
         key: fn(&K) -> FlowKey,
         f: &mut impl FnMut(FlowKey, &ConnState),
     ) {
-        let Err(e) = batch::for_each(map.map(), |k: &K, s| f(key(k), s)) else {
+        let Err(e) = batch::for_each(map, |k: &K, s| f(key(k), s)) else {
             return;
         };
         self.batch_failed(&e);
