@@ -20,12 +20,10 @@ use sensor_common::{
 };
 
 use super::count;
-use super::flows::{GATE, atomic_add, flow_key, gate_add, slot, words_into};
+use super::flows::{EEXIST, GATE, atomic_add, flow_key, gate_add, slot, words_into};
 use super::parse::{Packet, looks_tls, opens_flow};
 use super::preamble::{Step, opens_preamble, preamble};
 use super::ship::{SCRATCH, Scratch, output};
-
-const EEXIST: i32 = 17;
 
 /// Every counted connection, by family. Plain hashes, not LRUs: when one
 /// is full, new connections are counted as untracked rather than evicting

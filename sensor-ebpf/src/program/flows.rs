@@ -125,7 +125,8 @@ pub(super) fn flow_key(p: &Packet) -> (FlowKey, usize) {
     )
 }
 
-const EEXIST: i32 = 17;
+/// The error a `BPF_NOEXIST` insert returns (negated) when the key is there.
+pub(super) const EEXIST: i32 = 17;
 
 /// Opens a handshake flow for `key`: its full budget each way. Every
 /// caller opens the handshake of a connection that had none yet, so a

@@ -235,11 +235,18 @@ impl<S: Default> ConnTable<S> {
                 self.close_as(key, h, FlowEnd::Idle, false);
             }
         }
-        let finished = self
+        let mut finished = self
             .finished
             .as_mut()
             .map(std::mem::take)
             .unwrap_or_default();
+        // A 4-tuple that a connection still followed holds now is a newer
+        // connection's (its kernel flow replaced the finished one's): the
+        // kernel must not be told to forget it.
+        finished.retain(|&(a, b)| {
+            let held = self.index.get(&Key::of(a, b));
+            !held.is_some_and(|&i| self.conns[i].state == State::Following)
+        });
         self.retiring = finished.iter().map(|&(a, b)| Key::of(a, b)).collect();
         finished
     }
@@ -284,16 +291,11 @@ impl<S: Default> ConnTable<S> {
         // kernel had stopped following that one (its handshake done, or
         // idle), or replaced its flow with this one, and it ships no SYN
         // that would say so below. Closed without asking the kernel to
-        // forget the flow: that flow is the new connection's, and so is
-        // any close of this 4-tuple not yet handed over.
-        if seg.flags.flow_start {
-            if let Some(f) = self.finished.as_mut().filter(|f| !f.is_empty()) {
-                f.retain(|&(a, b)| Key::of(a, b) != key);
-            }
-            if self.find(key).is_some() {
-                self.stats.reused += 1;
-                self.close_as(key, h, FlowEnd::Idle, false);
-            }
+        // forget the flow: that flow is the new connection's (and so
+        // `take_finished` holds back a close of it not yet handed over).
+        if seg.flags.flow_start && self.find(key).is_some() {
+            self.stats.reused += 1;
+            self.close_as(key, h, FlowEnd::Idle, false);
         }
         let fresh_syn = seg.flags.syn && !seg.flags.ack;
         if fresh_syn {
