@@ -115,8 +115,9 @@ fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
 /// After a batch read from the ring: the kernel stops following what the
 /// pipeline finished with.
 fn close_finished<K: RecordSink>(pipeline: &mut Pipeline<K>, programs: &mut Programs) {
-    for (a, b) in pipeline.take_finished() {
-        programs.close_flow(a, b);
+    let finished = pipeline.take_finished();
+    if !finished.is_empty() {
+        programs.close_flows(&finished);
     }
 }
 

@@ -763,3 +763,46 @@ fn batched_reads_see_every_connection_once() {
     let unique: std::collections::HashSet<_> = seen.into_iter().collect();
     assert_eq!(unique, expected);
 }
+
+/// Finished handshakes are deleted a chunk per system call: every flow
+/// that was there is deleted and taken off its gate slot once; keys not
+/// in the map (a flow closed already, one listed twice) are skipped
+/// wherever they fall, first and last included.
+#[test]
+fn batched_deletes_remove_every_flow_once_and_skip_absent_keys() {
+    let mut k = Kernel::load(None);
+    let mut present = Vec::new();
+    let mut keys = Vec::new();
+    let absent = |path, port| {
+        let (c, s) = addrs(path);
+        kernel_key(SocketAddr::new(c, port), SocketAddr::new(s, 443))
+    };
+    keys.push(absent(Path::V4, 9));
+    for path in [Path::V4, Path::V6] {
+        let (c, s) = addrs(path);
+        let server = SocketAddr::new(s, 443);
+        for port in 30000..31500 {
+            let client = SocketAddr::new(c, port);
+            k.run(&segment(path, client, server, 1, &client_hello()));
+            let key = kernel_key(client, server);
+            present.push(key);
+            keys.push(key);
+            if port % 100 == 0 {
+                keys.push(absent(path, port - 20000));
+                keys.push(key);
+            }
+        }
+        let _ = k.drain();
+    }
+    keys.push(absent(Path::V6, 9));
+    assert_eq!(k.flows.flows().count(), 3000);
+    for key in &present {
+        assert_eq!(k.flows.gate_count(key), 2, "connection and handshake");
+    }
+    assert_eq!(k.flows.remove_all(&keys), 3000);
+    assert!(k.flows.is_empty());
+    for key in &present {
+        assert_eq!(k.flows.gate_count(key), 1, "only the connection left");
+    }
+    assert_eq!(k.flows.remove_all(&keys), 0);
+}

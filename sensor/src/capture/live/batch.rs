@@ -1,9 +1,11 @@
-//! Reading a whole hash map a chunk of entries per system call
-//! (BPF_MAP_LOOKUP_BATCH, Linux 5.6). aya 0.14 walks a map with two calls
-//! per entry (next key, then lookup): 55 ms for 65,536 counted
-//! connections, and the run loop reads CONNS every second to expire idle
-//! ones, a twentieth of a core on a busy node. aya has no batch call, so
-//! this one is written here, on aya-obj's bindings of the kernel's types.
+//! Reading a whole hash map, and deleting a list of its keys, a chunk of
+//! entries per system call (BPF_MAP_LOOKUP_BATCH, BPF_MAP_DELETE_BATCH,
+//! Linux 5.6). aya 0.14 walks a map with two calls per entry (next key,
+//! then lookup): 55 ms for 65,536 counted connections, and the run loop
+//! reads CONNS every second to expire idle ones, a twentieth of a core on
+//! a busy node; and it deletes with one call per key, one per finished
+//! handshake. aya has no batch call, so these are written here, on
+//! aya-obj's bindings of the kernel's types.
 
 use std::io;
 use std::mem::size_of;
@@ -104,4 +106,58 @@ pub fn for_each<K: Pod, V: Pod>(
         token = next;
         first = false;
     }
+}
+
+/// Deletes `keys` from `map`, as many per system call as the kernel takes,
+/// and calls `deleted` with each key it deleted. A key not in the map is
+/// skipped: the kernel stops at it (ENOENT) after deleting the ones before
+/// it, and the rest go in the next call. Errors are the kernel's (EINVAL:
+/// no batch operations, before Linux 5.6); keys not reached by then are
+/// left to the caller, `delivered` says how far the call got.
+pub fn delete<K: Pod, V: Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    keys: &[K],
+    mut deleted: impl FnMut(&K),
+) -> Result<(), Failed> {
+    let fd = map.map().fd().as_fd().as_raw_fd();
+    let mut done = 0;
+    while done < keys.len() {
+        let rest = &keys[done..];
+        // SAFETY: an all-zero bpf_attr is the kernel's "unset" for every
+        // field this command does not read.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing the union's member this command reads.
+        let batch = unsafe { &mut attr.batch };
+        batch.keys = rest.as_ptr() as u64;
+        batch.count = rest.len().min(u32::MAX as usize) as u32;
+        batch.map_fd = fd as u32;
+        // SAFETY: the kernel reads at most `count` keys of the map's key
+        // size, which aya checked is `K`'s, and writes how many it
+        // deleted into `attr`.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_DELETE_BATCH as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                size_of::<bpf_attr>(),
+            )
+        };
+        let err = (r < 0).then(io::Error::last_os_error);
+        // SAFETY: the member written above, which the kernel updated.
+        let got = (unsafe { attr.batch.count } as usize).min(rest.len());
+        rest[..got].iter().for_each(&mut deleted);
+        done += got;
+        match err {
+            None => {}
+            // The key at `done` is not there: on past it.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => done += 1,
+            Some(source) => {
+                return Err(Failed {
+                    delivered: done,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }

@@ -247,9 +247,11 @@ impl Programs {
         self.how
     }
 
-    /// Stops the kernel following a connection (its handshake is done).
-    pub fn close_flow(&mut self, a: SocketAddr, b: SocketAddr) -> bool {
-        self.flows.remove(&kernel_key(a, b))
+    /// Stops the kernel following connections (their handshakes are
+    /// done); returns how many it still followed.
+    pub fn close_flows(&mut self, ends: &[(SocketAddr, SocketAddr)]) -> usize {
+        let keys: Vec<FlowKey> = ends.iter().map(|&(a, b)| kernel_key(a, b)).collect();
+        self.flows.remove_all(&keys)
     }
 
     /// Removes flows that shipped nothing for `idle_ns`; returns how many.
@@ -260,13 +262,7 @@ impl Programs {
             .filter(|(_, s)| now_mono_ns.saturating_sub(s.last_ns) > idle_ns)
             .map(|(k, _)| k)
             .collect();
-        let mut n = 0;
-        for k in stale {
-            if self.flows.remove(&k) {
-                n += 1;
-            }
-        }
-        n
+        self.flows.remove_all(&stale) as u64
     }
 
     /// Removes CONNS entries idle for `idle_ns` (all of them when
