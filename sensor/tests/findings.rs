@@ -837,3 +837,89 @@ mod base64_pem {
         String::from_utf8(out.stdout).unwrap()
     }
 }
+
+/// Connections that show one chain in one second share its certificate
+/// findings (the analysis memoizes them): the same facts give the same
+/// findings; any fact the rules read that differs, or the next second,
+/// is judged afresh.
+#[test]
+fn one_chain_is_judged_once_a_second_and_anew_when_any_fact_differs() {
+    let p = pki();
+    let mut store = sensor::x509::TrustStore::new(sensor::x509::SystemRoots::None).unwrap();
+    store
+        .add_bundle(p.root.pem.as_bytes(), "test anchor")
+        .unwrap();
+    let cfg = sensor::analysis::AnalysisConfig {
+        clock: sensor::analysis::Clock::PacketTime,
+        ..Default::default()
+    };
+    let mut a = sensor::analysis::Analysis::new(cfg, Policy::default(), store);
+    let first = connection(&clean(&p));
+    // Every connection holds the same certificates, as the certificate
+    // cache hands them out.
+    let judge = |a: &mut sensor::analysis::Analysis, at: i64, sni: &str, cor: Correlation| {
+        let mut c = connection(&clean(&p).sni(sni));
+        c.server_chain = first.server_chain.clone();
+        c.time_us = at * 1_000_000;
+        c.correlation = cor;
+        a.evaluate(&mut c);
+        let hits = a.stats.memo_hits;
+        let found: Vec<_> = c
+            .findings
+            .iter()
+            .map(|f| (f.rule.id(), f.message.clone()))
+            .collect();
+        (found, hits)
+    };
+    let expired_at = T0 + 100 * DAY;
+    let expired = |days: i64| {
+        (
+            "cert.expired",
+            format!(
+                "leaf CN=www.example.test expired {days} days ago, on {}",
+                &timefmt::seconds(T0 + 90 * DAY)[..10]
+            ),
+        )
+    };
+    let none = Correlation::default;
+    assert_eq!(
+        judge(&mut a, expired_at, "www.example.test", none()),
+        (vec![expired(10)], 0)
+    );
+    assert_eq!(
+        judge(&mut a, expired_at, "www.example.test", none()),
+        (vec![expired(10)], 1),
+        "the same facts in the same second"
+    );
+    let (found, hits) = judge(&mut a, expired_at, "other.example.test", none());
+    assert_eq!(
+        found.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec!["cert.expired", "cert.name_mismatch"]
+    );
+    assert_eq!(hits, 1, "another SNI");
+    let unmanaged = Correlation {
+        verdict: Some(Verdict::Unmanaged),
+        destination: Some(pod("shop", "web")),
+        ..Correlation::default()
+    };
+    let (found, hits) = judge(&mut a, expired_at, "www.example.test", unmanaged.clone());
+    assert_eq!(
+        found.iter().map(|f| f.0).collect::<Vec<_>>(),
+        vec!["cert.expired", "cert.unmanaged"]
+    );
+    assert_eq!(hits, 1, "another destination");
+    let mut elsewhere = unmanaged;
+    elsewhere.destination = Some(pod("shop", "api"));
+    let (found, hits) = judge(&mut a, expired_at, "www.example.test", elsewhere);
+    assert!(found[1].1.starts_with("shop/api serves"), "{found:?}");
+    assert_eq!(hits, 1, "another workload");
+    assert_eq!(
+        judge(&mut a, expired_at + DAY, "www.example.test", none()),
+        (vec![expired(11)], 1),
+        "a later second"
+    );
+    assert_eq!(
+        judge(&mut a, expired_at + DAY, "www.example.test", none()),
+        (vec![expired(11)], 2)
+    );
+}

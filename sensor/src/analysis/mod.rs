@@ -4,6 +4,7 @@
 //! joining them, [`trust_refresh`]) and deduplicated finding lines; mesh
 //! classification ([`mesh`]).
 
+mod cert_memo;
 mod cert_rules;
 pub mod ciphers;
 pub mod dedup;
@@ -23,6 +24,7 @@ pub use policy::{Policy, PolicyError};
 
 use crate::model::{Connection, Finding, Flow};
 use crate::x509::{ChainVerdict, ChainVerifier, Role, TrustStore};
+use cert_memo::{CertMemo, Judged};
 use dedup::Dedup;
 use observation::{Found, Observation};
 
@@ -71,6 +73,9 @@ pub struct AnalysisStats {
     pub reported: [u64; Rule::COUNT],
     /// Findings an exception suppressed, by rule.
     pub suppressed: [u64; Rule::COUNT],
+    /// Chains whose certificate findings were taken from the memo
+    /// (`cert_memo`) rather than judged again.
+    pub memo_hits: u64,
 }
 
 impl AnalysisStats {
@@ -90,6 +95,7 @@ pub struct Analysis {
     verifier: ChainVerifier,
     config: AnalysisConfig,
     dedup: Dedup,
+    memo: CertMemo,
     pub stats: AnalysisStats,
 }
 
@@ -108,6 +114,7 @@ impl Analysis {
             policy,
             verifier: ChainVerifier::new(store, config.verify_cache, config.intermediate_pool),
             dedup: Dedup::new(config.window_secs, config.dedup_capacity),
+            memo: CertMemo::new(),
             config,
             stats: AnalysisStats::default(),
         }
@@ -160,15 +167,26 @@ impl Analysis {
                 continue;
             }
             let verdict = self.verifier.verify(role, chain);
-            let cx = cert_rules::CertCtx {
-                policy: &self.policy,
-                now,
+            let judged = Judged {
                 role,
                 chain,
                 verdict: &verdict,
+                now,
                 obs: &obs,
             };
-            cert_rules::evaluate(&cx, &mut found);
+            let policy = &self.policy;
+            let memo = self.memo.findings(judged, &mut found, |out| {
+                let cx = cert_rules::CertCtx {
+                    policy,
+                    now,
+                    role,
+                    chain,
+                    verdict: &verdict,
+                    obs: &obs,
+                };
+                cert_rules::evaluate(&cx, out);
+            });
+            self.stats.memo_hits += u64::from(memo);
             if role == Role::Server {
                 server_verdict = Some(verdict);
             }

@@ -75,6 +75,7 @@ impl<'a> Observation<'a> {
 }
 
 /// A finding with the key its finding line is deduplicated by.
+#[derive(Clone)]
 pub(super) struct Found {
     pub finding: Finding,
     pub dedup_key: String,
