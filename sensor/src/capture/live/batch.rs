@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use aya::Pod;
 use aya::maps::{HashMap, IterableMap, MapData};
-use aya_obj::generated::{bpf_attr, bpf_cmd};
+use aya_obj::generated::{bpf_attr, bpf_attr__bindgen_ty_3, bpf_cmd};
 
 /// Entries asked for per call. A hash map's batch is whole buckets, and a
 /// call fails (ENOSPC) when a bucket holds more entries than it may
@@ -53,35 +53,23 @@ pub fn for_each<K: Pod, V: Pod>(
         // are a valid value.
         keys.resize_with(chunk, || unsafe { std::mem::zeroed() });
         values.resize_with(chunk, || unsafe { std::mem::zeroed() });
-        // SAFETY: an all-zero bpf_attr is the kernel's "unset" for every
-        // field this command does not read.
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: writing the union's member this command reads.
-        let batch = unsafe { &mut attr.batch };
-        batch.in_batch = if first {
+        let in_batch = if first {
             0
         } else {
             &token as *const u32 as u64
         };
-        batch.out_batch = &mut next as *mut u32 as u64;
-        batch.keys = keys.as_mut_ptr() as u64;
-        batch.values = values.as_mut_ptr() as u64;
-        batch.count = chunk as u32;
-        batch.map_fd = fd as u32;
-        // SAFETY: `attr` is a bpf_attr this long; the kernel writes at most
-        // `count` keys and values into buffers of that many, the next
-        // token into `next`, and the count it wrote into `attr`.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_LOOKUP_BATCH as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                size_of::<bpf_attr>(),
-            )
+        // SAFETY: the kernel writes at most `count` keys and values into
+        // buffers of that many, and the next token into `next`.
+        let (err, got) = unsafe {
+            call(bpf_cmd::BPF_MAP_LOOKUP_BATCH, fd, |b| {
+                b.in_batch = in_batch;
+                b.out_batch = &mut next as *mut u32 as u64;
+                b.keys = keys.as_mut_ptr() as u64;
+                b.values = values.as_mut_ptr() as u64;
+                b.count = chunk as u32;
+            })
         };
-        let err = (r < 0).then(io::Error::last_os_error);
-        // SAFETY: the member written above, which the kernel updated.
-        let got = unsafe { attr.batch.count } as usize;
+        let over = err.is_some();
         match (err, got) {
             (Some(e), 0) if e.raw_os_error() == Some(libc::ENOSPC) && chunk < MAX_CHUNK => {
                 chunk *= 2;
@@ -100,7 +88,7 @@ pub fn for_each<K: Pod, V: Pod>(
             f(k, v);
         }
         delivered += got.min(chunk);
-        if r < 0 {
+        if over {
             return Ok(());
         }
         token = next;
@@ -123,28 +111,15 @@ pub fn delete<K: Pod, V: Pod>(
     let mut done = 0;
     while done < keys.len() {
         let rest = &keys[done..];
-        // SAFETY: an all-zero bpf_attr is the kernel's "unset" for every
-        // field this command does not read.
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: writing the union's member this command reads.
-        let batch = unsafe { &mut attr.batch };
-        batch.keys = rest.as_ptr() as u64;
-        batch.count = rest.len().min(u32::MAX as usize) as u32;
-        batch.map_fd = fd as u32;
         // SAFETY: the kernel reads at most `count` keys of the map's key
-        // size, which aya checked is `K`'s, and writes how many it
-        // deleted into `attr`.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_MAP_DELETE_BATCH as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                size_of::<bpf_attr>(),
-            )
+        // size, which aya checked is `K`'s.
+        let (err, got) = unsafe {
+            call(bpf_cmd::BPF_MAP_DELETE_BATCH, fd, |b| {
+                b.keys = rest.as_ptr() as u64;
+                b.count = rest.len().min(u32::MAX as usize) as u32;
+            })
         };
-        let err = (r < 0).then(io::Error::last_os_error);
-        // SAFETY: the member written above, which the kernel updated.
-        let got = (unsafe { attr.batch.count } as usize).min(rest.len());
+        let got = got.min(rest.len());
         rest[..got].iter().for_each(&mut deleted);
         done += got;
         match err {
@@ -160,4 +135,37 @@ pub fn delete<K: Pod, V: Pod>(
         }
     }
     Ok(())
+}
+
+/// One batch command on the map `fd`; `fill` sets the other fields it
+/// reads. Returns the kernel's error, if any, and the count it wrote back
+/// (entries handed out or deleted, even when it failed part way).
+///
+/// # Safety
+/// The buffers `fill` points the kernel at must be valid for what `cmd`
+/// reads from and writes to them.
+unsafe fn call(
+    cmd: bpf_cmd,
+    fd: i32,
+    fill: impl FnOnce(&mut bpf_attr__bindgen_ty_3),
+) -> (Option<io::Error>, usize) {
+    // SAFETY: an all-zero bpf_attr is the kernel's "unset" for every
+    // field a command does not read.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: the union's member the batch commands read.
+    let batch = unsafe { &mut attr.batch };
+    batch.map_fd = fd as u32;
+    fill(batch);
+    // SAFETY: `attr` is a bpf_attr this long; the buffers are the caller's.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            size_of::<bpf_attr>(),
+        )
+    };
+    let err = (r < 0).then(io::Error::last_os_error);
+    // SAFETY: the member written above, which the kernel updated.
+    (err, unsafe { attr.batch.count } as usize)
 }

@@ -183,9 +183,8 @@ impl FlowTable {
         true
     }
 
-    /// Deletes flows, a chunk per system call (one call per finished
-    /// handshake was 7 % of the sensor's CPU in a connection storm), with
-    /// `remove`'s gate rule; returns how many were there.
+    /// Deletes flows, a chunk per system call rather than one per finished
+    /// handshake, with `remove`'s gate rule; returns how many were there.
     pub fn remove_all(&mut self, keys: &[FlowKey]) -> usize {
         let mut n = 0;
         let gate = &self.gate;
