@@ -922,4 +922,21 @@ fn one_chain_is_judged_once_a_second_and_anew_when_any_fact_differs() {
         judge(&mut a, expired_at + DAY, "www.example.test", none()),
         (vec![expired(11)], 2)
     );
+    // As many servers in one second as the memo holds, and one more: it
+    // starts over once, counted, and judges every one alike.
+    assert_eq!(a.stats.memo_full, 0);
+    for port in 0..=1024u16 {
+        let mut c = connection(&clean(&p));
+        c.server_chain = first.server_chain.clone();
+        c.server.set_port(10_000 + port);
+        c.time_us = expired_at * 1_000_000;
+        a.evaluate(&mut c);
+        let found: Vec<_> = c
+            .findings
+            .iter()
+            .map(|f| (f.rule.id(), f.message.clone()))
+            .collect();
+        assert_eq!(found, vec![expired(10)], "server port {}", c.server.port());
+    }
+    assert_eq!(a.stats.memo_full, 1);
 }

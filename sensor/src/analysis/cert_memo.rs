@@ -19,9 +19,10 @@ use super::observation::{Found, Observation};
 use crate::model::{CertManagerRef, Certificate, MeshKind, Verdict, Workload};
 use crate::x509::{ChainVerdict, Role};
 
-/// Entries at most; the memo starts over when full. It starts over every
-/// second anyway (the rules' messages say how long ago and how soon), so
-/// this bounds the chains one second holds, not what is judged.
+/// Entries at most; the memo starts over when full (counted as
+/// `findings_memo_full`). It starts over every second anyway (the rules'
+/// messages say how long ago and how soon), so this bounds the chains one
+/// second holds, not what is judged.
 const ENTRIES: usize = 1024;
 
 pub(super) struct CertMemo {
@@ -114,16 +115,21 @@ impl CertMemo {
     }
 
     /// Appends to `out` the findings `rules` gives for `judged`, or gave
-    /// for the same facts earlier in the same second (then true).
+    /// for the same facts earlier in the same second (then true). `full`
+    /// counts the times the memo started over because it was full.
     pub(super) fn findings(
         &mut self,
         judged: Judged<'_>,
         out: &mut Vec<Found>,
         rules: impl FnOnce(&mut Vec<Found>),
+        full: &mut u64,
     ) -> bool {
-        if judged.now != self.second || self.entries.len() >= ENTRIES {
+        if judged.now != self.second {
             self.entries.clear();
             self.second = judged.now;
+        } else if self.entries.len() >= ENTRIES {
+            self.entries.clear();
+            *full += 1;
         }
         let h = judged.hash(&self.hasher);
         if let Some(e) = self.entries.get(&h)

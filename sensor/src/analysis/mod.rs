@@ -76,6 +76,8 @@ pub struct AnalysisStats {
     /// Chains whose certificate findings were taken from the memo
     /// (`cert_memo`) rather than judged again.
     pub memo_hits: u64,
+    /// Times that memo started over because it was full.
+    pub memo_full: u64,
 }
 
 impl AnalysisStats {
@@ -175,7 +177,7 @@ impl Analysis {
                 obs: &obs,
             };
             let policy = &self.policy;
-            let memo = self.memo.findings(judged, &mut found, |out| {
+            let rules = |out: &mut Vec<Found>| {
                 let cx = cert_rules::CertCtx {
                     policy,
                     now,
@@ -185,7 +187,10 @@ impl Analysis {
                     obs: &obs,
                 };
                 cert_rules::evaluate(&cx, out);
-            });
+            };
+            let memo = self
+                .memo
+                .findings(judged, &mut found, rules, &mut self.stats.memo_full);
             self.stats.memo_hits += u64::from(memo);
             if role == Role::Server {
                 server_verdict = Some(verdict);

@@ -98,6 +98,7 @@ impl RunStats {
             ("chain_verify_cache_full", self.verify.cache_full),
             ("intermediate_pool_full", self.verify.pool_full),
             ("finding_dedup_table_full", self.dedup.table_full),
+            ("findings_memo_full", self.analysis.memo_full),
             ("own_sockets_forgotten", self.own.dropped),
             ("own_sockets_unreadable", self.own.lookup_errors),
         ]);
