@@ -115,10 +115,7 @@ fn deliver<K: RecordSink>(pipeline: &mut Pipeline<K>, event: Event<'_>) {
 /// After a batch read from the ring: the kernel stops following what the
 /// pipeline finished with.
 fn close_finished<K: RecordSink>(pipeline: &mut Pipeline<K>, programs: &mut Programs) {
-    let finished = pipeline.take_finished();
-    if !finished.is_empty() {
-        programs.close_flows(&finished);
-    }
+    programs.close_flows(&pipeline.take_finished());
 }
 
 pub async fn run<K: RecordSink>(opts: RunOptions, sink: K) -> Result<RunOutcome<K>, LiveError> {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::observation::{Found, Observation};
+use super::cert_rules::{self, CertCtx};
+use super::observation::Found;
 use crate::model::{CertManagerRef, Certificate, MeshKind, Verdict, Workload};
 use crate::x509::{ChainVerdict, Role};
 
@@ -49,17 +50,7 @@ struct Key {
     destination: Option<Workload>,
 }
 
-/// The same, borrowed from the connection being judged.
-#[derive(Clone, Copy)]
-pub(super) struct Judged<'a> {
-    pub role: Role,
-    pub chain: &'a [Arc<Certificate>],
-    pub verdict: &'a Arc<ChainVerdict>,
-    pub now: i64,
-    pub obs: &'a Observation<'a>,
-}
-
-impl Judged<'_> {
+impl CertCtx<'_> {
     fn hash(&self, state: &foldhash::fast::RandomState) -> u64 {
         let mut h = state.build_hasher();
         self.role.hash(&mut h);
@@ -114,37 +105,36 @@ impl CertMemo {
         }
     }
 
-    /// Appends to `out` the findings `rules` gives for `judged`, or gave
-    /// for the same facts earlier in the same second (then true). `full`
+    /// Appends to `out` the certificate rules' findings for `cx`, or those
+    /// of the same facts earlier in the same second (then true). `full`
     /// counts the times the memo started over because it was full.
     pub(super) fn findings(
         &mut self,
-        judged: Judged<'_>,
+        cx: &CertCtx<'_>,
         out: &mut Vec<Found>,
-        rules: impl FnOnce(&mut Vec<Found>),
         full: &mut u64,
     ) -> bool {
-        if judged.now != self.second {
+        if cx.now != self.second {
             self.entries.clear();
-            self.second = judged.now;
+            self.second = cx.now;
         } else if self.entries.len() >= ENTRIES {
             self.entries.clear();
             *full += 1;
         }
-        let h = judged.hash(&self.hasher);
+        let h = cx.hash(&self.hasher);
         if let Some(e) = self.entries.get(&h)
-            && judged.is(&e.key)
+            && cx.is(&e.key)
         {
             out.extend(e.found.iter().cloned());
             return true;
         }
         let start = out.len();
-        rules(out);
+        cert_rules::evaluate(cx, out);
         let found = out[start..].to_vec();
         self.entries.insert(
             h,
             Entry {
-                key: judged.key(),
+                key: cx.key(),
                 found,
             },
         );

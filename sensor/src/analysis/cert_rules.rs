@@ -21,7 +21,7 @@ pub(super) struct CertCtx<'a> {
     pub now: i64,
     pub role: Role,
     pub chain: &'a [Arc<Certificate>],
-    pub verdict: &'a ChainVerdict,
+    pub verdict: &'a Arc<ChainVerdict>,
     pub obs: &'a Observation<'a>,
 }
 

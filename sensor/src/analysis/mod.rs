@@ -24,7 +24,7 @@ pub use policy::{Policy, PolicyError};
 
 use crate::model::{Connection, Finding, Flow};
 use crate::x509::{ChainVerdict, ChainVerifier, Role, TrustStore};
-use cert_memo::{CertMemo, Judged};
+use cert_memo::CertMemo;
 use dedup::Dedup;
 use observation::{Found, Observation};
 
@@ -169,28 +169,17 @@ impl Analysis {
                 continue;
             }
             let verdict = self.verifier.verify(role, chain);
-            let judged = Judged {
+            let cx = cert_rules::CertCtx {
+                policy: &self.policy,
+                now,
                 role,
                 chain,
                 verdict: &verdict,
-                now,
                 obs: &obs,
-            };
-            let policy = &self.policy;
-            let rules = |out: &mut Vec<Found>| {
-                let cx = cert_rules::CertCtx {
-                    policy,
-                    now,
-                    role,
-                    chain,
-                    verdict: &verdict,
-                    obs: &obs,
-                };
-                cert_rules::evaluate(&cx, out);
             };
             let memo = self
                 .memo
-                .findings(judged, &mut found, rules, &mut self.stats.memo_full);
+                .findings(&cx, &mut found, &mut self.stats.memo_full);
             self.stats.memo_hits += u64::from(memo);
             if role == Role::Server {
                 server_verdict = Some(verdict);

@@ -243,11 +243,17 @@ impl<S: Default> ConnTable<S> {
         // A 4-tuple that a connection still followed holds now is a newer
         // connection's (its kernel flow replaced the finished one's): the
         // kernel must not be told to forget it.
+        let mut retiring = Vec::with_capacity(finished.len());
         finished.retain(|&(a, b)| {
-            let held = self.index.get(&Key::of(a, b));
-            !held.is_some_and(|&i| self.conns[i].state == State::Following)
+            let key = Key::of(a, b);
+            let held = self.index.get(&key);
+            let newer = held.is_some_and(|&i| self.conns[i].state == State::Following);
+            if !newer {
+                retiring.push(key);
+            }
+            !newer
         });
-        self.retiring = finished.iter().map(|&(a, b)| Key::of(a, b)).collect();
+        self.retiring = retiring;
         finished
     }
 
