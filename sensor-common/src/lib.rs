@@ -90,26 +90,20 @@ impl ConnKey4 {
     }
 }
 
-/// The gate in front of the flow map: slot `gate_slot` of a flow counts the
-/// open flows that fall in it. A packet whose slot reads zero belongs to no
-/// open flow and skips the hash lookup, which costs more than the rest of
-/// the program. The kernel adds one before it inserts a flow (and takes it
-/// back if the insert fails); user space takes one off after it deleted a
-/// flow. So a flow in the map always has a non-zero slot; a collision only
-/// costs a lookup.
+/// The gate in front of the flow map: slot `FlowKey::gate_slot` of a flow
+/// counts the open flows that fall in it. A packet whose slot reads zero
+/// belongs to no open flow and skips the hash lookup, which costs more than
+/// the rest of the program. The kernel adds one before it inserts a flow
+/// (and takes it back if the insert fails); user space takes one off after
+/// it deleted a flow. So a flow in the map always has a non-zero slot; a
+/// collision only costs a lookup.
 pub const GATE_BITS: u32 = 16;
 pub const GATE_SLOTS: u32 = 1 << GATE_BITS;
 
-/// The gate slot of a connection from its endpoints XORed together, so the
-/// kernel need not order them first: `addr_xor` = source ^ destination
-/// address words (as in `FlowKey`), `port_xor` = source ^ destination port.
-#[inline(always)]
-pub fn gate_slot(addr_xor: [u32; 4], port_xor: u16) -> u32 {
-    gate_slot_mixed(gate_mix(addr_xor), port_xor)
-}
-
-/// The address part of `gate_slot`; for IPv4 (words 1..3 zero) it is word 0,
-/// which the kernel program uses to skip the rest.
+/// The address part of a gate slot, from the address words XORed
+/// together (so the kernel need not order the endpoints first); for IPv4
+/// (words 1..3 zero) it is word 0, which the kernel program uses to skip
+/// the rest.
 #[inline(always)]
 pub fn gate_mix(addr_xor: [u32; 4]) -> u32 {
     addr_xor[0]
@@ -118,6 +112,13 @@ pub fn gate_mix(addr_xor: [u32; 4]) -> u32 {
         ^ addr_xor[3].rotate_left(21)
 }
 
+/// `gate_mix` of two endpoints' addresses, in either order.
+#[inline(always)]
+pub fn gate_mix_pair(a: &[u32; 4], b: &[u32; 4]) -> u32 {
+    gate_mix([a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]])
+}
+
+/// The gate slot from `gate_mix` and the two ports XORed together.
 #[inline(always)]
 pub fn gate_slot_mixed(mix: u32, port_xor: u16) -> u32 {
     // Fibonacci hashing: the top bits of the product mix every input bit.
@@ -126,11 +127,10 @@ pub fn gate_slot_mixed(mix: u32, port_xor: u16) -> u32 {
 
 impl FlowKey {
     pub fn gate_slot(&self) -> u32 {
-        let mut x = [0u32; 4];
-        for (i, w) in x.iter_mut().enumerate() {
-            *w = self.lo_addr[i] ^ self.hi_addr[i];
-        }
-        gate_slot(x, self.lo_port ^ self.hi_port)
+        gate_slot_mixed(
+            gate_mix_pair(&self.lo_addr, &self.hi_addr),
+            self.lo_port ^ self.hi_port,
+        )
     }
 }
 

@@ -9,8 +9,7 @@ use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap};
 use sensor_common::{
-    Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, FlowKey, FlowState, GATE_SLOTS, gate_mix,
-    gate_slot_mixed,
+    Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, FlowKey, FlowState, GATE_SLOTS, gate_slot_mixed,
 };
 
 use super::count;
@@ -24,7 +23,7 @@ static BUDGET: u32 = DEFAULT_BUDGET;
 pub(super) static FLOWS: HashMap<FlowKey, FlowState> =
     HashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
 
-/// Open flows per gate slot (sensor_common::gate_slot); user space maps it
+/// Open flows per gate slot (sensor_common::FlowKey::gate_slot); user space maps it
 /// to take flows it deleted off atomically.
 #[map]
 pub(super) static GATE: Array<u64> = Array::with_max_entries(GATE_SLOTS, BPF_F_MMAPABLE);
@@ -48,15 +47,6 @@ pub(super) fn words_into<T, const N: usize>(v: &mut MaybeUninit<T>, words: [u64;
 #[inline(always)]
 pub(super) fn slot(p: &Packet) -> u32 {
     gate_slot_mixed(p.mix, p.sport ^ p.dport)
-}
-
-#[inline(always)]
-pub(super) fn mix(saddr: &[u32; 4], daddr: &[u32; 4]) -> u32 {
-    let mut x = [0u32; 4];
-    for (i, w) in x.iter_mut().enumerate() {
-        *w = saddr[i] ^ daddr[i];
-    }
-    gate_mix(x)
 }
 
 /// Adds `n` (u64::MAX takes one off) to a gate slot.

@@ -4,9 +4,9 @@
 //! bpf_skb_load_bytes where it does not.
 
 use aya_ebpf::programs::TcContext;
-use sensor_common::{FAMILY_V4, FAMILY_V6, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix};
-
-use super::flows::mix;
+use sensor_common::{
+    FAMILY_V4, FAMILY_V6, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, gate_mix, gate_mix_pair,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -162,7 +162,7 @@ fn parse_direct(ctx: &TcContext, ethernet: bool) -> Fast {
                 p.daddr[i] = u32::from_ne_bytes([at(b), at(b + 1), at(b + 2), at(b + 3)]);
             }
             p.family = FAMILY_V6;
-            p.mix = mix(&p.saddr, &p.daddr);
+            p.mix = gate_mix_pair(&p.saddr, &p.daddr);
             Fast::Packet(p)
         }
         ETH_P_8021Q | ETH_P_8021AD if ethernet => Fast::Slow,
@@ -298,7 +298,7 @@ fn parse_slow(ctx: &TcContext, ethernet: bool) -> Option<Packet> {
                 p.daddr[i] = u32::from_ne_bytes([h[b], h[b + 1], h[b + 2], h[b + 3]]);
             }
             p.family = FAMILY_V6;
-            p.mix = mix(&p.saddr, &p.daddr);
+            p.mix = gate_mix_pair(&p.saddr, &p.daddr);
             // Payload length 0 with a Hop-by-Hop jumbo option: BIG TCP.
             end = if plen == 0 { skb_len } else { off + 40 + plen };
             let mut at = off + 40;
