@@ -65,7 +65,7 @@ fn expired() {
     assert_eq!(f.severity.name(), "critical");
     let na = T0 + 90 * DAY;
     assert_eq!(
-        f.message,
+        &*f.message,
         format!(
             "leaf CN=www.example.test expired 10 days ago, on {}",
             &timefmt::seconds(na)[..10]
@@ -113,7 +113,7 @@ fn not_yet_valid() {
     let e = run(&mut a, &clean(&p));
     assert_eq!(rules(&e), vec!["cert.not_yet_valid"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         format!(
             "leaf CN=www.example.test is not valid before {}, 2 days from now",
             timefmt::seconds(T0)
@@ -131,7 +131,7 @@ fn expiring_soon_unmanaged() {
     let e = run(&mut a, &clean(&p));
     assert_eq!(rules(&e), vec!["cert.expiring_soon"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         format!(
             "leaf CN=www.example.test expires in 10 days, on {}",
             &timefmt::seconds(na)[..10]
@@ -223,7 +223,7 @@ fn self_signed() {
     let e = run(&mut a, &c);
     assert_eq!(rules(&e), vec!["cert.self_signed"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "leaf CN=self.example.test is self-signed and is not a trust anchor"
     );
     // Pinned as an anchor (a cluster bundle holding it): trusted, no finding.
@@ -241,7 +241,7 @@ fn untrusted() {
     let e = run(&mut a, &Conn::server(&[&p.leaf, &p.inter.der, &p.root.der]));
     assert_eq!(rules(&e), vec!["cert.untrusted"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "the chain ends at the self-signed root CN=Test Root, which is not a trust anchor"
     );
     // Without the root: its issuer is unknown.
@@ -297,7 +297,7 @@ fn incomplete_chain() {
     let e = run(&mut a, &Conn::server(&[&p.leaf, &p.root.der]));
     assert_eq!(rules(&e), vec!["cert.untrusted"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "issuer CN=Test Issuing CA was not sent and is not a trust anchor"
     );
     // A leaf of an unknown PKI with an unrelated intermediate: untrusted
@@ -374,7 +374,7 @@ fn name_mismatch_rfc6125() {
         let e = run(&mut a, &Conn::server(&[&leaf]).sni(bad));
         assert_eq!(rules(&e), vec!["cert.name_mismatch"], "{bad}");
         assert_eq!(
-            e.findings[0].message,
+            &*e.findings[0].message,
             format!(
                 "SNI {bad} is not covered by the subjectAltName of leaf CN=cn.other.test (*.example.test, example.test, 10.1.2.3)"
             )
@@ -395,7 +395,7 @@ fn weak_key() {
     let e = run(&mut a, &Conn::server(&[&leaf]).sni("leaf.test"));
     assert_eq!(rules(&e), vec!["cert.weak_key"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "leaf CN=leaf.test has a 1024-bit RSA key; the minimum is 2048"
     );
     // webpki refuses the 1024-bit key; the chain is still linked to its anchor.
@@ -507,7 +507,7 @@ fn ca_as_leaf() {
     let e = run(&mut a, &Conn::server(&[&ca_leaf, &p.inter.der]));
     assert_eq!(rules(&e), vec!["cert.ca_as_leaf"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "leaf CN=c.example.test is a CA certificate (basicConstraints CA:TRUE) used as a server certificate"
     );
     assert_eq!(rules(&run(&mut a, &clean(&p))), Vec::<&str>::new());
@@ -527,7 +527,7 @@ fn unmanaged_and_stale_need_an_inventory() {
     let e = run(&mut a, &c);
     assert_eq!(rules(&e), vec!["cert.unmanaged"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "shop/web serves leaf CN=www.example.test, which no cert-manager object issued"
     );
     let mut stale = managed(T0 + 60 * DAY);
@@ -580,7 +580,7 @@ fn legacy_version() {
     let e = run(&mut a, &c);
     assert_eq!(rules(&e), vec!["tls.legacy_version"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "negotiated TLS 1.0; the minimum is TLS 1.2"
     );
     assert_eq!(e.findings[0].certificate, None);
@@ -656,7 +656,7 @@ fn handshake_failure() {
     let e = run(&mut a, &c);
     assert_eq!(rules(&e), vec!["tls.handshake_failure"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "the client sent the alert unknown_ca (48) in clear: the handshake failed"
     );
     for alert in [
@@ -699,7 +699,7 @@ fn plaintext_needs_flow_accounting_and_workloads() {
     };
     assert_eq!(rules(&e), vec!["tls.plaintext"]);
     assert_eq!(
-        e.findings[0].message,
+        &*e.findings[0].message,
         "1024 bytes between 10.0.0.1:40000 and 10.0.0.2:8080 without TLS (1000 to the server, 24 back)"
     );
     assert_eq!(e.first(), vec![true]);
@@ -867,7 +867,7 @@ fn one_chain_is_judged_once_a_second_and_anew_when_any_fact_differs() {
         let found: Vec<_> = c
             .findings
             .iter()
-            .map(|f| (f.rule.id(), f.message.clone()))
+            .map(|f| (f.rule.id(), f.message.to_string()))
             .collect();
         (found, hits)
     };
@@ -934,7 +934,7 @@ fn one_chain_is_judged_once_a_second_and_anew_when_any_fact_differs() {
         let found: Vec<_> = c
             .findings
             .iter()
-            .map(|f| (f.rule.id(), f.message.clone()))
+            .map(|f| (f.rule.id(), f.message.to_string()))
             .collect();
         assert_eq!(found, vec![expired(10)], "server port {}", c.server.port());
     }

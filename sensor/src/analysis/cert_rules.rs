@@ -59,13 +59,13 @@ impl CertCtx<'_> {
             finding: Finding {
                 rule,
                 severity: self.policy.severity(rule),
-                message,
-                certificate: Some(cert.sha256.clone()),
-                subject: Some(cert.subject.clone()),
-                evidence,
+                message: message.into(),
+                certificate: Some(cert.sha256.as_str().into()),
+                subject: Some(cert.subject.as_str().into()),
+                evidence: Arc::new(evidence),
                 first: false,
             },
-            dedup_key: key,
+            dedup_key: key.into(),
         }
     }
 

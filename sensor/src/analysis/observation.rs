@@ -78,5 +78,5 @@ impl<'a> Observation<'a> {
 #[derive(Clone)]
 pub(super) struct Found {
     pub finding: Finding,
-    pub dedup_key: String,
+    pub dedup_key: Arc<str>,
 }

@@ -1,5 +1,7 @@
 //! Rules about the connection: version, cipher suite, alerts, plaintext.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::ciphers::{self, CipherFamily};
@@ -14,8 +16,8 @@ const ALERT_LEVEL_FATAL: u8 = 2;
 
 /// Flow findings are deduplicated per client, server and port: one
 /// client's many connections to one service are one problem.
-fn flow_key(obs: &Observation<'_>) -> String {
-    format!("{}>{}", obs.client.ip(), obs.server)
+fn flow_key(obs: &Observation<'_>) -> Arc<str> {
+    format!("{}>{}", obs.client.ip(), obs.server).into()
 }
 
 fn finding(
@@ -29,10 +31,10 @@ fn finding(
         finding: Finding {
             rule,
             severity: policy.severity(rule),
-            message,
+            message: message.into(),
             certificate: None,
             subject: None,
-            evidence,
+            evidence: Arc::new(evidence),
             first: false,
         },
         dedup_key: flow_key(obs),
@@ -146,6 +148,6 @@ pub fn plaintext_flow(
             "bytes_to_client": bytes_to_client,
         }),
     );
-    f.dedup_key = obs.server.to_string();
+    f.dedup_key = obs.server.to_string().into();
     Some(f)
 }

@@ -1,5 +1,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::RecordSink;
 use super::summary::{RunStats, Summary};
@@ -23,9 +24,9 @@ struct FindingRow {
     time_us: i64,
     server: SocketAddr,
     sni: Option<String>,
-    certificate: Option<String>,
-    subject: Option<String>,
-    message: String,
+    certificate: Option<Arc<str>>,
+    subject: Option<Arc<str>>,
+    message: Arc<str>,
 }
 
 impl FindingRow {
@@ -273,10 +274,10 @@ mod tests {
         f.findings.push(Finding {
             rule: Rule::CertExpired,
             severity: Severity::Critical,
-            message: format!("finding {i}"),
+            message: format!("finding {i}").into(),
             certificate: None,
             subject: None,
-            evidence: serde_json::Value::Null,
+            evidence: Default::default(),
             first: true,
         });
         f

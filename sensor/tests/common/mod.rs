@@ -322,7 +322,7 @@ pub fn messages(e: &Evaluation, rule: &str) -> Vec<String> {
     e.findings
         .iter()
         .filter(|f| f.rule.id() == rule)
-        .map(|f| f.message.clone())
+        .map(|f| f.message.to_string())
         .collect()
 }
 

@@ -379,7 +379,7 @@ impl RecordSink for Enrich {
                     message: "certificate expired 2021-01-01T00:00:00Z".into(),
                     certificate: Some(EXPIRED_SHA.into()),
                     subject: None,
-                    evidence: Value::Null,
+                    evidence: Value::Null.into(),
                     first: true,
                 }];
             }
