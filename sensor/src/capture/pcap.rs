@@ -203,7 +203,7 @@ impl MappedCapture {
     pub fn read<'a>(
         &'a self,
         on_frame: impl FnMut(Frame<'a>),
-        progress: impl FnMut(u64),
+        mut progress: impl FnMut(u64),
         consumed: impl Fn(usize) -> usize,
     ) -> Result<ReadOutcome, CaptureFileError> {
         let release = |upto: usize| {
@@ -217,6 +217,11 @@ impl MappedCapture {
                     .unchecked_advise_range(UncheckedAdvice::DontNeed, 0, upto)
             };
         };
+        let mut populate = Populate::default();
+        let progress = |at: u64| {
+            populate.ahead_of(&self.map, at as usize);
+            progress(at)
+        };
         read_mapped(
             &self.map,
             self.name.clone(),
@@ -224,6 +229,29 @@ impl MappedCapture {
             progress,
             Release::new(consumed, release),
         )
+    }
+}
+
+/// Maps the file's pages into the page table a window ahead of the
+/// parser, one system call a window, instead of one page fault for every
+/// 16 pages the parser reaches. Older kernels (before 5.14) refuse the
+/// advice; their pages fault in as before.
+#[derive(Default)]
+struct Populate {
+    upto: usize,
+}
+
+impl Populate {
+    const WINDOW: usize = 2 << 20;
+
+    #[inline]
+    fn ahead_of(&mut self, map: &Mmap, at: usize) {
+        if at + Self::WINDOW / 2 < self.upto || self.upto >= map.len() {
+            return;
+        }
+        let n = Self::WINDOW.min(map.len() - self.upto);
+        let _ = map.advise_range(Advice::PopulateRead, self.upto, n);
+        self.upto += n;
     }
 }
 
