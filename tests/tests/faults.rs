@@ -5,6 +5,7 @@
 //! is a `tests::netns::Netns`, removed on drop, and every wait is stretched
 //! by `tests::patience` (TESTS_SLOWDOWN).
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -373,28 +374,30 @@ fn after_sigkill_a_restart_removes_the_clsact_filters_left_and_resumes() {
     sigkill_then_restart("clsact", "10.88.2");
 }
 
-/// CPU time of process `pid` so far, summed over its threads' schedstat
-/// (nanoseconds; the sensor's threads live as long as it does). Without
-/// schedstat, utime + stime in clock ticks, too coarse to compare runs by.
-fn cpu_time(pid: i32) -> Duration {
+/// Run time of each thread of process `pid` so far, in nanoseconds, from
+/// schedstat: utime + stime come in clock ticks, and 0.15 s of CPU is
+/// only 15 of them, too few to tell runs apart.
+fn thread_cpu(pid: i32) -> HashMap<String, u64> {
     let threads = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task dir");
-    let ns: Option<u64> = threads
-        .map(|t| {
-            let s = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
-            s.split_whitespace().next()?.parse::<u64>().ok()
+    threads
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let ns = s.split_whitespace().next()?.parse().ok()?;
+            Some((t.file_name().to_string_lossy().into_owned(), ns))
         })
+        .collect()
+}
+
+/// CPU the threads of `pid` used since `before`, thread by thread: a
+/// thread that ended in between takes its share along instead of making
+/// the difference negative.
+fn cpu_since(pid: i32, before: &HashMap<String, u64>) -> Duration {
+    let ns = thread_cpu(pid)
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
         .sum();
-    if let Some(ns) = ns {
-        return Duration::from_nanos(ns);
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command's closing parenthesis; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+    Duration::from_nanos(ns)
 }
 
 /// Ids of the BPF programs process `pid` holds (its descriptors' fdinfo).
@@ -439,7 +442,7 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let sensor = Sensor::start(&client, &["-i", "rc0"], "attached");
     let programs = programs_of(sensor.pid());
-    let cpu0 = cpu_time(sensor.pid());
+    let cpu0 = thread_cpu(sensor.pid());
     let (bpf0, runs0) = program_time(&programs);
     let t0 = Instant::now();
     // Two clients: one per core; each connection is a full handshake.
@@ -471,7 +474,7 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     }
     let wall = t0.elapsed();
     std::thread::sleep(patience(Duration::from_millis(500)));
-    let cpu = cpu_time(sensor.pid()) - cpu0;
+    let cpu = cpu_since(sensor.pid(), &cpu0);
     let (bpf1, runs1) = program_time(&programs);
     let (bpf, runs) = (bpf1 - bpf0, runs1 - runs0);
     let (lines, _) = sensor.stop();
