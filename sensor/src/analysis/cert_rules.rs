@@ -48,24 +48,22 @@ impl CertCtx<'_> {
     }
 
     fn finding(&self, rule: Rule, cert: &Certificate, message: String, evidence: Value) -> Found {
-        let mut key = cert.sha256.clone();
-        if rule == Rule::CertNameMismatch
-            && let Some(sni) = self.obs.sni
-        {
-            key.push('/');
-            key.push_str(sni);
-        }
+        let sha256: Arc<str> = cert.sha256.as_str().into();
+        let dedup_key = match self.obs.sni {
+            Some(sni) if rule == Rule::CertNameMismatch => format!("{sha256}/{sni}").into(),
+            _ => sha256.clone(),
+        };
         Found {
             finding: Finding {
                 rule,
                 severity: self.policy.severity(rule),
                 message: message.into(),
-                certificate: Some(cert.sha256.as_str().into()),
+                certificate: Some(sha256),
                 subject: Some(cert.subject.as_str().into()),
                 evidence: Arc::new(evidence),
                 first: false,
             },
-            dedup_key: key.into(),
+            dedup_key,
         }
     }
 

@@ -22,7 +22,7 @@ fn flow_key(obs: &Observation<'_>) -> Arc<str> {
 
 fn finding(
     policy: &Policy,
-    obs: &Observation<'_>,
+    dedup_key: Arc<str>,
     rule: Rule,
     message: String,
     evidence: serde_json::Value,
@@ -37,7 +37,7 @@ fn finding(
             evidence: Arc::new(evidence),
             first: false,
         },
-        dedup_key: flow_key(obs),
+        dedup_key,
     }
 }
 
@@ -51,7 +51,7 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fou
         let min = ProtocolVersion(policy.min_version);
         out.push(finding(
             policy,
-            obs,
+            flow_key(obs),
             Rule::TlsLegacyVersion,
             format!("negotiated {}; the minimum is {}", v, min),
             json!({"version": v.to_string(), "minimum": min.to_string()}),
@@ -82,7 +82,7 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fou
             };
             out.push(finding(
                 policy,
-                obs,
+                flow_key(obs),
                 Rule::TlsWeakCipher,
                 format!("negotiated {name}: {} {why}", names.join(" and ")),
                 json!({"cipher": id.to_string(), "families": names}),
@@ -103,7 +103,7 @@ pub(super) fn evaluate(policy: &Policy, obs: &Observation<'_>, out: &mut Vec<Fou
         };
         out.push(finding(
             policy,
-            obs,
+            flow_key(obs),
             Rule::TlsHandshakeFailure,
             format!(
                 "{by} sent the alert {} ({}) in clear: the handshake failed",
@@ -134,9 +134,9 @@ pub fn plaintext_flow(
         return None;
     }
     let bytes = bytes_to_server + bytes_to_client;
-    let mut f = finding(
+    Some(finding(
         policy,
-        obs,
+        obs.server.to_string().into(),
         Rule::TlsPlaintext,
         format!(
             "{bytes} bytes between {} and {} without TLS ({bytes_to_server} to the server, {bytes_to_client} back)",
@@ -147,7 +147,5 @@ pub fn plaintext_flow(
             "bytes_to_server": bytes_to_server,
             "bytes_to_client": bytes_to_client,
         }),
-    );
-    f.dedup_key = obs.server.to_string().into();
-    Some(f)
+    ))
 }
