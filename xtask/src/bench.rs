@@ -202,6 +202,29 @@ fn sensor(bin: &Path, file: &Path, out: &Path) -> Result<(Usage, Found)> {
     Ok((usage, found))
 }
 
+/// The sensor's own capture reader alone (sensor/examples/read_floor.rs),
+/// with or without decoding each frame: the floor under `sensor analyze`.
+/// `frames` is what it read, to be checked against the sensor's count.
+fn floor(bin: &Path, file: &Path, decode: bool, out: &Path) -> Result<(Usage, Found)> {
+    let mut cmd = Command::new(bin);
+    if decode {
+        cmd.arg("--decode");
+    }
+    let usage = run_timed(cmd.arg(file).stdout(std::fs::File::create(out)?))?;
+    let printed = std::fs::read_to_string(out)?;
+    let frames = printed
+        .split_whitespace()
+        .skip_while(|w| *w != "frames")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("read_floor printed no frame count: {printed}"))?;
+    let found = Found {
+        frames,
+        ..Found::default()
+    };
+    Ok((usage, found))
+}
+
 fn suricata_run(
     s: &suricata::Suricata,
     config: &Path,
@@ -340,8 +363,11 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         "sensor",
         "--bin",
         "sensor",
+        "--example",
+        "read_floor",
     ]))?;
     let sensor_bin = root.join("target/release/sensor");
+    let floor_bin = root.join("target/release/examples/read_floor");
     let suri = suricata::ensure(&root)?;
     let work = std::env::temp_dir().join(format!("tlsbench-run-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
@@ -354,6 +380,19 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     results.push(timed("sensor analyze --json".into(), a.runs, || {
         sensor(&sensor_bin, &file, &sensor_out)
     })?);
+    // What reading the file at all costs, and decoding its frames, from the
+    // same page cache: the sensor's cost per handshake is read against these.
+    let floor_out = work.join("floor.txt");
+    let floors = [false, true].map(|decode| {
+        let name = if decode {
+            "read_floor --decode"
+        } else {
+            "read_floor"
+        };
+        timed(name.into(), a.runs, || {
+            floor(&floor_bin, &file, decode, &floor_out)
+        })
+    });
     for single in [false, true] {
         let name = format!(
             "suricata {} ({})",
@@ -486,6 +525,25 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             plain_only.cpu.as_secs_f64() * 1e9 / n as f64,
         ),
     }
+    let [read_only, decoded] = floors;
+    let (read_only, decoded) = (read_only?, decoded?);
+    let hs = sensor.found.handshakes.max(1) as f64;
+    let us = |r: &Timed| r.cpu.as_secs_f64() * 1e6 / hs;
+    println!(
+        "floor under the sensor, its own reader and nothing else: reading every frame {:.1} µs CPU per handshake, \
+         and decoding each {:.1}; the sensor's work above that {:.1} ({} frames{})",
+        us(&read_only),
+        us(&decoded),
+        us(sensor) - us(&decoded),
+        decoded.found.frames,
+        if read_only.found.frames == sensor.found.frames
+            && decoded.found.frames == sensor.found.frames
+        {
+            ", as many as the sensor read".to_string()
+        } else {
+            format!(", the sensor read {}: NOT THE SAME", sensor.found.frames)
+        }
+    );
     let per_hs = |r: &Timed| r.us_per_handshake().unwrap_or(f64::NAN);
     println!(
         "sensor 1x -> 4x: handshakes {} -> {} ({}), µs CPU per handshake {:.1} -> {:.1}, peak RSS {:.1} -> {:.1} MiB",
