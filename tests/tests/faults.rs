@@ -309,6 +309,28 @@ fn pair(tag: &str, net: &str) -> (Netns, Netns) {
     (client, server)
 }
 
+/// A client and a server namespace (two pods) routed through a third (the
+/// node): `{net}.1.2` behind the node's `hc0`, `{net}.2.2` behind its
+/// `hs0`. Returns (client, node, server).
+fn pods(tag: &str, net: &str) -> (Netns, Netns, Netns) {
+    let (client, node, server) = (Netns::new(tag), Netns::new(tag), Netns::new(tag));
+    for (pod, side, host, subnet) in [(&client, "pc0", "hc0", 1), (&server, "ps0", "hs0", 2)] {
+        run(Command::new("ip").args([
+            "link", "add", side, "netns", &pod.name, "type", "veth", "peer", "name", host, "netns",
+            &node.name,
+        ]));
+        pod.sh_out(&format!(
+            "ip addr add {net}.{subnet}.2/24 dev {side} && ip link set {side} up \
+             && ip route add default via {net}.{subnet}.1"
+        ));
+        node.sh_out(&format!(
+            "ip addr add {net}.{subnet}.1/24 dev {host} && ip link set {host} up"
+        ));
+    }
+    node.sh_out("sysctl -qw net.ipv4.ip_forward=1");
+    (client, node, server)
+}
+
 fn s_server(ns: &Netns, pki: &Pki, port: u16) -> Reaped {
     peers::s_server(ns, pki, port, "srv", &[])
 }
@@ -426,31 +448,55 @@ fn program_time(ids: &[u32]) -> (Duration, u64) {
 }
 
 /// Short TLS connections as fast as `openssl s_time` makes them: every
-/// one of them is a handshake record, or a drop the kernel counted.
-/// Prints the rate and the CPU per handshake: the sensor's process and its
-/// kernel programs (BPF run-time statistics, on for the test's length).
+/// one of them is a handshake record, or a drop the kernel counted. The
+/// sensor runs in the client's namespace, so every connection is local to
+/// it (as on a node's own services) and its own-socket check is at work.
 #[test]
 fn a_connection_storm_loses_no_handshake_uncounted() {
     require_root();
-    let secs: u64 = std::env::var("REL_STORM_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
     let pki = pki();
     let (client, server) = pair("storm", "10.89.0");
     let _srv = s_server(&server, &pki, 4443);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
     let sensor = Sensor::start(&client, &["-i", "rc0"], "attached");
+    storm("local", &client, sensor, "10.89.0.2", 4443);
+}
+
+/// The same storm as a DaemonSet sees it: client and server each in a
+/// namespace of its own (two pods), the sensor in the one that routes
+/// between them (the node) on both veths. Every packet is seen twice, and
+/// no connection is local to the sensor.
+#[test]
+fn a_connection_storm_between_pods_loses_no_handshake_uncounted() {
+    require_root();
+    let pki = pki();
+    let (client, node, server) = pods("storm-pods", "10.90");
+    let _srv = s_server(&server, &pki, 4443);
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
+    let mut sensor = Sensor::start(&node, &["-i", "hc0", "-i", "hs0"], "attached");
+    sensor.saw("interface=hc0 ethernet");
+    sensor.saw("interface=hs0 ethernet");
+    storm("between pods", &client, sensor, "10.90.2.2", 4443);
+}
+
+/// Two `openssl s_time` clients in `client` (one per core) against
+/// `server`:`port` for REL_STORM_SECS [10] while `sensor` watches. Prints
+/// the rate and the CPU per handshake: the sensor's process and its kernel
+/// programs (BPF run-time statistics, which the caller turns on).
+fn storm(what: &str, client: &Netns, sensor: Sensor, server: &str, port: u16) {
+    let secs: u64 = std::env::var("REL_STORM_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let programs = programs_of(sensor.pid());
     let cpu0 = thread_cpu(sensor.pid());
     let (bpf0, runs0) = program_time(&programs);
     let t0 = Instant::now();
-    // Two clients: one per core; each connection is a full handshake.
     let clients: Vec<_> = (0..2)
         .map(|_| {
             client
                 .cmd("openssl")
-                .args(["s_time", "-connect", "10.89.0.2:4443", "-new"])
+                .args(["s_time", "-connect", &format!("{server}:{port}"), "-new"])
                 .args(["-time", &secs.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -478,14 +524,14 @@ fn a_connection_storm_loses_no_handshake_uncounted() {
     let (bpf1, runs1) = program_time(&programs);
     let (bpf, runs) = (bpf1 - bpf0, runs1 - runs0);
     let (lines, _) = sensor.stop();
-    let seen = handshakes_to(&lines, 4443).len() as u64;
+    let seen = handshakes_to(&lines, port).len() as u64;
     let s = summary(&lines);
     let k = |n: &str| s["kernel"][n].as_u64().unwrap_or(0);
     let counted_drops = k("ring_buffer_full") + k("flow_map_full") + k("plain_map_full");
     let process = cpu.as_secs_f64();
     let per = |s: f64| s * 1e6 / seen.max(1) as f64;
     eprintln!(
-        "storm: {made} TLS connections in {:.1} s ({:.0}/s); {seen} handshake records; \
+        "storm ({what}): {made} TLS connections in {:.1} s ({:.0}/s); {seen} handshake records; \
          drops counted {counted_drops} (ring {}, flow map {}); sensor process CPU {process:.3} s \
          = {:.1} µs per handshake; its {} kernel programs {:.3} s over {runs} runs \
          ({:.0} ns a run) = {:.1} µs per handshake; end to end {:.1} µs per handshake",
