@@ -330,5 +330,66 @@ fn reassembly(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, client_hello, tls12_handshake, reassembly);
+/// The commonest segment of a capture: one of a connection the pipeline
+/// only counts (plain HTTP here, decided at its request), a full-sized
+/// segment from the server and the client's ACK, through the whole
+/// pipeline of one long-lived `sensor analyze`.
+fn counted_only(c: &mut Criterion) {
+    let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40000);
+    let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 80);
+    let flags = |syn, ack| TcpFlags {
+        syn,
+        ack,
+        ..Default::default()
+    };
+    let seg = |from_client: bool, seq: u32, flags, timestamp_us, payload| Segment {
+        flow: if from_client {
+            FlowKey {
+                src: client,
+                dst: server,
+            }
+        } else {
+            FlowKey {
+                src: server,
+                dst: client,
+            }
+        },
+        seq,
+        flags,
+        timestamp_us,
+        conn_start_us: None,
+        payload,
+    };
+    let request = b"GET /bulk HTTP/1.1\r\nHost: bench.example\r\n\r\n";
+    let (cisn, sisn) = (1_000u32, 900_000u32);
+    let mut p = Pipeline::new(PipelineConfig::default(), JsonLines::new(std::io::sink()));
+    let t0 = 1_700_000_000_000_000i64;
+    p.segment(&seg(true, cisn, flags(true, false), t0, &[]));
+    p.segment(&seg(false, sisn, flags(true, true), t0, &[]));
+    p.segment(&seg(true, cisn + 1, flags(false, true), t0, &[]));
+    p.segment(&seg(true, cisn + 1, flags(false, true), t0, request));
+    let cseq = cisn + 1 + request.len() as u32;
+    let body = vec![b'x'; MSS];
+    let (mut sseq, mut now) = (sisn + 1, t0);
+    let mut g = c.benchmark_group("counted_only");
+    g.throughput(Throughput::Elements(2));
+    g.bench_function("plain_segment_and_ack", |b| {
+        b.iter(|| {
+            now += 10;
+            p.segment(black_box(&seg(false, sseq, flags(false, true), now, &body)));
+            sseq = sseq.wrapping_add(MSS as u32);
+            p.segment(black_box(&seg(true, cseq, flags(false, true), now, &[])));
+        })
+    });
+    g.finish();
+    // The path measured is the one named: a plaintext connection counted,
+    // never parsed as TLS.
+    let (_, stats) = p.finish();
+    assert_eq!(
+        (stats.accounting.plaintext_flows, stats.tls.not_tls, stats.handshakes),
+        (1, 1, 0)
+    );
+}
+
+criterion_group!(benches, client_hello, tls12_handshake, reassembly, counted_only);
 criterion_main!(benches);
