@@ -1,6 +1,8 @@
 //! Service-mesh classification from the ClientHello alone (SNI, offered
 //! ALPN, server port), with the identity the SNI carries.
 
+use std::borrow::Cow;
+
 use crate::model::Connection;
 pub use crate::model::{Mesh, MeshKind};
 
@@ -20,10 +22,10 @@ const LINKERD_MARK: &str = ".serviceaccount.identity.linkerd.";
 
 /// `outbound_.PORT_.SUBSET_.HOST` → `host:port[/subset]`.
 fn istio_sni(sni: &str) -> Option<String> {
-    let mut parts = sni.splitn(4, "_.");
-    if parts.next()? != "outbound" {
-        return None;
-    }
+    // Most SNIs are no mesh's: a prefix test turns them away before a
+    // substring searcher is built for them.
+    let rest = sni.strip_prefix("outbound_.")?;
+    let mut parts = rest.splitn(3, "_.");
     let port = parts.next()?;
     let subset = parts.next()?;
     let host = parts.next()?;
@@ -38,6 +40,11 @@ fn istio_sni(sni: &str) -> Option<String> {
 
 /// `SA.NS.serviceaccount.identity.linkerd.TRUST-DOMAIN` → `system:serviceaccount:NS:SA`.
 fn linkerd_sni(sni: &str) -> Option<String> {
+    // The mark holds the label `linkerd`: looking for that label first
+    // spares other SNIs the substring searcher.
+    if !sni.split('.').any(|label| label == "linkerd") {
+        return None;
+    }
     let (who, _) = sni.split_once(LINKERD_MARK)?;
     let (sa, ns) = who.rsplit_once('.')?;
     (!sa.is_empty() && !ns.is_empty()).then(|| format!("system:serviceaccount:{ns}:{sa}"))
@@ -66,7 +73,15 @@ pub fn apply(conn: &mut Connection) {
 }
 
 pub fn classify(sni: Option<&str>, alpn_offered: &[String], server_port: u16) -> Option<Mesh> {
-    let sni = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+    // Copied only when there is a capital to lower.
+    let sni = sni.map(|s| {
+        let s = s.trim_end_matches('.');
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    });
     let sni = sni.as_deref();
     let offers = |p: &str| alpn_offered.iter().any(|a| a == p);
     let istio_identity = sni.and_then(istio_sni);
@@ -181,6 +196,20 @@ mod tests {
             c(Some("api.example.com"), &["transport.l5d.io/v1"], 4143),
             Some((MeshKind::Linkerd, None))
         );
+        // The SNI alone names it, whatever its case and a root's dot; a
+        // service account's name may hold dots of its own.
+        assert_eq!(
+            c(
+                Some("Web.v2.Shop.ServiceAccount.identity.linkerd.cluster.local."),
+                &[],
+                4143
+            ),
+            Some((
+                MeshKind::Linkerd,
+                Some("system:serviceaccount:shop:web.v2".into())
+            ))
+        );
+        assert_eq!(c(Some("linkerd.example.com"), &[], 443), None);
     }
 
     #[test]
