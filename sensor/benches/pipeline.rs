@@ -386,10 +386,20 @@ fn counted_only(c: &mut Criterion) {
     // never parsed as TLS.
     let (_, stats) = p.finish();
     assert_eq!(
-        (stats.accounting.plaintext_flows, stats.tls.not_tls, stats.handshakes),
+        (
+            stats.accounting.plaintext_flows,
+            stats.tls.not_tls,
+            stats.handshakes
+        ),
         (1, 1, 0)
     );
 }
 
-criterion_group!(benches, client_hello, tls12_handshake, reassembly, counted_only);
+criterion_group!(
+    benches,
+    client_hello,
+    tls12_handshake,
+    reassembly,
+    counted_only
+);
 criterion_main!(benches);
