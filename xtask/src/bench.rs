@@ -383,7 +383,7 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
     // What reading the file at all costs, and decoding its frames, from the
     // same page cache: the sensor's cost per handshake is read against these.
     let floor_out = work.join("floor.txt");
-    let floors = [false, true].map(|decode| {
+    let floor_run = |decode: bool| {
         let name = if decode {
             "read_floor --decode"
         } else {
@@ -392,7 +392,8 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
         timed(name.into(), a.runs, || {
             floor(&floor_bin, &file, decode, &floor_out)
         })
-    });
+    };
+    let (read_only, decoded) = (floor_run(false)?, floor_run(true)?);
     for single in [false, true] {
         let name = format!(
             "suricata {} ({})",
@@ -525,8 +526,6 @@ fn analyze(a: AnalyzeArgs) -> Result<()> {
             plain_only.cpu.as_secs_f64() * 1e9 / n as f64,
         ),
     }
-    let [read_only, decoded] = floors;
-    let (read_only, decoded) = (read_only?, decoded?);
     let hs = sensor.found.handshakes.max(1) as f64;
     let us = |r: &Timed| r.cpu.as_secs_f64() * 1e6 / hs;
     println!(

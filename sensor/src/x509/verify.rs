@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use foldhash::fast::RandomState;
 use foldhash::{HashMap, HashMapExt};
-
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::prelude::*;
