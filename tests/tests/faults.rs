@@ -282,30 +282,32 @@ fn attached_programs(ns: &Netns, dev: &str) -> usize {
     tcx + filters
 }
 
+/// A veth from `a`'s `a_if` to `b`'s `b_if`, each end up with its address
+/// (a /24).
+fn veth(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    run(Command::new("ip").args([
+        "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ]));
+    for (ns, iface, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        ns.sh_out(&format!(
+            "ip addr add {addr}/24 dev {iface} && ip link set {iface} up"
+        ));
+    }
+}
+
 /// Two namespaces joined by a veth; returns (client, server).
 fn pair(tag: &str, net: &str) -> (Netns, Netns) {
     let client = Netns::new(tag);
     let server = Netns::new(tag);
-    run(Command::new("ip").args([
-        "link",
-        "add",
+    veth(
+        &client,
         "rc0",
-        "netns",
-        &client.name,
-        "type",
-        "veth",
-        "peer",
-        "name",
+        &format!("{net}.1"),
+        &server,
         "rs0",
-        "netns",
-        &server.name,
-    ]));
-    client.sh_out(&format!(
-        "ip addr add {net}.1/24 dev rc0 && ip link set rc0 up"
-    ));
-    server.sh_out(&format!(
-        "ip addr add {net}.2/24 dev rs0 && ip link set rs0 up"
-    ));
+        &format!("{net}.2"),
+    );
     (client, server)
 }
 
@@ -315,17 +317,9 @@ fn pair(tag: &str, net: &str) -> (Netns, Netns) {
 fn pods(tag: &str, net: &str) -> (Netns, Netns, Netns) {
     let (client, node, server) = (Netns::new(tag), Netns::new(tag), Netns::new(tag));
     for (pod, side, host, subnet) in [(&client, "pc0", "hc0", 1), (&server, "ps0", "hs0", 2)] {
-        run(Command::new("ip").args([
-            "link", "add", side, "netns", &pod.name, "type", "veth", "peer", "name", host, "netns",
-            &node.name,
-        ]));
-        pod.sh_out(&format!(
-            "ip addr add {net}.{subnet}.2/24 dev {side} && ip link set {side} up \
-             && ip route add default via {net}.{subnet}.1"
-        ));
-        node.sh_out(&format!(
-            "ip addr add {net}.{subnet}.1/24 dev {host} && ip link set {host} up"
-        ));
+        let (pod_addr, host_addr) = (format!("{net}.{subnet}.2"), format!("{net}.{subnet}.1"));
+        veth(pod, side, &pod_addr, &node, host, &host_addr);
+        pod.sh_out(&format!("ip route add default via {host_addr}"));
     }
     node.sh_out("sysctl -qw net.ipv4.ip_forward=1");
     (client, node, server)
