@@ -806,3 +806,129 @@ fn batched_deletes_remove_every_flow_once_and_skip_absent_keys() {
     }
     assert_eq!(k.flows.remove_all(&keys), 0);
 }
+
+/// A TLS record: content type, version 3.3, length, then `len` bytes.
+fn record(kind: u8, len: u16) -> Vec<u8> {
+    let mut r = vec![kind, 3, 3];
+    r.extend_from_slice(&len.to_be_bytes());
+    r.resize(5 + len as usize, 0x17);
+    r
+}
+
+/// The kernel follows each side's record headers and ships nothing of a
+/// side from its first application-data record on, without waiting for
+/// user space to close the flow; where it cannot follow the records for
+/// sure, it ships everything as before.
+#[test]
+fn a_sides_payload_from_its_first_application_data_record_on_is_not_shipped() {
+    for path in [Path::V4, Path::V6] {
+        let mut k = Kernel::load(None);
+        let (c, s) = addrs(path);
+        let (client, server) = (SocketAddr::new(c, 44000), SocketAddr::new(s, 443));
+        let hello = client_hello();
+        k.run(&segment(path, client, server, 100, &hello));
+        assert_eq!(k.shipped().len(), 1, "{path:?}: the ClientHello");
+
+        // The server's flight: ServerHello, ChangeCipherSpec and the start
+        // of an encrypted record, then the rest of that record.
+        let mut flight = server_reply();
+        flight.extend(record(20, 1));
+        let clear = flight.clone();
+        let appdata = record(23, 3000);
+        flight.extend(&appdata[..1000]);
+        k.run(&segment(path, server, client, 5000, &flight));
+        let rest = &appdata[1000..];
+        let after = 5000 + flight.len() as u32;
+        k.run(&segment(path, server, client, after, rest));
+        // Seen again at another place: a duplicate, not counted twice.
+        k.run(&segment(path, server, client, after, rest));
+        assert_eq!(
+            k.shipped(),
+            vec![(server, client, 5000, clear)],
+            "{path:?}: the flight up to its first application data"
+        );
+        assert_eq!(k.counter(Counter::PastHandshake), 2, "{path:?}");
+        assert_eq!(k.counter(Counter::Duplicates), 1, "{path:?}");
+
+        // The client's second flight (TLS 1.2: key exchange, ChangeCipherSpec,
+        // encrypted Finished) is no application data: shipped. Its
+        // application data is not, from the first record on.
+        let mut second = record(22, 70);
+        second.extend(record(20, 1));
+        second.extend(record(22, 40));
+        let at = 100 + hello.len() as u32;
+        k.run(&segment(path, client, server, at, &second));
+        let at = at + second.len() as u32;
+        k.run(&segment(path, client, server, at, &record(23, 300)));
+        k.run(&segment(path, client, server, at + 305, &record(23, 300)));
+        assert_eq!(
+            k.shipped(),
+            vec![(client, server, at - second.len() as u32, second.clone())],
+            "{path:?}: the client's second flight, no application data"
+        );
+        assert_eq!(k.counter(Counter::PastHandshake), 4, "{path:?}");
+
+        // A FIN still tells user space the side ended.
+        let fin = segment_with(
+            path,
+            server,
+            client,
+            after + rest.len() as u32,
+            Flags::Fin,
+            b"",
+        );
+        k.run(&fin);
+        assert_eq!(k.shipped().len(), 1, "{path:?}: the FIN");
+    }
+}
+
+/// Records the kernel cannot follow for sure (a segment that comes early,
+/// a record header split between two segments, a side that is not TLS)
+/// are shipped as before, within the budget.
+#[test]
+fn records_the_kernel_cannot_follow_are_shipped_as_before() {
+    let path = Path::V4;
+    let (c, s) = addrs(path);
+    let server = SocketAddr::new(s, 443);
+    let mut k = Kernel::load(None);
+    let reply = server_reply();
+    let tail = record(23, 200);
+    // Each case: the server's segments after its ServerHello, in the order sent.
+    let cases: [(&str, Vec<(u32, Vec<u8>)>); 3] = [
+        (
+            "early segment",
+            vec![(95 + 205, tail.clone()), (95, record(22, 200))],
+        ),
+        (
+            "split header",
+            vec![(95, vec![22, 3]), (97, [&[3, 0, 1, 0][..], &tail].concat())],
+        ),
+        ("not TLS", vec![(95, b"HTTP/1.1 200 OK\r\n\r\n".to_vec())]),
+    ];
+    for (i, (what, segments)) in cases.into_iter().enumerate() {
+        let client = SocketAddr::new(c, 45000 + i as u16);
+        k.run(&segment(path, client, server, 100, &client_hello()));
+        k.run(&segment(path, server, client, 0, &reply));
+        let mut sent = vec![0];
+        for (at, payload) in &segments {
+            k.run(&segment(path, server, client, *at, payload));
+            sent.push(*at);
+        }
+        // And application data once more: the walk is lost, so it ships.
+        let end = segments
+            .iter()
+            .map(|(a, p)| a + p.len() as u32)
+            .max()
+            .unwrap();
+        k.run(&segment(path, server, client, end, &tail));
+        sent.push(end);
+        let shipped: Vec<u32> = k
+            .shipped()
+            .into_iter()
+            .filter(|s| s.0 == server)
+            .map(|s| s.2)
+            .collect();
+        assert_eq!(shipped, sent, "{what}");
+    }
+    assert_eq!(k.counter(Counter::PastHandshake), 0);
+}
