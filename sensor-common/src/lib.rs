@@ -144,29 +144,9 @@ pub struct FlowState {
     /// (veth pair, loopback) is not shipped twice.
     pub last_seq: [u32; 2],
     pub last_len: [u32; 2],
-    /// The sequence number at which the direction's next TLS record
-    /// header starts, while `walk` is `WALK_RECORDS`.
-    pub next_record: [u32; 2],
-    /// How far the kernel follows the direction's records (`WALK_*`).
-    pub walk: [u32; 2],
     pub opened_ns: u64,
     pub last_ns: u64,
 }
-
-/// `FlowState::walk`: no payload seen yet in this direction; its first
-/// segment starts a record (a ClientHello's, or the answer to one).
-pub const WALK_UNSET: u32 = 0;
-/// Record headers followed from segment to segment: `next_record` is valid.
-pub const WALK_RECORDS: u32 = 1;
-/// Lost track (out of order, a header split between segments, too many
-/// records in one segment, not TLS): everything is shipped, as before.
-pub const WALK_LOST: u32 = 2;
-/// The direction sent its first application-data record: its clear
-/// flight is over, and user space needs nothing from that record on.
-pub const WALK_OVER: u32 = 3;
-/// Record headers read per segment at most: a clear flight's segment
-/// holds a few (handshake messages share records); past it the walk is lost.
-pub const WALK_MAX_RECORDS: usize = 8;
 
 /// Every TCP connection the kernel counts (the CONNS4 and CONNS6 maps,
 /// behind the same gate as FLOWS), from its SYN, or from its first payload
@@ -356,13 +336,9 @@ pub enum Counter {
     /// Handshake flows that replaced an earlier connection's on the same
     /// 4-tuple, which user space had not closed yet (port reuse).
     FlowsReplaced = 17,
-    /// Payload segments of a handshake flow of which nothing or only the
-    /// part before their direction's first application-data record was
-    /// shipped (`WALK_OVER`).
-    PastHandshake = 18,
 }
 
-pub const COUNTERS: usize = 19;
+pub const COUNTERS: usize = 18;
 
 impl Counter {
     pub const ALL: [Counter; COUNTERS] = [
@@ -384,7 +360,6 @@ impl Counter {
         Counter::PreambleFlows,
         Counter::PreamblePastBound,
         Counter::FlowsReplaced,
-        Counter::PastHandshake,
     ];
 
     pub fn name(self) -> &'static str {
@@ -407,7 +382,6 @@ impl Counter {
             Counter::PreambleFlows => "preamble_flows",
             Counter::PreamblePastBound => "preamble_past_bound",
             Counter::FlowsReplaced => "flows_replaced",
-            Counter::PastHandshake => "past_handshake",
         }
     }
 }

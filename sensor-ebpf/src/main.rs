@@ -31,11 +31,5 @@ mod chunks;
 #[path = "clock/coarse.rs"]
 mod clock;
 
-/// Whether each side's TLS record headers are followed: yes here, not in
-/// `sensor-ebpf-noloop` (the loop is too much for 5.10's verifier).
-#[cfg(target_arch = "bpf")]
-#[path = "records/follow.rs"]
-mod records;
-
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -3,8 +3,7 @@
 //! `PENDING` and tail-calls `tls_ship`, a program of its own whose bounded
 //! loop (Linux 5.3) the verifier walks once, from a single entry, instead
 //! of once per path through the parser. Same chunks, same records, same
-//! counters as the bpf_loop object (what is shipped differs only by
-//! `records/`).
+//! counters as the bpf_loop object.
 
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::{PerCpuArray, ProgramArray};

@@ -5,13 +5,11 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::bindings::{BPF_F_MMAPABLE, BPF_NOEXIST};
-use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes};
+use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap};
-use aya_ebpf::programs::TcContext;
 use sensor_common::{
-    Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, FlowKey, FlowState, GATE_SLOTS, WALK_LOST,
-    WALK_MAX_RECORDS, WALK_OVER, WALK_RECORDS, WALK_UNSET, gate_slot_mixed,
+    Counter, DEFAULT_BUDGET, DEFAULT_FLOW_ENTRIES, FlowKey, FlowState, GATE_SLOTS, gate_slot_mixed,
 };
 
 use super::count;
@@ -126,26 +124,12 @@ pub(super) const EEXIST: i32 = 17;
 /// (port reuse before user space closed that flow): it is replaced, for
 /// failing the insert would lose the new handshake.
 #[inline(always)]
-pub(super) fn open_flow(
-    key: &FlowKey,
-    gate: Option<*mut u64>,
-    hello: &Packet,
-    dir: usize,
-) -> Option<*mut FlowState> {
+pub(super) fn open_flow(key: &FlowKey, gate: Option<*mut u64>) -> Option<*mut FlowState> {
     let budget = unsafe { core::ptr::read_volatile(&BUDGET) } as u64;
     let now = unsafe { bpf_ktime_get_ns() };
-    // The ClientHello's segment starts a record: its direction's walk
-    // starts there; the other's at its first segment (WALK_UNSET).
-    let shift = 32 * dir as u64;
-    let next_record = (hello.seq as u64) << shift;
-    let walk = (WALK_RECORDS as u64) << shift;
-    // budget[2], last_seq[2], last_len[2], next_record[2], walk[2],
-    // opened_ns, last_ns.
+    // budget[2], last_seq[2], last_len[2], opened_ns, last_ns.
     let mut fresh = MaybeUninit::<FlowState>::uninit();
-    let fresh = words_into(
-        &mut fresh,
-        [budget | budget << 32, 0, 0, next_record, walk, now, now],
-    );
+    let fresh = words_into(&mut fresh, [budget | budget << 32, 0, 0, now, now]);
     // Raised before the insert: a packet on another CPU that finds
     // the flow in the map must not find its slot at zero.
     gate_add(gate, 1);
@@ -168,15 +152,9 @@ pub(super) fn open_flow(
 }
 
 /// A packet of an open flow: None when it was seen already (veth pair,
-/// loopback) or its direction's clear flight is over, else the payload
-/// bytes to ship, taken off the budget.
+/// loopback), else the payload bytes to ship, taken off the budget.
 #[inline(always)]
-pub(super) fn advance(
-    ctx: &TcContext,
-    state: &mut FlowState,
-    pkt: &Packet,
-    dir: usize,
-) -> Option<u32> {
+pub(super) fn advance(state: &mut FlowState, pkt: &Packet, dir: usize) -> Option<u32> {
     if state.last_seq[dir] == pkt.seq
         && state.last_len[dir] == pkt.payload_len as u32
         && pkt.payload_len > 0
@@ -188,22 +166,6 @@ pub(super) fn advance(
     state.last_len[dir] = pkt.payload_len as u32;
     state.last_ns = unsafe { bpf_ktime_get_ns() };
     let mut len = pkt.payload_len as u32;
-    if len > 0 {
-        let clear = if !crate::records::FOLLOW {
-            len
-        } else if state.walk[dir] == WALK_OVER {
-            0
-        } else {
-            walk_records(ctx, state, pkt, dir)
-        };
-        if clear < len {
-            count(Counter::PastHandshake, 1);
-            if clear == 0 {
-                return None;
-            }
-            len = clear;
-        }
-    }
     let budget = state.budget[dir];
     if len > budget {
         count(Counter::Truncated, 1);
@@ -212,83 +174,3 @@ pub(super) fn advance(
     state.budget[dir] = budget - len;
     Some(len)
 }
-
-/// Follows the direction's TLS record headers through a segment, so that
-/// the kernel sees a side's clear flight end without waiting for user
-/// space (which drains the ring every 100 ms, while a short connection's
-/// data and close follow its handshake within a millisecond). Returns how
-/// many of the segment's bytes come before the direction's first
-/// application-data record: nothing from there on is shipped
-/// (`WALK_OVER`). By then a TLS 1.3 server has sent its ServerHello, after
-/// which user space reads nothing, and a TLS 1.2 side its
-/// ChangeCipherSpec, which ends its clear flight for user space. Whatever
-/// the walk cannot follow for sure makes it `WALK_LOST`, which ships
-/// everything, as before.
-#[inline(always)]
-fn walk_records(ctx: &TcContext, state: &mut FlowState, pkt: &Packet, dir: usize) -> u32 {
-    let len = pkt.payload_len as u32;
-    let walk = state.walk[dir];
-    if walk == WALK_UNSET {
-        state.next_record[dir] = pkt.seq;
-        state.walk[dir] = WALK_RECORDS;
-    } else if walk != WALK_RECORDS {
-        return len;
-    }
-    // Where the next header is in this segment. Past the segment's end:
-    // the segment lies inside a record (or repeats bytes walked already).
-    // Before its start (wrapped): a segment came early, past a header not
-    // seen yet.
-    let mut off = state.next_record[dir].wrapping_sub(pkt.seq);
-    if off > u32::MAX / 2 {
-        state.walk[dir] = WALK_LOST;
-        return len;
-    }
-    for _ in 0..WALK_MAX_RECORDS {
-        if off >= len {
-            break;
-        }
-        // A header split between two segments: lost. Checked here, not
-        // left to the helper: on ingress a short frame's Ethernet padding
-        // follows the payload and would read as the header's rest.
-        if len - off < 5 {
-            state.walk[dir] = WALK_LOST;
-            return len;
-        }
-        let mut h = [0u8; 5];
-        let r = unsafe {
-            bpf_skb_load_bytes(
-                ctx.skb.skb as *const _,
-                (pkt.payload_off as u32).wrapping_add(off),
-                h.as_mut_ptr() as *mut _,
-                5,
-            )
-        };
-        let body = u16::from_be_bytes([h[3], h[4]]) as u32;
-        if r != 0
-            || h[1] != 3
-            || !(CONTENT_CCS..=CONTENT_HEARTBEAT).contains(&h[0])
-            || body > MAX_RECORD
-        {
-            state.walk[dir] = WALK_LOST;
-            return len;
-        }
-        if h[0] == CONTENT_APPDATA {
-            state.walk[dir] = WALK_OVER;
-            return off;
-        }
-        off += 5 + body;
-    }
-    if off >= len {
-        state.next_record[dir] = pkt.seq.wrapping_add(off);
-    } else {
-        state.walk[dir] = WALK_LOST;
-    }
-    len
-}
-
-/// TLS record content types (RFC 8446 section 5.1; heartbeat RFC 6520).
-const CONTENT_CCS: u8 = 20;
-const CONTENT_APPDATA: u8 = 23;
-const CONTENT_HEARTBEAT: u8 = 24;
-/// The longest record body TLS allows (2^14 + 2048, RFC 5246 section 6.2.3).
-const MAX_RECORD: u32 = (1 << 14) + 2048;

@@ -101,7 +101,7 @@ fn observe(ctx: &TcContext, ethernet: bool, direction: u8) -> Option<()> {
     };
     match FLOWS.get_ptr_mut(&key) {
         Some(state) => {
-            let len = advance(ctx, unsafe { &mut *state }, &pkt, dir)?;
+            let len = advance(unsafe { &mut *state }, &pkt, dir)?;
             ship(ctx, &pkt, len as usize, direction, false, 0);
             Some(())
         }
@@ -145,8 +145,8 @@ fn open_and_ship(
     start: bool,
     opened_ns: u64,
 ) -> Option<()> {
-    let state = open_flow(key, gate, pkt, dir)?;
-    let len = advance(ctx, unsafe { &mut *state }, pkt, dir)?;
+    let state = open_flow(key, gate)?;
+    let len = advance(unsafe { &mut *state }, pkt, dir)?;
     // The record of the packet that opened the flow says so: user space
     // sees no SYN and may still hold an earlier connection on this 4-tuple
     // (unless an upgrade preamble of this very connection came first).

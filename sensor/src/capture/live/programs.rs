@@ -63,10 +63,7 @@ impl FromStr for ShipMode {
 
 /// How the kernel walks a packet's payload chunk by chunk, that is which
 /// object is loaded. Both ship the same records within the same budget
-/// and count the same counters, except that only the bpf_loop object
-/// follows TLS record headers to stop shipping a side at its first
-/// application data (`past_handshake`); user space reads the same
-/// handshakes either way.
+/// and count the same counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ship {
     /// `bpf_loop` (Linux 5.17): `sensor-ebpf`.
